@@ -1,0 +1,59 @@
+# fcn: `make demo` and `make test` do all the set-up a fresh Debian 12 machine needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+MODELS := $(sort $(patsubst %/solve.py,%,$(wildcard */solve.py)))
+
+.PHONY: help setup setup-system venv caffe test lint demo nets bench clean $(MODELS)
+
+help:
+	@echo "make demo     the staged FCN-32s -> 16s -> 8s pipeline on a synthetic VOC dataset"
+	@echo "make test     lint and the test suite (does all set-up first)"
+	@echo "make setup    Debian packages, .venv, pycaffe built from source (cached)"
+	@echo "make caffe    (re)install pycaffe; CAFFE_SRC=/path/to/caffe, CUDA=1"
+	@echo "make nets     regenerate every model's prototxts;  make MODEL  one model"
+	@echo "make bench    Caffe vs PyTorch CPU speed and memory"
+	@echo "make clean    remove .venv and caches in the tree (not the build cache)"
+
+setup: setup-system venv caffe
+
+setup-system:
+	@bash scripts/setup_system.sh
+
+# The venv is rebuilt when the declared dependencies change.
+venv: $(VENV)/.installed
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "fcn needs Python >= 3.11, found " + sys.version' 
+	@test -x $(PY) || { echo "[setup] creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
+	@$(PIP) install --quiet --upgrade pip setuptools wheel
+	@echo "[setup] pip install -e . (dependencies from setup.cfg)"
+	@$(PIP) install --quiet -e '.[test]' || { echo "error: pip install failed: is PyPI reachable?" >&2; exit 1; }
+	@touch $@
+
+caffe: setup-system venv
+	@$(PY) scripts/build_caffe.py
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+demo: setup
+	$(PY) -m solvers.demo
+
+nets: setup
+	$(VENV)/bin/fcn-netgen --all
+
+$(MODELS): setup
+	$(VENV)/bin/fcn-netgen $@
+
+bench: setup
+	$(PIP) install --quiet -e '.[bench]'
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

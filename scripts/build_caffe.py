@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""Build pycaffe from source and install it into the running virtual environment.
+
+Run with the virtual environment's interpreter (``make caffe`` does): the build is
+configured from that interpreter (headers, numpy, boost_python for its version).
+
+Source: the pinned PyPI source distribution brocolli-caffe==9.0.2 (BVLC Caffe with
+extra layers), checked against its sha256, or a BVLC-layout tree named by CAFFE_SRC.
+The result is cached as a wheel in ~/.cache/fcn/caffe-<key>, keyed by the source,
+the generated Makefile.config, the Python version and numpy's ABI, so another clone
+on the same machine installs in seconds.  CUDA=1 builds with CUDA.
+"""
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import tempfile
+import textwrap
+import zipfile
+from pathlib import Path
+
+SDIST = 'brocolli-caffe'
+SDIST_VERSION = '9.0.2'
+SDIST_SHA256 = 'c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a'
+CACHE = Path(os.environ.get('FCN_CACHE', Path.home() / '.cache' / 'fcn'))
+RECIPE_VERSION = '3'  # bump when the build recipe changes, to invalidate caches
+CUDA_ARCH = ' '.join(f'-gencode arch=compute_{cc},code=sm_{cc}' for cc in (75, 80, 86, 89, 90)) \
+    + ' -gencode arch=compute_90,code=compute_90'
+
+
+class SetupError(Exception):
+    """A set-up step failed; the message says what to do."""
+
+
+def log(msg):
+    print(f'[caffe] {msg}', flush=True)
+
+
+def run(cmd, **kw):
+    log('$ ' + ' '.join(map(str, cmd)))
+    subprocess.run(cmd, check=True, **kw)
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --- source ---------------------------------------------------------------------
+
+def fetch_sdist():
+    """Download the pinned sdist into the cache (once) and verify its hash."""
+    dest = CACHE / 'src'
+    tarball = dest / f'{SDIST}-{SDIST_VERSION}.tar.gz'
+    if tarball.exists() and sha256(tarball) == SDIST_SHA256:
+        return tarball
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest) as tmp:
+        cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--no-binary', ':all:',
+               '--no-build-isolation', '-d', tmp, f'{SDIST}=={SDIST_VERSION}']
+        log('downloading the Caffe source distribution from PyPI')
+        try:
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        except subprocess.CalledProcessError:
+            raise SetupError(
+                f'downloading {SDIST}=={SDIST_VERSION} from PyPI failed.\n'
+                f'Check the network, or fetch it elsewhere and put it at {tarball}, '
+                'or build your own tree with CAFFE_SRC=/path/to/caffe make caffe.') from None
+        got = Path(tmp) / tarball.name
+        digest = sha256(got)
+        if digest != SDIST_SHA256:
+            raise SetupError(f'{got.name} has sha256 {digest}, expected {SDIST_SHA256}; refusing to build it.')
+        got.replace(tarball)
+    return tarball
+
+
+def unpack(tarball, into):
+    with tarfile.open(tarball) as tar:
+        tar.extractall(into, filter='data')
+    (top,) = [p for p in Path(into).iterdir() if p.is_dir()]
+    return top
+
+
+def check_tree(src):
+    needed = ['Makefile', 'src/caffe/proto/caffe.proto', 'python/caffe/_caffe.cpp',
+              'include/caffe/layers/python_layer.hpp']
+    missing = [n for n in needed if not (src / n).exists()]
+    if missing:
+        raise SetupError(f'CAFFE_SRC={src} is not a BVLC Caffe tree: missing {", ".join(missing)}')
+
+
+def tree_digest(src):
+    """A digest of a user's tree: every source file's path and contents."""
+    h = hashlib.sha256()
+    for sub in ('Makefile', 'include', 'src', 'python/caffe'):
+        for p in sorted((src / sub).rglob('*') if (src / sub).is_dir() else [src / sub]):
+            if p.is_file() and p.suffix not in ('.pyc', '.o'):
+                h.update(str(p.relative_to(src)).encode())
+                h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+# --- configuration -------------------------------------------------------------
+
+def find_cuda():
+    """nvcc's root and the include/lib dirs of cuBLAS and cuRAND, or SetupError naming what is missing."""
+    nvcc = shutil.which('nvcc') or next(
+        (str(p) for p in [Path(os.environ.get('CUDA_HOME', '/usr/local/cuda')) / 'bin' / 'nvcc'] if p.exists()), None)
+    roots = [Path(nvcc).resolve().parent.parent] if nvcc else []
+    site = Path(sysconfig.get_paths()['purelib'])
+    include_dirs, lib_dirs, missing = [], [], []
+    if not nvcc:
+        missing.append('nvcc (install the CUDA toolkit, or put it on PATH / set CUDA_HOME)')
+    for name, header, lib in (('cuBLAS', 'cublas_v2.h', 'cublas'), ('cuRAND', 'curand.h', 'curand')):
+        candidates = roots + [site / 'nvidia' / lib, site / 'nvidia' / 'cu13', site / 'nvidia' / 'cu12']
+        inc = next((c / 'include' for c in candidates if (c / 'include' / header).exists()), None)
+        libdir = next((d for c in candidates for d in (c / 'lib', c / 'lib64')
+                       if any(d.glob(f'lib{lib}.so*'))), None)
+        if inc is None or libdir is None:
+            missing.append(f'{name} ({header}, lib{lib}.so): e.g. .venv/bin/pip install nvidia-{lib}')
+            continue
+        include_dirs.append(inc)
+        lib_dirs.append(libdir)
+    if missing:
+        raise SetupError('CUDA=1 but these were not found:\n  ' + '\n  '.join(missing))
+    return roots[0], sorted(set(include_dirs)), sorted(set(lib_dirs))
+
+
+def ensure_unversioned(lib_dirs, libs, into):
+    """The PyPI CUDA wheels ship only libX.so.N; the linker wants libX.so."""
+    into.mkdir(parents=True, exist_ok=True)
+    for d in lib_dirs:
+        for lib in libs:
+            versioned = sorted(d.glob(f'lib{lib}.so.*'))
+            if versioned and not (d / f'lib{lib}.so').exists():
+                link = into / f'lib{lib}.so'
+                link.unlink(missing_ok=True)
+                link.symlink_to(versioned[0])
+    return into
+
+
+def makefile_config(cuda):
+    import numpy
+    py_include = sysconfig.get_paths()['include']
+    py_libdir = sysconfig.get_config_var('LIBDIR')
+    ver = f'{sys.version_info.major}{sys.version_info.minor}'
+    dotted = f'{sys.version_info.major}.{sys.version_info.minor}'
+    multiarch = sysconfig.get_config_var('MULTIARCH') or 'x86_64-linux-gnu'
+    include_dirs = [py_include, numpy.get_include(), '/usr/local/include', '/usr/include/hdf5/serial']
+    lib_dirs = [py_libdir, '/usr/local/lib', '/usr/lib', f'/usr/lib/{multiarch}/hdf5/serial']
+    rpaths = ['\\$$ORIGIN', py_libdir]
+    lines = [
+        '# generated by scripts/build_caffe.py',
+        'USE_CUDNN := 0', 'USE_OPENCV := 0', 'USE_LEVELDB := 0', 'USE_LMDB := 0',
+        'BLAS := open',
+        f'BLAS_INCLUDE := /usr/include/{multiarch}/openblas-pthread',
+        f'PYTHON_LIBRARIES := boost_python{ver} python{dotted}',
+        'WITH_PYTHON_LAYER := 1',
+        'Q ?= @',
+    ]
+    if cuda:
+        root, cu_inc, cu_lib = cuda
+        cu_lib = cu_lib + [ensure_unversioned(cu_lib, ['cublas', 'curand', 'cublasLt'], CACHE / 'cuda-links')]
+        include_dirs += [str(p) for p in cu_inc]
+        lib_dirs += [str(p) for p in cu_lib]
+        rpaths += [str(p) for p in cu_lib]
+        lines += [f'CUDA_DIR := {root}', f'CUDA_ARCH := {CUDA_ARCH}']
+    else:
+        lines.insert(1, 'CPU_ONLY := 1')
+    lines += [
+        f'INCLUDE_DIRS := {" ".join(include_dirs)}',
+        f'LIBRARY_DIRS := {" ".join(lib_dirs)}',
+        # _caffe.so finds libcaffe.so beside it: no LD_LIBRARY_PATH needed.
+        'LINKFLAGS += ' + ' '.join(f'-Wl,-rpath,{r}' for r in rpaths),
+        'COMMON_FLAGS += -O2',
+    ]
+    return '\n'.join(lines) + '\n'
+
+
+# --- build and package ---------------------------------------------------------
+
+def build(src, config):
+    (src / 'Makefile.config').write_text(config)
+    jobs = str(os.cpu_count() or 2)
+    try:
+        run(['make', f'-j{jobs}', 'lib', 'py'], cwd=src)
+    except subprocess.CalledProcessError:
+        raise SetupError(f'the Caffe build failed in {src}; the compiler output above says where. '
+                         'Missing headers usually mean a missing Debian package: run make setup-system.') from None
+    # The shipped caffe_pb2.py is stale (fails under current protobuf): always regenerate.
+    run(['protoc', '--proto_path=src/caffe/proto', '--python_out=python/caffe/proto',
+         'src/caffe/proto/caffe.proto'], cwd=src)
+
+
+def make_wheel(src, out_dir, key):
+    """Package python/caffe + libcaffe.so as a wheel; _caffe.so's rpath is $ORIGIN."""
+    pkg = src / 'python' / 'caffe'
+    lib = next((src / '.temp_release' / 'lib').glob('libcaffe.so.*'), None) or \
+        next((src / '.build_release' / 'lib').glob('libcaffe.so.*'), None)
+    if lib is None:
+        raise SetupError(f'libcaffe.so not found under {src} after the build')
+    tag = f'cp{sys.version_info.major}{sys.version_info.minor}'
+    name = f'caffe-1.0.0+fcn.{key[:12]}-{tag}-{tag}-linux_x86_64.whl'
+    dist_info = f'caffe-1.0.0+fcn.{key[:12]}.dist-info'
+    files = {}
+    for p in sorted(pkg.rglob('*')):
+        rel = p.relative_to(pkg)
+        if p.is_file() and '__pycache__' not in rel.parts and 'test' not in rel.parts and p.suffix != '.cpp':
+            files[f'caffe/{rel}'] = p.read_bytes()
+    files[f'caffe/{lib.name}'] = lib.read_bytes()
+    files[f'{dist_info}/METADATA'] = textwrap.dedent(f'''\
+        Metadata-Version: 2.1
+        Name: caffe
+        Version: 1.0.0+fcn.{key[:12]}
+        Summary: pycaffe built from {SDIST} {SDIST_VERSION} by fcn (scripts/build_caffe.py)
+        ''').encode()
+    files[f'{dist_info}/WHEEL'] = f'Wheel-Version: 1.0\nGenerator: fcn\nRoot-Is-Purelib: false\nTag: {tag}-{tag}-linux_x86_64\n'.encode()
+    record = ''.join(f'{n},sha256={hashlib.sha256(b).hexdigest()},{len(b)}\n' for n, b in files.items())
+    files[f'{dist_info}/RECORD'] = (record + f'{dist_info}/RECORD,,\n').encode()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / (name + '.part')
+    with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_DEFLATED) as z:
+        for n, b in files.items():
+            info = zipfile.ZipInfo(n, date_time=(2020, 1, 1, 0, 0, 0))
+            info.external_attr = (0o755 if n.endswith('.so') or '.so.' in n else 0o644) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, b)
+    tmp.replace(out_dir / name)  # atomic: a cache entry is whole or absent
+    return out_dir / name
+
+
+def install(wheel):
+    run([sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps', '--force-reinstall', str(wheel)])
+    check = 'import caffe, caffe.coord_map; print("caffe", caffe.__version__, "from", caffe.__file__)'
+    if subprocess.run([sys.executable, '-c', check], cwd='/').returncode:
+        raise SetupError(f'pycaffe was installed from {wheel} but does not import (see above); '
+                         'make clean && make setup rebuilds the environment.')
+
+
+def installed_key():
+    try:
+        from importlib.metadata import version
+        return version('caffe').partition('+fcn.')[2]
+    except Exception:
+        return None
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--src', default=os.environ.get('CAFFE_SRC') or None,
+                    help='a BVLC-layout Caffe tree to build instead of the pinned sdist (env CAFFE_SRC)')
+    ap.add_argument('--cuda', action='store_true', default=os.environ.get('CUDA', '0') not in ('', '0'),
+                    help='build with CUDA (env CUDA=1)')
+    ap.add_argument('--force', action='store_true', help='rebuild even when a cached build exists')
+    args = ap.parse_args(argv)
+    if sys.prefix == sys.base_prefix:
+        raise SetupError('run this with the virtual environment\'s Python (make caffe does)')
+
+    cuda = find_cuda() if args.cuda else None
+    user_tree = Path(args.src).resolve() if args.src else None
+    if user_tree:
+        check_tree(user_tree)
+    source_id = 'tree:' + tree_digest(user_tree) if user_tree else 'sdist:' + SDIST_SHA256
+    import numpy
+    config = makefile_config(cuda)
+    key = hashlib.sha256('\n'.join([RECIPE_VERSION, source_id, config, sys.version,
+                                    numpy.__version__.split('.')[0]]).encode()).hexdigest()
+    if installed_key() == key[:12] and not args.force:
+        log(f'up to date (cache key {key[:12]})')
+        return
+    cached = CACHE / f'caffe-{key[:16]}'
+    wheel = next(cached.glob('*.whl'), None)
+    if wheel is None or args.force:
+        log(f'building {"CUDA" if cuda else "CPU-only"} Caffe (cache key {key[:12]}); this takes a few minutes')
+        with tempfile.TemporaryDirectory(prefix='fcn-caffe-') as tmp:
+            if user_tree:  # build a copy: the user's tree is left as it is
+                src = Path(tmp) / 'caffe'
+                shutil.copytree(user_tree, src, ignore=shutil.ignore_patterns('.git', '.build_*', '.temp_*', 'build'))
+            else:
+                src = unpack(fetch_sdist(), tmp)
+            build(src, config)
+            wheel = make_wheel(src, cached, key)
+    else:
+        log(f'using the cached build {wheel}')
+    install(wheel)
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except SetupError as e:
+        print(f'\nerror: {e}', file=sys.stderr)
+        sys.exit(1)
