@@ -222,7 +222,8 @@ def make_wheel(src, out_dir, key):
         Version: 1.0.0+fcn.{key[:12]}
         Summary: pycaffe built from {SDIST} {SDIST_VERSION} by fcn (scripts/build_caffe.py)
         ''').encode()
-    files[f'{dist_info}/WHEEL'] = f'Wheel-Version: 1.0\nGenerator: fcn\nRoot-Is-Purelib: false\nTag: {tag}-{tag}-linux_x86_64\n'.encode()
+    files[f'{dist_info}/WHEEL'] = (f'Wheel-Version: 1.0\nGenerator: fcn\nRoot-Is-Purelib: false\n'
+                                   f'Tag: {tag}-{tag}-linux_x86_64\n').encode()
     record = ''.join(f'{n},sha256={hashlib.sha256(b).hexdigest()},{len(b)}\n' for n, b in files.items())
     files[f'{dist_info}/RECORD'] = (record + f'{dist_info}/RECORD,,\n').encode()
     out_dir.mkdir(parents=True, exist_ok=True)
