@@ -1,0 +1,219 @@
+"""Caffemodel files checked in Python before Caffe sees them, and the guard against untrained trunks.
+
+Caffe's `Net.copy_from` aborts the whole process on a missing file, a parse failure, a wrong number of
+blobs or a shape mismatch. `load_weights` checks all of that first, with the same rules Caffe applies
+(`Net::CopyTrainedLayersFrom`, `Blob::ShapeEquals`, `Blob::FromProto`), and raises `WeightsError`.
+"""
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from caffe.proto import caffe_pb2
+from google.protobuf.message import DecodeError
+
+CONVERT_HINT = 'make the trunk weights with `fcn-surgery convert` (or transplant them with `surgery.transplant`)'
+
+
+class WeightsError(ValueError):
+    """A weights file or a net's weights that cannot be used; the message says what to do."""
+
+
+@dataclass
+class LoadReport:
+    """What `load_weights` copied: layers loaded, file layers the net lacks, net layers the file lacks."""
+    path: Path
+    loaded: list = field(default_factory=list)
+    ignored: list = field(default_factory=list)
+    missing: list = field(default_factory=list)
+
+    def __str__(self):
+        lines = [f'{self.path}: loaded {len(self.loaded)} layers']
+        lines += [f'  ignored  {name} (not in the net)' for name in self.ignored]
+        lines += [f'  initial  {name} (not in the file: left at initialization)' for name in self.missing]
+        return '\n'.join(lines)
+
+
+def read_caffemodel(path):
+    """Parse a binary caffemodel into a NetParameter; a missing, empty or corrupt file is a WeightsError."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f'weights file {path} does not exist: check the path, or {CONVERT_HINT}')
+    if path.suffix in ('.h5', '.hdf5'):
+        raise WeightsError(f'{path}: HDF5 weights are not supported here; save the net as a binary .caffemodel')
+    data = path.read_bytes()
+    if not data:
+        raise WeightsError(f'weights file {path} is empty: download or write it again')
+    param = caffe_pb2.NetParameter()
+    try:
+        param.ParseFromString(data)
+    except DecodeError as e:
+        raise WeightsError(f'{path} is not a valid caffemodel (truncated or corrupt: {e}); '
+                           'download or write it again') from None
+    return param
+
+
+def blob_shape(blob):
+    """The shape a BlobProto declares: `shape.dim`, or the legacy 4D num/channels/height/width."""
+    if _is_legacy(blob):
+        return (blob.num, blob.channels, blob.height, blob.width)
+    return tuple(blob.shape.dim)
+
+
+def _is_legacy(blob):
+    return any(blob.HasField(name) for name in ('num', 'channels', 'height', 'width'))
+
+
+def shape_equals(shape, blob):
+    """Caffe's Blob::ShapeEquals: legacy 4D shapes index from the end, missing leading axes count as 1."""
+    shape = tuple(shape)
+    if _is_legacy(blob):
+        return len(shape) <= 4 and (1,) * (4 - len(shape)) + shape == blob_shape(blob)
+    return shape == blob_shape(blob)
+
+
+def file_layers(param):
+    """(name, blobs) for each layer of a NetParameter, V2 `layer` and old V1 (and V0) `layers` alike."""
+    for layer in param.layer:
+        yield layer.name, layer.blobs
+    for v1 in param.layers:
+        if v1.name or not v1.HasField('layer'):
+            yield v1.name, v1.blobs
+        else:  # V0: the definition and its blobs are nested one level down
+            yield v1.layer.name, v1.layer.blobs
+
+
+def net_layers(net):
+    """(name, blobs) for each layer of an instantiated caffe.Net, in order."""
+    return list(zip(net._layer_names, (layer.blobs for layer in net.layers), strict=True))
+
+
+def validate(net, param, path='weights'):
+    """Check a parsed caffemodel against a net as Caffe's copy_from would; return a LoadReport."""
+    targets = {}
+    for name, blobs in net_layers(net):
+        targets.setdefault(name, blobs)  # Caffe copies into the first layer of that name
+    report = LoadReport(Path(path))
+    for name, blobs in file_layers(param):
+        if name not in targets:
+            report.ignored.append(name)
+            continue
+        target = targets[name]
+        if len(target) != len(blobs):
+            raise WeightsError(f'{path}: layer {name!r} has {len(blobs)} blobs in the file but {len(target)} '
+                               'in the net: the file was made for a different net')
+        for i, (dst, src) in enumerate(zip(target, blobs, strict=True)):
+            _check_blob(path, name, i, tuple(dst.data.shape), src)
+        report.loaded.append(name)
+    if not report.loaded:
+        raise WeightsError(f'{path}: none of its layers matches a layer of the net: the file was made for a '
+                           f'different net (file layers: {[n for n, _ in file_layers(param)][:8]}...)')
+    loaded = set(report.loaded)
+    report.missing = [name for name, blobs in net_layers(net) if len(blobs) and name not in loaded]
+    return report
+
+
+def _check_blob(path, layer, index, shape, blob):
+    if not shape_equals(shape, blob):
+        raise WeightsError(f'{path}: layer {layer!r} blob {index} has shape {blob_shape(blob)} in the file but '
+                           f'{shape} in the net: the file was made for a different net or width')
+    count = int(np.prod(shape))
+    stored = len(blob.double_data) or len(blob.data)
+    if stored != count:
+        raise WeightsError(f'{path}: layer {layer!r} blob {index} holds {stored} values for shape {shape} '
+                           f'({count} expected): the file is truncated or corrupt; download or write it again')
+    diff = len(blob.double_diff) or len(blob.diff)
+    if diff and diff != count:
+        raise WeightsError(f'{path}: layer {layer!r} blob {index} holds {diff} diff values for shape {shape} '
+                           f'({count} expected): the file is corrupt')
+
+
+def load_weights(net, path):
+    """Validate the caffemodel at `path` against `net` in Python, then let Caffe copy it in.
+
+    Returns a LoadReport. Raises WeightsError naming the layer, the blob and both shapes on a mismatch,
+    and on a missing, truncated or corrupt file: Caffe would abort the process instead.
+    """
+    report = validate(net, read_caffemodel(path), path)
+    net.copy_from(str(path))
+    return report
+
+
+# The guard before training ------------------------------------------------------------------------
+
+TRUNK_TYPES = ('Convolution', 'InnerProduct')
+
+
+def trunk_layers(net):
+    """The learned feature layers: convolutions and fully connected layers that are not score layers.
+
+    Score layers (`score_fr`, `score_pool4`, ...) and the bilinear Deconvolutions are legitimately at their
+    initialization before training; everything else comes from the ILSVRC classifier.
+    """
+    return [name for name, layer in net.layer_dict.items()
+            if layer.type in TRUNK_TYPES and len(layer.blobs) and 'score' not in name]
+
+
+def check_trained_trunk(net, net_param=None):
+    """Refuse to train a net whose trunk was never given trained weights.
+
+    Raises WeightsError when every trunk weight is zero (Caffe's default constant filler: the net would
+    output all zeros) or when a trunk layer's kernel is still a constant filler (all values equal, as no
+    trained kernel is). Given the net's NetParameter, random fillers (gaussian, uniform, xavier, msra) are
+    recognized too, by the mean and spread of the kernel. Returns the trunk layer names otherwise.
+    """
+    trunk = trunk_layers(net)
+    if not trunk:
+        raise WeightsError('the net has no trunk layers (Convolution or InnerProduct outside the score layers)')
+    kernels = {name: net.params[name][0].data for name in trunk}
+    if not any(np.any(k) for k in kernels.values()):
+        raise WeightsError(f'every trunk weight of the net is zero ({len(trunk)} layers, {trunk[0]} ... '
+                           f'{trunk[-1]}): the net would output all zeros; {CONVERT_HINT}, then load them')
+    fillers = weight_fillers(net_param) if net_param is not None else {}
+    untrained = [name for name, k in kernels.items() if _constant(k) or _looks_random(k, fillers.get(name))]
+    if untrained:
+        raise WeightsError(f'trunk layers still at their fillers: {", ".join(untrained)}; they were never given '
+                           f'trained weights: {CONVERT_HINT}, or initialize them (e.g. surgery.init_color_d for '
+                           'conv1_1_bgrd)')
+    return trunk
+
+
+def weight_fillers(net_param):
+    """{layer name: weight FillerParameter} for the convolution and fully connected layers of a net."""
+    fillers = {}
+    for layer in net_param.layer:
+        if layer.type == 'Convolution':
+            fillers[layer.name] = layer.convolution_param.weight_filler
+        elif layer.type == 'InnerProduct':
+            fillers[layer.name] = layer.inner_product_param.weight_filler
+    return fillers
+
+
+def _constant(kernel):
+    return kernel.size > 1 and bool(np.all(kernel == kernel.flat[0]))
+
+
+def _filler_moments(filler, shape):
+    """Mean and standard deviation of the values Caffe's filler draws for a blob of this shape."""
+    count = int(np.prod(shape))
+    fan_in, fan_out = count / shape[0], count / shape[1] if len(shape) > 1 else count
+    norm = caffe_pb2.FillerParameter
+    n = {norm.FAN_IN: fan_in, norm.FAN_OUT: fan_out, norm.AVERAGE: (fan_in + fan_out) / 2}[filler.variance_norm]
+    if filler.type == 'gaussian':
+        return filler.mean, filler.std
+    if filler.type == 'uniform':
+        return (filler.min + filler.max) / 2, (filler.max - filler.min) / np.sqrt(12)
+    if filler.type == 'xavier':
+        return 0.0, 1 / np.sqrt(n)  # uniform on +-sqrt(3 / n)
+    if filler.type == 'msra':
+        return 0.0, np.sqrt(2 / n)
+    return None
+
+
+def _looks_random(kernel, filler, min_count=100):
+    """True when the kernel's mean and spread are those of its random filler within sampling error."""
+    moments = _filler_moments(filler, kernel.shape) if filler is not None and kernel.size >= min_count else None
+    if moments is None or moments[1] <= 0:
+        return False
+    mean, std = moments
+    n = kernel.size
+    return bool(abs(kernel.mean() - mean) < 5 * std / np.sqrt(n) and abs(kernel.std() / std - 1) < 5 / np.sqrt(n))
