@@ -1,0 +1,149 @@
+"""Score a segmentation net over a split, as the reference score.py does, and `fcn-score`.
+
+Every SoftmaxWithLoss layer of the net is an output to score: its bottoms are the score blob and the label
+blob, its top the loss (SIFT Flow has two: score_sem/sem/loss and score_geo/geo/loss_geo).
+"""
+import argparse
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from solvers.metrics import fast_hist, format_scores, scores
+
+
+@dataclass(frozen=True)
+class Output:
+    score: str   # the score blob (N x K x H x W)
+    label: str   # the ground truth blob (N x 1 x H x W)
+    loss: str    # the loss blob
+    summed: bool  # True when the loss is summed over pixels (normalize: false), False when averaged
+
+
+def loss_is_summed(loss_param):
+    """Caffe's rule: the legacy `normalize` field wins when set, else `normalization` (default VALID)."""
+    if loss_param.HasField('normalize'):
+        return not loss_param.normalize
+    return loss_param.normalization in (loss_param.BATCH_SIZE, loss_param.NONE)
+
+
+def outputs(net_param):
+    """The scored outputs of a NetParameter, in layer order."""
+    found = [Output(layer.bottom[0], layer.bottom[1], layer.top[0], loss_is_summed(layer.loss_param))
+             for layer in net_param.layer if layer.type == 'SoftmaxWithLoss']
+    if not found:
+        raise ValueError(f'net {net_param.name!r} has no SoftmaxWithLoss layer: nothing to score')
+    return found
+
+
+def split_size(net):
+    """Number of images in the split that the net's data layer reads (one image per forward)."""
+    for layer in net.layers:
+        if layer.type == 'Python' and hasattr(layer, 'indices'):
+            return len(layer.indices)
+    raise ValueError('the net has no Python data layer with an `indices` list: pass the number of images')
+
+
+class Accumulator:
+    """Confusion matrix and loss of one output, summed image by image."""
+
+    def __init__(self, n_classes):
+        self.hist = np.zeros((n_classes, n_classes), np.int64)
+        self.loss = 0.0      # summed over pixels and images
+        self.pixels = 0      # valid (non-void) pixels
+        self.images = 0
+
+    def add(self, gt, pred, loss, summed):
+        n = len(self.hist)
+        valid = int(((gt >= 0) & (gt < n)).sum())
+        self.hist += fast_hist(gt, pred, n)
+        self.loss += loss if summed else loss * valid
+        self.pixels += valid
+        self.images += 1
+
+    def result(self):
+        result = scores(self.hist)
+        result['loss'] = self.loss / max(self.images, 1)
+        result['loss_per_pixel'] = self.loss / max(self.pixels, 1)
+        return result
+
+
+def evaluate(net, outs, n_images, progress=True):
+    """Run `n_images` forward passes of a net whose data layer reads the split; {score blob: result}."""
+    acc = {o.score: Accumulator(net.blobs[o.score].channels) for o in outs}
+    for _ in tqdm(range(n_images), desc='scoring', unit='img', leave=False, disable=not progress):
+        net.forward()
+        for o in outs:
+            gt = net.blobs[o.label].data[0, 0]
+            pred = net.blobs[o.score].data[0].argmax(0)
+            acc[o.score].add(gt, pred, float(net.blobs[o.loss].data.flat[0]), o.summed)
+    return {score: a.result() for score, a in acc.items()}
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog='fcn-score', description='Score a trained FCN model on a split: overall '
+                                 'accuracy, mean accuracy, mean IU, frequency-weighted IU, per-class IU and loss.')
+    ap.add_argument('model', help='model name, e.g. voc-fcn8s')
+    ap.add_argument('--weights', required=True, type=Path, help='trained .caffemodel')
+    ap.add_argument('--split', help="split to score (default: the model's evaluation split, val or test)")
+    ap.add_argument('--data-root', type=Path, help="directory that replaces the reference's ../data")
+    ap.add_argument('--width', type=float, default=1.0, help='channel width of a reduced-width variant (default 1)')
+    ap.add_argument('--images', type=int, help='score only the first N images')
+    ap.add_argument('--json', type=Path, help='also write the results as JSON here')
+    device = ap.add_mutually_exclusive_group()
+    device.add_argument('--gpu', type=int, metavar='N', help='run on GPU N (needs a CUDA build of Caffe)')
+    device.add_argument('--cpu', action='store_true', help='run on the CPU (the default)')
+    return ap.parse_args(argv)
+
+
+def load_test_net(model, split, weights, width=1.0, data_root=None, data=None):
+    """A caffe.Net (TEST phase) of the model's split with trained weights, everything validated first."""
+    import caffe
+
+    import surgery
+    from solvers import runs
+
+    split = split or runs.eval_split(model)
+    splits = runs.check_model(model).splits
+    if split not in splits:
+        raise runs.SetupError(f'{model} has the splits {", ".join(splits)}, not {split!r}')
+    if not Path(weights).is_file():
+        raise runs.SetupError(f'weights {weights} not found: pass the .caffemodel that training wrote '
+                              f'(e.g. {runs.model_dir(model) / "snapshot"}/train_iter_N.caffemodel)')
+    param = runs.resolve_data(runs.net_param(model, split, width), runs.model_dir(model), data_root, data)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = runs.write_net(param, Path(tmp) / f'{split}.prototxt')
+        net = caffe.Net(str(path), caffe.TEST)
+    surgery.load_weights(net, str(weights))
+    return net, param
+
+
+def main(argv=None):
+    import json
+
+    import datalayers
+    import surgery
+    from solvers import driver, runs
+
+    args = parse_args(argv)
+    try:
+        driver.use_device(args.gpu)
+        net, param = load_test_net(args.model, args.split, args.weights, args.width, args.data_root)
+        outs = outputs(param)
+        results = evaluate(net, outs, args.images or split_size(net))
+    except (runs.SetupError, datalayers.DatasetError, surgery.WeightsError, ValueError) as err:
+        print(f'fcn-score: error: {err}', file=sys.stderr)
+        return 2
+    for score, result in results.items():
+        print(format_scores(result, score))
+        print(f'{score}: per-class IU ' + ' '.join('-' if v is None else f'{v:.3f}' for v in result['per_class_iu']))
+    if args.json:
+        runs.write_atomic(args.json, json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
