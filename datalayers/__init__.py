@@ -1,1 +1,8 @@
+"""Datasets for the FCN nets: readers, Caffe data layers (via the top-level *_layers modules), synthesis, tools.
 
+Importing this package does not import Caffe; the layers live in datalayers.layers.
+"""
+from .io import DatasetError, palette
+from .params import ParamError
+
+__all__ = ['DatasetError', 'ParamError', 'palette']

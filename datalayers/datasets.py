@@ -1,0 +1,235 @@
+"""The five datasets' on-disk layouts and how one sample is read from them (no Caffe here).
+
+Each reader turns an id from a split file into channel-first arrays exactly as the reference FCN data
+layers feed them: images as float32 BGR minus the dataset mean, labels as uint8 class maps (1 x H x W)
+with 255 for void. Every file is checked on the way in (see io.py), so bad data fails naming the file.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from .io import (DatasetError, check_label, check_raw_values, check_same_size, read_class_list, read_gray16,
+                 read_label_png, read_mat, read_rgb, read_sbdd_cls, read_split)
+
+VOC_MEAN = (104.00699, 116.66877, 122.67892)
+NYUD_MEAN_BGR = (116.190, 97.203, 92.318)
+NYUD_MEAN_HHA = (132.431, 94.076, 118.477)
+NYUD_MEAN_LOGD = 7.844
+SIFTFLOW_MEAN = (114.578, 115.294, 108.353)
+CONTEXT_MEAN = (104.007, 116.669, 122.679)
+SIFTFLOW_SUBDIR = 'spatial_envelope_256x256_static_8outdoorcategories'
+# PASCAL-Context's 59-class list spells three classes differently from its full label list.
+CONTEXT_RENAMES = {'diningtable': 'table', 'bedcloth': 'bedclothes', 'clothes': 'cloth'}
+
+
+def preprocess(rgb, mean):
+    """H x W x 3 RGB uint8 -> 3 x H x W float32 BGR minus the mean (Caffe's ILSVRC convention)."""
+    bgr = rgb[:, :, ::-1].astype(np.float32)
+    bgr -= np.asarray(mean, dtype=np.float32)
+    return bgr.transpose(2, 0, 1).copy()
+
+
+class Dataset:
+    """One dataset rooted at `root`; subclasses give the layout and the per-sample reading."""
+    name = ''
+    layout = ''     # the expected files, shown when something is missing
+    source = ''     # where to download the real dataset
+    tops = ()       # the arrays one sample provides, in the reference's top order
+
+    def __init__(self, root):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f"{self.name} dataset directory {self.root.resolve()} does not exist.\n{self.help()}")
+
+    def help(self):
+        return f"Expected layout under {self.root}:\n{self.layout}\nGet the real dataset from {self.source} " \
+               f"(see data/{self.data_folder}/README.md), or make a synthetic one with `fcn-data synth {self.key}`."
+
+    data_folder = ''
+    key = ''
+    split_dir = ''  # where the split files live, relative to root
+
+    def split_file(self, split):
+        return self.root / self.split_dir / f'{split}.txt'
+
+    def ids(self, split):
+        return read_split(self.split_file(split), self.help())
+
+    def splits(self):
+        """The split names present on disk."""
+        return sorted(p.stem for p in (self.root / self.split_dir).glob('*.txt'))
+
+    def load(self, id_, tops=None):
+        """A dict top name -> array for one sample; only `tops` (default: all) are read."""
+        raise NotImplementedError
+
+
+class VOC(Dataset):
+    name, key, data_folder = 'PASCAL VOC', 'voc', 'pascal'
+    source = 'http://host.robots.ox.ac.uk/pascal/VOC/voc2011/'
+    split_dir = 'ImageSets/Segmentation'
+    layout = ("  ImageSets/Segmentation/{split}.txt   one image id per line (e.g. seg11valid.txt)\n"
+              "  JPEGImages/{id}.jpg\n"
+              "  SegmentationClass/{id}.png           palette PNG, class index per pixel, 255 = void")
+    tops = ('data', 'label')
+    n_classes = 21
+
+    def __init__(self, root, mean=VOC_MEAN):
+        super().__init__(root)
+        self.mean = mean
+
+    def load(self, id_, tops=None):
+        image_path = self.root / 'JPEGImages' / f'{id_}.jpg'
+        label_path = self.root / 'SegmentationClass' / f'{id_}.png'
+        return self._sample(image_path, read_rgb(image_path), label_path, read_label_png(label_path))
+
+    def _sample(self, image_path, rgb, label_path, label):
+        check_same_size(rgb, label, image_path, label_path)
+        check_label(label, self.n_classes, label_path)
+        return {'data': preprocess(rgb, self.mean), 'label': label[np.newaxis]}
+
+
+class SBDD(VOC):
+    name, key, data_folder = 'SBD', 'sbdd', 'sbdd'
+    source = 'http://home.bharathh.info/pubs/codes/SBD/download.html (benchmark.tgz, folder benchmark_RELEASE/dataset)'
+    split_dir = ''
+    layout = ("  {split}.txt          one image id per line (train.txt, val.txt)\n"
+              "  img/{id}.jpg\n"
+              "  cls/{id}.mat         MATLAB struct GTcls with field Segmentation (uint8 class map, 0..20)")
+
+    def load(self, id_, tops=None):
+        image_path = self.root / 'img' / f'{id_}.jpg'
+        label_path = self.root / 'cls' / f'{id_}.mat'
+        label = read_sbdd_cls(label_path)
+        check_raw_values(label, range(self.n_classes), label_path)
+        return self._sample(image_path, read_rgb(image_path), label_path, label.astype(np.uint8))
+
+
+class NYUD(Dataset):
+    name, key, data_folder = 'NYUDv2', 'nyud', 'nyud'
+    source = ('https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html, with the 40-class labels, depth and '
+              'HHA of Gupta et al. (https://github.com/s-gupta/rcnn-depth)')
+    layout = ("  {split}.txt                      one image number per line (trainval.txt, test.txt)\n"
+              "  data/images/img_{id}.png         color\n"
+              "  data/depth/img_{id}.png          16-bit depth in millimetres\n"
+              "  data/hha/img_{id}.png            HHA encoding, 3 channels\n"
+              "  segmentation/img_{id}.mat        variable 'segmentation', classes 1..40, 0 = void")
+    tops = ('color', 'depth', 'hha', 'label')
+    n_classes = 40
+
+    def paths(self, id_):
+        return {'color': self.root / 'data' / 'images' / f'img_{id_}.png',
+                'depth': self.root / 'data' / 'depth' / f'img_{id_}.png',
+                'hha': self.root / 'data' / 'hha' / f'img_{id_}.png',
+                'label': self.root / 'segmentation' / f'img_{id_}.mat'}
+
+    def load(self, id_, tops=None):
+        paths = self.paths(id_)
+        out = {t: getattr(self, f'_load_{t}')(paths[t]) for t in (tops or self.tops)}
+        first = next(iter(out))
+        for t, array in out.items():
+            if array.shape[1:] != out[first].shape[1:]:
+                raise DatasetError(f"{paths[t]} is {array.shape[1]}x{array.shape[2]} but {paths[first]} is "
+                                   f"{out[first].shape[1]}x{out[first].shape[2]}")
+        return out
+
+    def _load_color(self, path):
+        return preprocess(read_rgb(path), NYUD_MEAN_BGR)
+
+    def _load_hha(self, path):
+        hha = read_rgb(path).astype(np.float32)  # HHA is not flipped to BGR, as in the reference
+        hha -= np.asarray(NYUD_MEAN_HHA, dtype=np.float32)
+        return hha.transpose(2, 0, 1).copy()
+
+    def _load_depth(self, path):
+        depth = read_gray16(path)
+        if depth.ndim != 2 or (depth <= 0).any():
+            raise DatasetError(f"{path}: depth must be a single-channel map of positive millimetres "
+                               f"(log depth is fed); found zeros or negative values, fill holes first")
+        return (np.log(depth) - np.float32(NYUD_MEAN_LOGD))[np.newaxis].astype(np.float32)
+
+    def _load_label(self, path):
+        raw = read_mat(path, 'segmentation')
+        check_raw_values(raw, range(self.n_classes + 1), path)
+        return (raw.astype(np.uint8) - np.uint8(1))[np.newaxis]  # 0 (void) wraps to 255
+
+
+class SIFTFlow(Dataset):
+    name, key, data_folder = 'SIFT Flow', 'siftflow', 'sift-flow'
+    source = 'http://www.cs.unc.edu/~jtighe/Papers/ECCV10/siftflow/SiftFlowDataset.zip'
+    layout = (f"  {{split}}.txt                                 one image id per line (trainval.txt, test.txt)\n"
+              f"  Images/{SIFTFLOW_SUBDIR}/{{id}}.jpg\n"
+              f"  SemanticLabels/{SIFTFLOW_SUBDIR}/{{id}}.mat   variable S, 1..33, 0 = void\n"
+              f"  GeoLabels/{SIFTFLOW_SUBDIR}/{{id}}.mat        variable S, 1..3, -1 = void")
+    tops = ('data', 'sem', 'geo')
+    n_sem, n_geo = 33, 3
+
+    def load(self, id_, tops=None):
+        image_path = self.root / 'Images' / SIFTFLOW_SUBDIR / f'{id_}.jpg'
+        sem_path = self.root / 'SemanticLabels' / SIFTFLOW_SUBDIR / f'{id_}.mat'
+        geo_path = self.root / 'GeoLabels' / SIFTFLOW_SUBDIR / f'{id_}.mat'
+        rgb = read_rgb(image_path)
+        sem = self._label(sem_path, range(self.n_sem + 1))
+        geo = self._label(geo_path, range(-1, self.n_geo + 1))
+        for path, label in ((sem_path, sem), (geo_path, geo)):
+            check_same_size(rgb, label, image_path, path)
+        return {'data': preprocess(rgb, SIFTFLOW_MEAN), 'sem': sem[np.newaxis], 'geo': geo[np.newaxis]}
+
+    @staticmethod
+    def _label(path, allowed):
+        raw = read_mat(path, 'S')
+        check_raw_values(raw, allowed, path)
+        raw = np.where(raw == -1, 0, raw)          # geometric void -1 joins void 0
+        return raw.astype(np.uint8) - np.uint8(1)  # so that void wraps to 255
+
+
+class PASCALContext(Dataset):
+    name, key, data_folder = 'PASCAL-Context', 'pascalcontext', 'pascal-context'
+    source = ('https://cs.stanford.edu/~roozbeh/pascal-context/ (trainval.tar.gz, labels.txt, 59_labels.txt) '
+              'and VOC2010 from http://host.robots.ox.ac.uk/pascal/VOC/voc2010/')
+    layout = ("  context_dir/labels.txt           'N: name' for every raw label\n"
+              "  context_dir/59_labels.txt        'N: name' for the 59 task classes\n"
+              "  context_dir/trainval/{id}.mat    variable LabelMap, raw labels per pixel\n"
+              "  voc_dir/VOC2010/ImageSets/Main/{split}.txt, voc_dir/VOC2010/JPEGImages/{id}.jpg")
+    tops = ('data', 'label')
+    n_classes = 60
+
+    def __init__(self, context_dir, voc_dir):
+        super().__init__(context_dir)
+        self.voc_root = Path(voc_dir) / 'VOC2010'
+        if not self.voc_root.is_dir():
+            raise DatasetError(f"VOC2010 directory {self.voc_root.resolve()} does not exist.\n{self.help()}")
+        self.lookup = self._raw_to_task(read_class_list(self.root / 'labels.txt'),
+                                        read_class_list(self.root / '59_labels.txt'))
+
+    def _raw_to_task(self, raw_names, task_names):
+        """A lookup table raw label -> task class (1..59), matched by name; everything else is 0."""
+        by_name = {name: number for number, name in raw_names.items()}
+        lookup = np.zeros(max(raw_names) + 1, dtype=np.uint8)
+        for number, name in task_names.items():
+            if number == 0:  # some copies of the list name the background too
+                continue
+            raw_name = CONTEXT_RENAMES.get(name, name)
+            if raw_name not in by_name:
+                raise DatasetError(f"class {name!r} of {self.root / '59_labels.txt'} is not in "
+                                   f"{self.root / 'labels.txt'}")
+            lookup[by_name[raw_name]] = number
+        return lookup
+
+    def split_file(self, split):
+        return self.voc_root / 'ImageSets' / 'Main' / f'{split}.txt'
+
+    def splits(self):
+        return sorted(p.stem for p in (self.voc_root / 'ImageSets' / 'Main').glob('*.txt'))
+
+    def load(self, id_, tops=None):
+        image_path = self.voc_root / 'JPEGImages' / f'{id_}.jpg'
+        label_path = self.root / 'trainval' / f'{id_}.mat'
+        rgb = read_rgb(image_path)
+        raw = read_mat(label_path, 'LabelMap')
+        check_raw_values(raw, range(len(self.lookup)), label_path)
+        check_same_size(rgb, raw, image_path, label_path)
+        return {'data': preprocess(rgb, CONTEXT_MEAN), 'label': self.lookup[raw][np.newaxis]}
+
+
+DATASETS = {cls.key: cls for cls in (VOC, SBDD, NYUD, SIFTFlow, PASCALContext)}

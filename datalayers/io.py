@@ -1,0 +1,144 @@
+"""Reading and writing the datasets' files, with checks that name the file when something is wrong.
+
+Everything here is plain numpy/PIL/scipy.io; Caffe is not needed.
+"""
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+from PIL import Image
+
+
+class DatasetError(Exception):
+    """Missing or bad dataset files; the message names the file and what was expected."""
+
+
+def palette(n=256):
+    """The PASCAL VOC colormap: class i gets the color made from the bits of i, spread over R, G, B."""
+    cmap = np.zeros((n, 3), dtype=np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r |= (c & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        cmap[i] = r, g, b
+    return cmap
+
+
+def _open_image(path, modes, what):
+    """Open and fully decode an image (so a truncated file fails here), checking its mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"missing {what}: {path}")
+    try:
+        im = Image.open(path)
+        im.load()
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DatasetError(f"unreadable or truncated {what} {path}: {e}") from e
+    if im.mode not in modes:
+        raise DatasetError(f"{what} {path} has image mode {im.mode!r}, expected one of {sorted(modes)}")
+    return im
+
+
+def read_rgb(path):
+    """An RGB image as an H x W x 3 uint8 array."""
+    return np.array(_open_image(path, {'RGB'}, 'RGB image'))
+
+
+def read_gray16(path):
+    """A single-channel (8- or 16-bit) image, e.g. NYUDv2 depth in millimetres, as float32."""
+    return np.array(_open_image(path, {'I;16', 'I;16B', 'I', 'L'}, 'single-channel image'), dtype=np.float32)
+
+
+def read_label_png(path):
+    """A class-index PNG (palette or grayscale, as VOC's SegmentationClass) as an H x W uint8 array."""
+    im = _open_image(path, {'P', 'L'}, 'label PNG (class indices, palette or grayscale; not an RGB rendering)')
+    return np.array(im, dtype=np.uint8)
+
+
+def write_label_png(path, label):
+    """Write an H x W class map as a palette PNG with the VOC colors (the SegmentationClass format)."""
+    label = np.asarray(label)
+    if label.ndim != 2 or label.min(initial=0) < 0 or label.max(initial=0) > 255:
+        raise ValueError(f"a label PNG needs a 2-D map of values 0..255, got shape {label.shape}")
+    im = Image.fromarray(label.astype(np.uint8), mode='P')
+    im.putpalette(palette().ravel().tolist())
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+
+
+def read_mat(path, variable):
+    """One variable of a MATLAB .mat file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"missing .mat file: {path}")
+    try:
+        mat = scipy.io.loadmat(path)
+    except Exception as e:  # scipy raises ValueError, TypeError, OSError, ... on corrupt files
+        raise DatasetError(f"unreadable .mat file {path}: {e}") from e
+    if variable not in mat:
+        found = sorted(k for k in mat if not k.startswith('__'))
+        raise DatasetError(f"{path} has no variable {variable!r} (found {found})")
+    return mat[variable]
+
+
+def read_sbdd_cls(path):
+    """The class map of an SBD cls/*.mat file: struct GTcls, field Segmentation."""
+    gt = read_mat(path, 'GTcls')
+    try:
+        return np.asarray(gt[0]['Segmentation'][0])
+    except (ValueError, IndexError, KeyError) as e:
+        raise DatasetError(f"{path}: GTcls has no field 'Segmentation' (not an SBD cls file?)") from e
+
+
+def read_split(path, layout):
+    """The ids listed in a split file, one per line; `layout` explains what was expected if it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"missing split file {path}\n{layout}")
+    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise DatasetError(f"split file {path} lists no images")
+    return ids
+
+
+def read_class_list(path):
+    """A PASCAL-Context class list ('12: name' per line) as {number: name with spaces removed}."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"missing class list {path}")
+    names = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        number, sep, name = line.partition(':')
+        if not sep or not number.strip().isdigit():
+            raise DatasetError(f"{path} line {n}: expected 'NUMBER: name', got {line!r}")
+        names[int(number)] = name.strip().replace(' ', '')
+    return names
+
+
+def check_label(label, n_classes, path, void=255):
+    """Labels must be class indices 0..n_classes-1 or void."""
+    bad = (label >= n_classes) & (label != void)
+    if bad.any():
+        values = sorted(set(np.unique(label[bad]).tolist()))[:10]
+        raise DatasetError(f"{path}: label values {values} are outside the {n_classes} classes "
+                           f"(0..{n_classes - 1}) and void {void}")
+
+
+def check_raw_values(raw, allowed, path):
+    """Raw label values (before any shift) must be among `allowed`."""
+    bad = ~np.isin(raw, list(allowed))
+    if bad.any():
+        values = sorted(set(np.unique(raw[bad]).tolist()))[:10]
+        raise DatasetError(f"{path}: label values {values} are not valid here (allowed {min(allowed)}..{max(allowed)})")
+
+
+def check_same_size(image, label, image_path, label_path):
+    """The label map must cover the image pixel for pixel."""
+    if image.shape[:2] != label.shape[:2]:
+        raise DatasetError(f"image {image_path} is {image.shape[0]}x{image.shape[1]} but its label {label_path} "
+                           f"is {label.shape[0]}x{label.shape[1]}")

@@ -1,0 +1,134 @@
+"""The Caffe Python data layers, faithful to the reference FCN layers' outputs and order.
+
+One image per forward pass with a leading batch dimension of 1; the net is reshaped for every image.
+Training splits (those whose name contains 'train', as in the reference) are read in a seeded random
+order, a fresh permutation per epoch; evaluation splits are read in file order. `state()` and
+`restore()` let a resumed run continue the same sequence.
+"""
+import random
+
+import caffe
+import numpy as np
+
+from . import params as P
+from .datasets import NYUD, SBDD, VOC, VOC_MEAN, PASCALContext, SIFTFlow
+from .io import DatasetError
+
+ORDER = {'randomize': (P.boolean, True), 'seed': (P.seed, None)}
+
+
+class SegDataLayer(caffe.Layer):
+    """Shared behaviour; a subclass names its param_str keys (`spec`) and opens its dataset."""
+    spec = {}
+
+    def open_dataset(self, params):
+        raise NotImplementedError
+
+    def top_names(self, params):
+        return list(self.dataset.tops)
+
+    def setup(self, bottom, top):
+        name = type(self).__name__
+        self.params = P.parse(self.param_str, self.spec, name)
+        self.dataset = self.open_dataset(self.params)
+        self.tops = self.top_names(self.params)
+        if len(bottom):
+            raise ValueError(f"{name} takes no bottoms, the net gives it {len(bottom)}")
+        if len(top) != len(self.tops):
+            raise ValueError(f"{name} produces {len(self.tops)} tops ({', '.join(self.tops)}), "
+                             f"the net gives it {len(top)}")
+        self.split = self.params['split']
+        self.ids = self.dataset.ids(self.split)
+        self.random = self.params['randomize'] and 'train' in self.split
+        seed = self.params['seed']
+        self.seed = random.SystemRandom().randrange(2 ** 31) if seed is None else seed
+        self.epoch, self.position = 0, 0
+        self.order = self._order()
+        self.current_id = None
+
+    def _order(self):
+        if not self.random:
+            return np.arange(len(self.ids))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.ids))
+
+    def reshape(self, bottom, top):
+        self.current_id = self.ids[self.order[self.position]]
+        self.sample = self.dataset.load(self.current_id, self.tops)
+        for blob, name in zip(top, self.tops, strict=True):
+            blob.reshape(1, *self.sample[name].shape)
+
+    def forward(self, bottom, top):
+        for blob, name in zip(top, self.tops, strict=True):
+            blob.data[...] = self.sample[name]
+        self.position += 1
+        if self.position == len(self.ids):
+            self.epoch, self.position = self.epoch + 1, 0
+            self.order = self._order()
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+
+    def state(self):
+        """Where the layer is in its sequence (plain JSON-able values)."""
+        return {'split': self.split, 'count': len(self.ids), 'random': self.random, 'seed': self.seed,
+                'epoch': self.epoch, 'position': self.position}
+
+    def restore(self, state):
+        """Continue from a `state()`; the next forward pass reads the image that followed it."""
+        mine = self.state()
+        if set(state) != set(mine):
+            raise ValueError(f"not a {type(self).__name__} state: keys {sorted(state)}, expected {sorted(mine)}")
+        for key in ('split', 'count', 'random'):
+            if state[key] != mine[key]:
+                raise DatasetError(f"cannot restore a data state of {key}={state[key]!r} into a layer with "
+                                   f"{key}={mine[key]!r} (different split or dataset?)")
+        if not 0 <= state['position'] < len(self.ids) or state['epoch'] < 0:
+            raise ValueError(f"data state position {state['position']} / epoch {state['epoch']} out of range")
+        self.seed, self.epoch, self.position = state['seed'], state['epoch'], state['position']
+        self.order = self._order()
+
+
+class VOCSegDataLayer(SegDataLayer):
+    """PASCAL VOC: tops data, label. param_str keys voc_dir, split, mean, randomize, seed."""
+    spec = {'voc_dir': (P.string, P.REQUIRED), 'split': (P.string, P.REQUIRED), 'mean': (P.mean3, VOC_MEAN), **ORDER}
+
+    def open_dataset(self, params):
+        return VOC(params['voc_dir'], params['mean'])
+
+
+class SBDDSegDataLayer(SegDataLayer):
+    """SBD: tops data, label. param_str keys sbdd_dir, split, mean, randomize, seed."""
+    spec = {'sbdd_dir': (P.string, P.REQUIRED), 'split': (P.string, P.REQUIRED), 'mean': (P.mean3, VOC_MEAN),
+            **ORDER}
+
+    def open_dataset(self, params):
+        return SBDD(params['sbdd_dir'], params['mean'])
+
+
+class NYUDSegDataLayer(SegDataLayer):
+    """NYUDv2: the modalities named by `tops` (color, depth, hha, label), in that order."""
+    spec = {'nyud_dir': (P.string, P.REQUIRED), 'split': (P.string, P.REQUIRED),
+            'tops': (P.names_from(NYUD.tops), P.REQUIRED), **ORDER}
+
+    def open_dataset(self, params):
+        return NYUD(params['nyud_dir'])
+
+    def top_names(self, params):
+        return params['tops']
+
+
+class SIFTFlowSegDataLayer(SegDataLayer):
+    """SIFT Flow: tops data, sem, geo. param_str keys siftflow_dir, split, randomize, seed."""
+    spec = {'siftflow_dir': (P.string, P.REQUIRED), 'split': (P.string, P.REQUIRED), **ORDER}
+
+    def open_dataset(self, params):
+        return SIFTFlow(params['siftflow_dir'])
+
+
+class PASCALContextSegDataLayer(SegDataLayer):
+    """PASCAL-Context, 59 classes + background: tops data, label. Keys context_dir, voc_dir, split, randomize, seed."""
+    spec = {'context_dir': (P.string, P.REQUIRED), 'voc_dir': (P.string, P.REQUIRED),
+            'split': (P.string, P.REQUIRED), **ORDER}
+
+    def open_dataset(self, params):
+        return PASCALContext(params['context_dir'], params['voc_dir'])
