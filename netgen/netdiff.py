@@ -1,0 +1,196 @@
+"""fcn-netdiff: semantic diff of two prototxts (nets or solvers).
+
+Both files are parsed with caffe_pb2; nets are compared layer by layer (layers aligned by name, or by type
+with --structural), every field with its default applied, python_param.param_str as a Python literal.
+Exit status: 0 equal, 1 different, 2 an input could not be read.
+"""
+import argparse
+import ast
+import difflib
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+
+from caffe.proto import caffe_pb2
+
+# Caffe's defaults for repeated fields, which protobuf cannot declare: an empty list means [default]
+REPEATED_DEFAULTS = {('ConvolutionParameter', 'pad'): 0, ('ConvolutionParameter', 'stride'): 1,
+                     ('ConvolutionParameter', 'dilation'): 1, ('CropParameter', 'offset'): 0}
+PATH_FIELDS = {'net', 'train_net', 'test_net', 'snapshot_prefix'}  # solver fields naming files
+
+
+class UnreadableError(Exception):
+    """An input that is not a readable net or solver prototxt."""
+
+
+@dataclass
+class Difference:
+    where: str  # 'layer conv1_1', 'net', 'solver'
+    field: str
+    a: object
+    b: object
+
+    def __str__(self):
+        return f'{self.where}: {self.field}: {self.a!r} | {self.b!r}'
+
+
+def read(path):
+    """Parse `path` as a NetParameter or, failing that, a SolverParameter."""
+    path = Path(path)
+    try:
+        content = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UnreadableError(f'cannot read {path}: {e}') from e
+    if not content.strip():
+        raise UnreadableError(f'{path} is empty: expected a net or solver prototxt')
+    errors = []
+    for message in (caffe_pb2.NetParameter(), caffe_pb2.SolverParameter()):
+        try:
+            text_format.Parse(content, message)
+        except text_format.ParseError as e:
+            errors.append(f'as {type(message).__name__}: {e}')
+            continue
+        if isinstance(message, caffe_pb2.NetParameter) and message.layers:
+            raise UnreadableError(f'{path} uses the V1 "layers" format; upgrade it with Caffe\'s '
+                                  'upgrade_net_proto_text tool first')
+        return message
+    raise UnreadableError(f'{path} is not a net or solver prototxt ({"; ".join(errors)})')
+
+
+def literal(text):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
+def is_path(key, value):
+    return isinstance(value, str) and (key.endswith(('_dir', '_path', '_file')) or '/' in value)
+
+
+def param_str_value(text, structural):
+    value = literal(text)
+    if structural and isinstance(value, dict):  # data paths are where the data is, not what the net is
+        return {k: ('<path>' if is_path(str(k), v) else v) for k, v in value.items()}
+    return value
+
+
+def same(a, b):
+    if isinstance(a, float) or isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-30)
+    return a == b
+
+
+def compare_messages(a, b, where, prefix='', structural=False, skip=()):
+    """Differences between two messages of one type, field by field, with defaults applied."""
+    differences = []
+    for field in a.DESCRIPTOR.fields:
+        name = field.name
+        if name in skip:
+            continue
+        path = prefix + name
+        if field.message_type is not None and not field.is_repeated:
+            if a.HasField(name) or b.HasField(name):
+                differences += compare_messages(getattr(a, name), getattr(b, name), where, path + '.', structural)
+            continue
+        va, vb = getattr(a, name), getattr(b, name)
+        if field.is_repeated and field.message_type is not None:
+            for i, (ma, mb) in enumerate(zip(va, vb, strict=False)):
+                differences += compare_messages(ma, mb, where, f'{path}[{i}].', structural)
+            if len(va) != len(vb):
+                differences.append(Difference(where, f'{path} (count)', len(va), len(vb)))
+            continue
+        if field.is_repeated:
+            default = REPEATED_DEFAULTS.get((a.DESCRIPTOR.name, name))
+            va, vb = (list(v) or ([] if default is None else [default]) for v in (va, vb))
+            if len(va) != len(vb) or not all(same(x, y) for x, y in zip(va, vb, strict=True)):
+                differences.append(Difference(where, path, va, vb))
+            continue
+        if name == 'param_str':
+            va, vb = param_str_value(va, structural), param_str_value(vb, structural)
+        if not same(va, vb):
+            differences.append(Difference(where, path, va, vb))
+    return differences
+
+
+def canonical_blobs(net):
+    """Rename every blob to its order of first appearance, so that structural diffs ignore blob names."""
+    names = {}
+    canonical = caffe_pb2.NetParameter()
+    canonical.CopyFrom(net)
+    for layer in canonical.layer:
+        for blobs in (layer.bottom, layer.top):
+            for i, blob in enumerate(blobs):
+                blobs[i] = names.setdefault(blob, f'blob{len(names)}')
+        layer.name = ''
+    return canonical
+
+
+def compare_nets(a, b, structural=False):
+    if structural:
+        a, b = canonical_blobs(a), canonical_blobs(b)
+    differences = compare_messages(a, b, 'net', skip=('layer', 'name') if structural else ('layer',))
+    keys = [[layer.type if structural else layer.name for layer in net.layer] for net in (a, b)]
+    matcher = difflib.SequenceMatcher(a=keys[0], b=keys[1], autojunk=False)
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        pairs = list(zip(range(a0, a1), range(b0, b1), strict=False)) if op in ('equal', 'replace') else []
+        for i, j in pairs:
+            la, lb = a.layer[i], b.layer[j]
+            where = f'layer #{i} {la.type}' if structural else f'layer {la.name}'
+            differences += compare_messages(la, lb, where, structural=structural)
+        for i in range(a0 + len(pairs), a1):
+            differences.append(Difference(f'layer {describe(a.layer[i], i, structural)}', 'layer', 'present',
+                                          'missing'))
+        for j in range(b0 + len(pairs), b1):
+            differences.append(Difference(f'layer {describe(b.layer[j], j, structural)}', 'layer', 'missing',
+                                          'present'))
+    return differences
+
+
+def describe(layer, index, structural):
+    return f'#{index} {layer.type}' if structural else layer.name
+
+
+def compare_solvers(a, b, structural=False):
+    return compare_messages(a, b, 'solver', structural=structural, skip=PATH_FIELDS if structural else ())
+
+
+def diff(a, b, structural=False):
+    """Differences between two parsed prototxts (nets or solvers)."""
+    if type(a) is not type(b):
+        return [Difference('file', 'kind', type(a).__name__, type(b).__name__)]
+    compare = compare_nets if isinstance(a, caffe_pb2.NetParameter) else compare_solvers
+    return compare(a, b, structural)
+
+
+def diff_files(path_a, path_b, structural=False):
+    return diff(read(path_a), read(path_b), structural)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='fcn-netdiff', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='example: fcn-netdiff voc-fcn8s/train.prototxt ../shared/reference-nets/voc-fcn8s/train.prototxt')
+    parser.add_argument('a', help='first prototxt (net or solver)')
+    parser.add_argument('b', help='second prototxt (net or solver)')
+    parser.add_argument('--structural', action='store_true',
+                        help='ignore layer and blob names and data paths; compare the graph and its parameters')
+    parser.add_argument('-q', '--quiet', action='store_true', help='print nothing; only the exit status')
+    args = parser.parse_args(argv)
+    try:
+        differences = diff_files(args.a, args.b, args.structural)
+    except UnreadableError as e:
+        print(f'fcn-netdiff: error: {e}', file=sys.stderr)
+        return 2
+    if not args.quiet:
+        for difference in differences:
+            print(difference)
+        print(f'{len(differences)} difference(s)' if differences else 'equal', file=sys.stderr)
+    return 1 if differences else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
