@@ -1,0 +1,102 @@
+"""fcn-data: synthesize, check and prepare the FCN datasets."""
+import argparse
+import sys
+
+from . import tools
+from .datasets import DATASETS
+from .io import DatasetError
+from .params import ParamError
+from .synth import MIN_COUNT, data_params, synthesize
+
+
+def size_arg(text):
+    """'HxW' -> (H, W)."""
+    try:
+        h, w = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 96x128 (height x width), got {text!r}") from None
+    return h, w
+
+
+def cmd_synth(args):
+    root = synthesize(args.dataset, args.out, count=args.count, seed=args.seed, size=args.size)
+    print(f"wrote a synthetic {args.dataset} dataset of {args.count} images to {root}")
+    print(f"data layer param_str keys: {data_params(args.dataset, root)}")
+    return 0
+
+
+def cmd_check(args):
+    report = tools.check(args.dataset, args.dir, voc_dir=args.voc_dir, splits=args.split, limit=args.limit,
+                         max_problems=args.max_problems)
+    print(report.summary(args.max_problems))
+    return 0 if report.ok else 1
+
+
+def cmd_seg11valid(args):
+    out = tools.write_seg11valid(args.voc_dir, args.sbdd_dir, args.out)
+    print(f"wrote {out} ({len(out.read_text().splitlines())} images)")
+    return 0
+
+
+def cmd_sbdd_png(args):
+    written = tools.sbdd_to_png(args.sbdd_dir, args.out, args.split)
+    print(f"wrote {len(written)} palette PNGs to {written[0].parent}")
+    return 0
+
+
+def parser():
+    datasets = list(DATASETS)
+    p = argparse.ArgumentParser(prog='fcn-data', description=__doc__)
+    sub = p.add_subparsers(dest='command', required=True)
+
+    s = sub.add_parser('synth', help='write a synthetic dataset in the real on-disk layout',
+                       description='Write a synthetic dataset in exactly the real layout (JPEG, palette PNG, .mat, '
+                                   'split files), deterministic for a seed. voc writes OUT/VOC2011, sbdd OUT/dataset, '
+                                   'the others write into OUT.')
+    s.add_argument('dataset', choices=datasets)
+    s.add_argument('--out', required=True, help='output directory (e.g. data/pascal for voc)')
+    s.add_argument('--count', type=int, default=40, help=f'number of images (>= {MIN_COUNT}; default 40)')
+    s.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
+    s.add_argument('--size', type=size_arg, help='HxW of every image (default: per dataset; VOC-like sets vary)')
+    s.set_defaults(run=cmd_synth)
+
+    c = sub.add_parser('check', help='validate a real or synthetic dataset',
+                       description='Read every image of every split through the data layers\' readers; report '
+                                   'counts, label pixels per class and the first problems. Exit 1 on problems.')
+    c.add_argument('dataset', choices=datasets)
+    c.add_argument('dir', help='the directory given to the data layer (voc: the VOC2011 folder; sbdd: dataset/; '
+                               'pascalcontext: context_dir)')
+    c.add_argument('--voc-dir', help='pascalcontext only: the folder holding VOC2010/ (default: DIR)')
+    c.add_argument('--split', action='append', help='check only this split (repeatable; default: all present)')
+    c.add_argument('--limit', type=int, help='check at most this many images per split')
+    c.add_argument('--max-problems', type=int, default=10, help='stop after this many problems (default 10)')
+    c.set_defaults(run=cmd_check)
+
+    v = sub.add_parser('seg11valid', help='derive seg11valid.txt: VOC2011 seg val minus SBD train',
+                       description='Write the VOC2011 segmentation val images that are not in SBD train (736 on the '
+                                   'real data) to VOC_DIR/ImageSets/Segmentation/seg11valid.txt.')
+    v.add_argument('voc_dir', help='the VOC2011 folder')
+    v.add_argument('sbdd_dir', help='the SBD dataset/ folder')
+    v.add_argument('--out', help='write here instead')
+    v.set_defaults(run=cmd_seg11valid)
+
+    b = sub.add_parser('sbdd-png', help='convert SBD cls/*.mat labels to palette PNGs',
+                       description='Convert SBD GTcls.Segmentation class maps to VOC-style palette PNGs.')
+    b.add_argument('sbdd_dir', help='the SBD dataset/ folder')
+    b.add_argument('--out', help='output folder (default SBDD_DIR/cls_png)')
+    b.add_argument('--split', help='only the ids of this split file (default: every .mat in cls/)')
+    b.set_defaults(run=cmd_sbdd_png)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (DatasetError, ParamError, ValueError, OSError) as e:
+        print(f"fcn-data {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
