@@ -103,7 +103,8 @@ def validate(net, param, path='weights'):
                                'in the net: the file was made for a different net')
         for i, (dst, src) in enumerate(zip(target, blobs, strict=True)):
             _check_blob(path, name, i, tuple(dst.data.shape), src)
-        report.loaded.append(name)
+        if len(blobs):
+            report.loaded.append(name)
     if not report.loaded:
         raise WeightsError(f'{path}: none of its layers matches a layer of the net: the file was made for a '
                            f'different net (file layers: {[n for n, _ in file_layers(param)][:8]}...)')

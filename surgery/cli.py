@@ -1,0 +1,128 @@
+"""fcn-surgery: transplant weights between nets, and convert ILSVRC classifiers into FCN trunk weights."""
+import argparse
+import ctypes
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from .bilinear import interp
+from .nets import instantiate
+from .transplant import transplant
+from .weights import WeightsError, read_caffemodel
+
+# classifier -> (ILSVRC net, the FCN whose trunk it initializes)
+CONVERSIONS = {
+    'vgg16': ('ilsvrc-vgg16', 'voc-fcn32s'),
+    'caffenet': ('ilsvrc-caffenet', 'voc-fcn-alexnet'),
+    'googlenet': ('ilsvrc-googlenet', 'voc-fcn-googlenet'),
+}
+
+
+def quiet_caffe(level=2):
+    """Silence Caffe's per-layer INFO logging (glog reads GLOG_minloglevel only when it is loaded)."""
+    if 'GLOG_minloglevel' in os.environ:
+        return
+    try:
+        ctypes.c_int.in_dll(ctypes.CDLL('libglog.so.1'), '_ZN3fLI17FLAGS_minloglevelE').value = level
+    except (OSError, ValueError):
+        pass  # another glog build: the log stays verbose, nothing else changes
+
+
+def save_layers(net, layers, out):
+    """Write the named layers of `net` (definitions and blobs) as a caffemodel, atomically."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        full = Path(tmp) / 'full.caffemodel'
+        net.save(str(full))
+        param = read_caffemodel(full)
+        keep = set(layers)
+        kept = [layer for layer in param.layer if layer.name in keep]
+        del param.layer[:]
+        param.layer.extend(kept)
+        part = Path(tmp) / 'part.caffemodel'
+        part.write_bytes(param.SerializeToString())
+        part.replace(out)
+    return out
+
+
+def run_transplant(args):
+    src = instantiate(args.src_net, weights=args.src_weights)
+    dst = instantiate(args.dst_net)
+    report = transplant(dst, src, suffix=args.suffix, strict=not args.skip_mismatched)
+    if args.interp:
+        deconvs = [name for name, layer in dst.layer_dict.items() if layer.type == 'Deconvolution']
+        interp(dst, deconvs)
+        print(f'bilinear {", ".join(deconvs) or "(no Deconvolution layers)"}')
+    print(report)
+    save_layers(dst, list(dst.params), args.out)
+    print(f'wrote {args.out} for {args.dst_net}')
+
+
+def run_convert(args):
+    import netgen  # only convert needs the model declarations
+
+    classifier, fcn = CONVERSIONS[args.model]
+    src = instantiate(netgen.net(classifier, 'deploy', width=args.width), weights=args.weights)
+    dst = instantiate(netgen.net(fcn, 'deploy', width=args.width))
+    report = transplant(dst, src)
+    print(report)
+    trunk = report.written()
+    if not report.coerced:
+        raise WeightsError(f'convert: no fully connected layer of {classifier} was convolutionalized: '
+                           f'{args.weights} does not look like {classifier} weights')
+    save_layers(dst, trunk, args.out)
+    print(f'wrote {args.out}: the {fcn} trunk ({len(trunk)} layers); score and upsampling layers are left '
+          'to the net\'s initialization and surgery.interp')
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog='fcn-surgery', description=__doc__,
+        epilog='Both commands print a per-blob report: copied, coerced (fully connected -> convolution), '
+               'dropped, left at initialization. Weights are checked against the nets before Caffe loads them.')
+    sub = p.add_subparsers(dest='command', required=True)
+
+    t = sub.add_parser('transplant', help='copy weights by layer name from one net into another',
+                       description='Copy every parameter of the source net into the destination layer of the same '
+                                   'name (plus --suffix); fully connected weights are coerced into convolutions.')
+    t.add_argument('--src-net', required=True, help='source net prototxt')
+    t.add_argument('--src-weights', required=True, help='source caffemodel')
+    t.add_argument('--dst-net', required=True, help='destination net prototxt (a deploy net is simplest)')
+    t.add_argument('--out', required=True, help='caffemodel to write for the destination net')
+    t.add_argument('--suffix', default='', help="appended to each source layer name, e.g. 'color' or 'hha'")
+    t.add_argument('--interp', action='store_true', help='fill every Deconvolution with bilinear kernels')
+    t.add_argument('--skip-mismatched', action='store_true',
+                   help='leave layers whose sizes differ at initialization instead of failing')
+    t.set_defaults(run=run_transplant)
+
+    c = sub.add_parser('convert', help='ILSVRC classifier weights -> FCN trunk weights (e.g. vgg16-fcn.caffemodel)',
+                       description='Convolutionalize a published ILSVRC classifier: its conv layers are copied and '
+                                   'fc6/fc7 become convolutions with the same weights. Only the trunk is written.')
+    c.add_argument('model', choices=sorted(CONVERSIONS), help='which classifier: ' + ', '.join(
+        f'{k} ({a} -> {b})' for k, (a, b) in CONVERSIONS.items()))
+    c.add_argument('--weights', required=True, help='the published ILSVRC caffemodel')
+    c.add_argument('--out', required=True, help='caffemodel to write, e.g. vgg16-fcn.caffemodel')
+    c.add_argument('--width', type=float, default=1.0, help='channel width of both nets (for reduced test nets)')
+    c.set_defaults(run=run_convert)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    if Path(args.out).resolve() == Path(getattr(args, 'weights', None) or args.src_weights).resolve():
+        print('fcn-surgery: error: --out would overwrite the input weights; write to another file', file=sys.stderr)
+        return 2
+    quiet_caffe()
+    try:
+        args.run(args)
+    except WeightsError as e:
+        print(f'fcn-surgery: error: {e}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
+
