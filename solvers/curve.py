@@ -14,17 +14,34 @@ def read_log(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+def steps_axis(rows):
+    """Iterations laid end to end: each new stage (e.g. 32s -> 16s -> 8s) continues where the last ended."""
+    xs, offset, last = [], 0, {}
+    for row in rows:
+        stage = row.get('stage', '')
+        if last and stage != last['stage']:
+            offset = xs[-1]
+        xs.append(offset + row['iter'])
+        last = {'stage': stage}
+    return xs
+
+
 def plot_curve(log, png, title=''):
     """Loss per pixel (train and evaluation) and the four metrics of every scored output, by iteration."""
     rows = read_log(log)
-    iters = [r['iter'] for r in rows]
+    xs = steps_axis(rows)
     fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(11, 4))
-    ax_loss.plot(iters, [r['train_loss_per_pixel'] for r in rows], 'o-', label='train')
+    ax_loss.plot(xs, [r['train_loss_per_pixel'] for r in rows], 'o-', label='train')
     for score in rows[-1]['scores']:
-        kept = [(r['iter'], r['scores'][score]) for r in rows if score in r['scores']]
-        ax_loss.plot([i for i, _ in kept], [s['loss_per_pixel'] for _, s in kept], 's--', label=f'{score} eval')
+        kept = [(x, r['scores'][score]) for x, r in zip(xs, rows, strict=True) if score in r['scores']]
+        ax_loss.plot([x for x, _ in kept], [s['loss_per_pixel'] for _, s in kept], 's--', label=f'{score} eval')
         for metric in METRICS:
-            ax_score.plot([i for i, _ in kept], [s[metric] for _, s in kept], 'o-', label=f'{score} {metric}')
+            ax_score.plot([x for x, _ in kept], [s[metric] for _, s in kept], 'o-', label=f'{score} {metric}')
+    for i in range(1, len(rows)):
+        if rows[i].get('stage') != rows[i - 1].get('stage'):
+            for ax in (ax_loss, ax_score):
+                ax.axvline(xs[i - 1], color='gray', lw=0.8, ls=':')
+            ax_score.text(xs[i - 1], 0.02, f' {rows[i].get("stage")}', fontsize=7, color='gray')
     ax_loss.set(xlabel='iteration', ylabel='loss per pixel', title='loss')
     ax_score.set(xlabel='iteration', ylabel='score', ylim=(0, 1), title='evaluation')
     for ax in (ax_loss, ax_score):
@@ -32,7 +49,7 @@ def plot_curve(log, png, title=''):
         ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = Path(png).with_name(f'.{Path(png).name}.tmp.png')
+    tmp = Path(png).with_name(f'.{Path(png).stem}.tmp.png')
     fig.savefig(tmp, dpi=80)
     plt.close(fig)
     tmp.replace(png)

@@ -18,6 +18,7 @@ import numpy as np
 from caffe.proto import caffe_pb2
 from tqdm import tqdm
 
+import netgen
 from solvers import runs
 from solvers.metrics import format_scores
 from solvers.runs import SetupError
@@ -63,13 +64,16 @@ def upsampling_layers(param):
     return [layer.name for layer in param.layer if layer.type == 'Deconvolution']
 
 
+def trunk_weights(trunk):
+    """Where `fcn-surgery convert` is asked to write the converted ILSVRC trunk (the reference's ilsvrc-nets/)."""
+    return Path(netgen.REPO) / 'ilsvrc-nets' / f'{trunk}-fcn.caffemodel'
+
+
 def default_weights(name):
     """The previous stage's trained weights, or the converted ILSVRC trunk, as the reference solve.py uses."""
-    import surgery
-
     model = runs.check_model(name)
     if model.init_from is None:
-        return Path(surgery.trunk_weights(model.trunk))
+        return trunk_weights(model.trunk)
     prev = runs.model_dir(model.init_from)
     final = prev / f'{model.init_from}.caffemodel'
     found = final if final.is_file() else runs.latest_snapshot(prev / 'snapshot')
@@ -83,17 +87,31 @@ def default_weights(name):
 def check_weights(name, weights):
     weights = Path(weights)
     if not weights.is_file():
-        hint = '`fcn-surgery convert` writes the converted ILSVRC trunk' if runs.check_model(name).init_from is None \
+        model = runs.check_model(name)
+        convert = f'fcn-surgery convert {model.trunk} --weights ILSVRC.caffemodel --out {trunk_weights(model.trunk)}'
+        hint = f'make the converted ILSVRC trunk with `{convert}`' if model.init_from is None \
             else 'train the previous stage first'
         raise SetupError(f'weights {weights} not found: {hint}, or pass --weights W')
     return weights
 
 
-def initialize(solver, name, weights, param):
-    """Load the starting weights by layer name (validated in Python first) and make upsampling bilinear."""
-    import surgery
+# Models whose first layers differ from the VGG16 trunk: surgery builds them from a net holding the trunk.
+FUSION_INITS = {'nyud-fcn32s-color-d': 'init_color_d', 'nyud-fcn32s-color-hha': 'init_two_stream'}
 
-    surgery.load_weights(solver.net, str(check_weights(name, weights)))
+
+def initialize(solver, name, weights, param, width=1.0):
+    """Load the starting weights (validated in Python first), as the reference solve.py does, and make the
+    upsampling bilinear. A trunk start is checked to be trained; the NYUDv2 fusion nets go through surgery."""
+    import surgery
+    from surgery.cli import CONVERSIONS
+
+    weights = check_weights(name, weights)
+    if name in FUSION_INITS and runs.check_model(name).init_from is None:
+        trunk_net = CONVERSIONS['vgg16'][1]  # the net `fcn-surgery convert vgg16` wrote the trunk for
+        vgg = surgery.instantiate(netgen.net(trunk_net, 'deploy', width=width), weights=str(weights))
+        getattr(surgery, FUSION_INITS[name])(solver.net, vgg)
+    else:
+        surgery.load_weights(solver.net, str(weights))
     if runs.check_model(name).init_from is None:
         surgery.check_trained_trunk(solver.net)
     surgery.interp(solver.net, upsampling_layers(param))
@@ -203,7 +221,7 @@ def train_round(solver, steps, outs, desc):
     return total / max(steps, 1), total / max(pixels, 1)
 
 
-def train(solver, rounds, steps, out, stem, outs, n_val=None, log_name='log.jsonl', label='', echo=print):
+def train(solver, rounds, steps, out, stem, outs, n_val=None, log=None, label='', echo=print):
     """Rounds of `steps` steps from the solver's current iteration up to `rounds` rounds in all, scoring after
     each. Writes a snapshot, a log row and the learning curve per round. Returns the log rows of this call.
     Raises Diverged (after reporting the last good snapshot) and re-raises KeyboardInterrupt after a snapshot."""
@@ -213,7 +231,7 @@ def train(solver, rounds, steps, out, stem, outs, n_val=None, log_name='log.json
     test_net = solver.test_nets[0]
     test_net.share_with(solver.net)
     n_val = n_val or split_size(test_net)
-    log, rows, last_good = out / log_name, [], None
+    log, rows, last_good = Path(log or out / 'log.jsonl'), [], None
     first_round = solver.iter // steps
     try:
         for r in range(first_round, rounds):
@@ -221,12 +239,13 @@ def train(solver, rounds, steps, out, stem, outs, n_val=None, log_name='log.json
             train_loss, train_pp = train_round(solver, steps, outs, f'{label}round {r + 1}/{rounds}')
             results = evaluate(test_net, outs, n_val)
             last_good = snapshot(solver, out, stem)
-            row = {'round': r + 1, 'iter': solver.iter, 'seconds': round(time.time() - start, 2),
-                   'train_loss': train_loss, 'train_loss_per_pixel': train_pp, 'scores': results}
+            row = {'stage': label.strip(' :') or stem, 'round': r + 1, 'iter': solver.iter,
+                   'seconds': round(time.time() - start, 2), 'train_loss': train_loss,
+                   'train_loss_per_pixel': train_pp, 'scores': results}
             rows.append(row)
             with open(log, 'a') as f:
                 f.write(json.dumps(row) + '\n')
-            plot_curve(log, out / log_name.replace('.jsonl', '.png'), title=label.strip(' :') or stem)
+            plot_curve(log, log.with_suffix('.png'), title=label.strip(' :') or stem)
             for score, result in results.items():
                 echo(f'{label}round {r + 1}/{rounds} iter {solver.iter}: ' + format_scores(result, score))
     except Diverged as err:
@@ -280,7 +299,7 @@ def run(name, args):
     if args.resume:
         resume(solver, args.resume)
     else:
-        initialize(solver, name, weights, train_param)
+        initialize(solver, name, weights, train_param, args.width)
     stem = Path(runs.read_prototxt(solver_path, caffe_pb2.SolverParameter()).snapshot_prefix).name
     train(solver, args.rounds, args.steps, args.out, stem, outputs(train_param))
     return 0

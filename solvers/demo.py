@@ -1,0 +1,138 @@
+"""`make demo`: the staged FCN-32s -> 16s -> 8s pipeline, end to end, on a synthetic VOC-format dataset.
+
+The nets are reduced-width variants of voc-fcn32s/16s/8s (same topology, padding, crops, skips and fixed
+bilinear upsampling; fewer channels), fed by the real data layers from an SBD-format train split and the VOC
+seg11valid split. As the reference stages them, 16s starts from the trained 32s and 8s from the trained 16s,
+each with bilinear upsampling; the 32s trunk starts from a seeded He initialization, the stand-in for the
+converted ILSVRC trunk (which would have to be downloaded). Each stage uses the training driver: rounds of
+SGD steps, the four metrics printed after each round, atomic snapshots and a log.
+
+Outputs (in --out, default demo-output/): data/ (the synthetic dataset), voc-fcn{32,16,8}s/ (snapshots and
+per-stage logs), log.jsonl and learning_curve.png (all stages), overlay.png and labels.png (FCN-8s on a
+held-out image), scores.json (the final FCN-8s scores).
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import netgen
+from solvers import driver, runs
+from solvers.curve import plot_curve
+from solvers.metrics import format_scores
+from solvers.score import outputs
+
+# (model, base_lr). The loss is summed over pixels (normalize: false) as in the reference, so the rates are
+# small; later stages take a lower rate, as the reference's 1e-10 -> 1e-12 -> 1e-14 do.
+STAGES = (('voc-fcn32s', 2e-7), ('voc-fcn16s', 1e-7), ('voc-fcn8s', 5e-8))
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog='python -m solvers.demo', description=__doc__.split('\n\n')[0],
+                                 epilog='Takes a few minutes on 2 CPU cores with the defaults.')
+    ap.add_argument('--out', type=Path, default=Path(netgen.REPO) / 'demo-output',
+                    help='output directory (default: %(default)s)')
+    ap.add_argument('--width', type=float, default=1 / 16, help='channel width of the nets (default 1/16)')
+    ap.add_argument('--count', type=int, default=160, help='synthetic images in the universe (default 160: '
+                    '120 SBD train, 40 VOC seg11valid)')
+    ap.add_argument('--rounds', type=int, nargs=3, default=(4, 3, 3), metavar=('R32', 'R16', 'R8'),
+                    help='rounds per stage (default 4 3 3)')
+    ap.add_argument('--steps', type=int, default=300, help='SGD steps per round (default 300)')
+    ap.add_argument('--seed', type=int, default=0, help='seed of the dataset and the trunk initialization')
+    return ap.parse_args(argv)
+
+
+def synthesize(out, count, seed):
+    """The SBD-format train split and the VOC seg11valid split, as param_str overrides for the data layers."""
+    from datalayers.synth import synthesize
+
+    root = Path(out) / 'data'
+    return {'sbdd_dir': str(synthesize('sbdd', root, count=count, seed=seed)),
+            'voc_dir': str(synthesize('voc', root, count=count, seed=seed))}
+
+
+def init_trunk(net, param, seed):
+    """He-normal kernels and zero biases for every learned layer except the score layers (zero, as the
+    reference's score layers start) and the upsampling layers (bilinear, set by surgery.interp)."""
+    rng = np.random.default_rng(seed)
+    fixed = set(driver.upsampling_layers(param))
+    for name, blobs in net.params.items():
+        if name in fixed or name.startswith('score'):
+            continue
+        kernel = blobs[0].data
+        kernel[...] = rng.normal(0, np.sqrt(2 / np.prod(kernel.shape[1:])), kernel.shape)
+        if len(blobs) > 1:
+            blobs[1].data[...] = 0
+
+
+def run_stage(name, base_lr, previous, args, data, log):
+    """Train one stage with the driver; returns (its last caffemodel, its last round's scores)."""
+    import caffe
+
+    import surgery
+
+    out = args.out / name
+    solver_path = runs.prepare(name, out, args.width, data=data, solver_overrides={'base_lr': base_lr})
+    param = runs.read_prototxt(solver_path.parent / 'train.prototxt', caffe.proto.caffe_pb2.NetParameter())
+    solver = caffe.SGDSolver(str(solver_path))
+    if previous is None:
+        init_trunk(solver.net, param, args.seed)
+    else:
+        surgery.load_weights(solver.net, str(previous))  # copy by name: trunk, score_fr, earlier skips
+    surgery.interp(solver.net, driver.upsampling_layers(param))
+    rounds = args.rounds[[s for s, _ in STAGES].index(name)]
+    rows = driver.train(solver, rounds, args.steps, out, 'train', outputs(param), log=log, label=f'{name}: ',
+                        echo=lambda line: print(line, flush=True))
+    return runs.latest_snapshot(out), rows[-1]['scores']['score']
+
+
+def write_overlay(weights, args, data):
+    """Segment the first held-out image with the final net: overlay.png and labels.png in --out."""
+    from solvers import infer
+
+    voc = Path(data['voc_dir'])
+    first = (voc / 'ImageSets' / 'Segmentation' / 'seg11valid.txt').read_text().split()[0]
+    rgb = infer.read_image(voc / 'JPEGImages' / f'{first}.jpg')
+    net = infer.load_deploy_net('voc-fcn8s', weights, args.width)
+    labels = infer.segment(net, rgb, infer.image_mean('voc-fcn8s'))['score']
+    infer.overlay(rgb, labels).save(args.out / 'overlay.png')
+    infer.label_png(labels).save(args.out / 'labels.png')
+    return args.out / 'overlay.png'
+
+
+def main(argv=None):
+    import datalayers
+    import surgery
+
+    args = parse_args(argv)
+    args.out = args.out.resolve()
+    start = time.time()
+    try:
+        driver.use_device(None)
+        print(f'synthesizing {args.count} VOC/SBD-format images into {args.out / "data"}', flush=True)
+        data = synthesize(args.out, args.count, args.seed)
+        log = args.out / 'log.jsonl'
+        log.unlink(missing_ok=True)
+        weights = None
+        for name, base_lr in STAGES:
+            print(f'--- {name} at width {args.width:g}, base_lr {base_lr:g}'
+                  + (f', from {weights.name} of the previous stage' if weights else ', trunk from He init'),
+                  flush=True)
+            weights, final = run_stage(name, base_lr, weights, args, data, log)
+        plot_curve(log, args.out / 'learning_curve.png', title='demo: FCN-32s -> 16s -> 8s')
+        overlay = write_overlay(weights, args, data)
+    except (runs.SetupError, datalayers.DatasetError, surgery.WeightsError, driver.Diverged) as err:
+        print(f'demo: error: {err}', file=sys.stderr)
+        return 2
+    runs.write_atomic(args.out / 'scores.json', json.dumps(final, indent=1))
+    print(f'\nFCN-8s on the held-out synthetic seg11valid split: {format_scores(final)}')
+    print(f'wrote {overlay}, {args.out / "learning_curve.png"}, {args.out / "scores.json"} '
+          f'in {time.time() - start:.0f} s')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
