@@ -54,12 +54,12 @@ class SegDataLayer(caffe.Layer):
     def reshape(self, bottom, top):
         self.current_id = self.ids[self.order[self.position]]
         self.sample = self.dataset.load(self.current_id, self.tops)
-        for blob, name in zip(top, self.tops, strict=True):
-            blob.reshape(1, *self.sample[name].shape)
+        for i, name in enumerate(self.tops):  # pycaffe's blob vectors index but do not iterate
+            top[i].reshape(1, *self.sample[name].shape)
 
     def forward(self, bottom, top):
-        for blob, name in zip(top, self.tops, strict=True):
-            blob.data[...] = self.sample[name]
+        for i, name in enumerate(self.tops):
+            top[i].data[...] = self.sample[name]
         self.position += 1
         if self.position == len(self.ids):
             self.epoch, self.position = self.epoch + 1, 0

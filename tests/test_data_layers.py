@@ -1,0 +1,171 @@
+"""Each data layer inside a real Caffe net, on synthetic data; tops checked against an independent read."""
+import json
+
+import numpy as np
+import pytest
+from data_helpers import expected_image, mat, png, python_layer_net, split_ids
+
+from datalayers.synth import SIFTFLOW_SUBDIR, synthesize
+
+caffe = pytest.importorskip('caffe')
+
+VOC_MEAN = (104.00699, 116.66877, 122.67892)
+
+
+@pytest.fixture(scope='module')
+def synth(tmp_path_factory):
+    """Small synthetic datasets (VOC-like ones with per-image sizes, to exercise the per-image reshape)."""
+    root = tmp_path_factory.mktemp('synth')
+    sizes = {'nyud': (40, 56), 'siftflow': (48, 48)}
+    return {d: synthesize(d, root / d, count=8, seed=3, size=sizes.get(d)) for d in
+            ('voc', 'sbdd', 'nyud', 'siftflow', 'pascalcontext')}
+
+
+def test_voc_eval_split_in_file_order_through_a_training_net(synth, tmp_path):
+    root = synth['voc']
+    params = {'voc_dir': str(root), 'split': 'seg11valid', 'mean': VOC_MEAN, 'seed': 1337}
+    # a 1x1 score layer and the FCN loss, so the tops really feed a net
+    extra = ('layer { name: "score" type: "Convolution" bottom: "data" top: "score" '
+             'convolution_param { num_output: 21 kernel_size: 1 weight_filler { type: "gaussian" std: 0.01 } } }\n'
+             'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "score" bottom: "label" top: "loss" '
+             'loss_param { normalize: false ignore_label: 255 } }')
+    net = python_layer_net(tmp_path, 'voc_layers', 'VOCSegDataLayer', params, ['data', 'label'], extra)
+    ids = split_ids(root / 'ImageSets/Segmentation/seg11valid.txt')
+    shapes = set()
+    for id_ in ids + ids[:1]:  # wraps around to the first image
+        net.forward()
+        image = expected_image(root / 'JPEGImages' / f'{id_}.jpg', VOC_MEAN)
+        label = png(root / 'SegmentationClass' / f'{id_}.png')
+        assert net.blobs['data'].data.shape == (1,) + image.shape
+        np.testing.assert_allclose(net.blobs['data'].data[0], image, atol=1e-3)
+        np.testing.assert_array_equal(net.blobs['label'].data[0, 0], label)
+        assert net.blobs['score'].data.shape[2:] == image.shape[1:]
+        assert np.isfinite(net.blobs['loss'].data).all()
+        assert net.layers[0].current_id == id_
+        shapes.add(image.shape)
+    assert len(shapes) > 1, "synthetic VOC images should vary in size so the per-image reshape is exercised"
+
+
+def test_voc_label_has_void_and_few_classes(synth):
+    root = synth['voc']
+    labels = np.concatenate([png(p).ravel() for p in (root / 'SegmentationClass').glob('*.png')])
+    present = set(np.unique(labels).tolist())
+    assert 255 in present and 0 in present
+    assert 3 <= len(present - {0, 255}) <= 5
+
+
+def test_sbdd_train_is_a_seeded_permutation_per_epoch(synth, tmp_path):
+    root = synth['sbdd']
+    params = {'sbdd_dir': str(root), 'split': 'train', 'mean': VOC_MEAN, 'seed': 1337}
+    net = python_layer_net(tmp_path, 'voc_layers', 'SBDDSegDataLayer', params, ['data', 'label'])
+    ids = split_ids(root / 'train.txt')
+    seen = []
+    for _ in range(2 * len(ids)):
+        net.forward()
+        id_ = net.layers[0].current_id
+        seen.append(id_)
+        expected = mat(root / 'cls' / f'{id_}.mat', 'GTcls')[0]['Segmentation'][0]
+        np.testing.assert_array_equal(net.blobs['label'].data[0, 0], expected)
+        np.testing.assert_allclose(net.blobs['data'].data[0], expected_image(root / 'img' / f'{id_}.jpg', VOC_MEAN),
+                                   atol=1e-3)
+    first, second = seen[:len(ids)], seen[len(ids):]
+    assert sorted(first) == sorted(ids) and sorted(second) == sorted(ids)
+    assert first != ids or second != ids, "a training split is read in random order"
+    assert first != second, "every epoch gets a fresh permutation"
+    again = python_layer_net(tmp_path, 'voc_layers', 'SBDDSegDataLayer', params, ['data', 'label'])
+    replay = []
+    for _ in range(len(ids)):
+        again.forward()
+        replay.append(again.layers[0].current_id)
+    assert replay == first, "the same seed gives the same order"
+
+
+def test_state_restore_continues_the_sequence(synth, tmp_path):
+    params = {'sbdd_dir': str(synth['sbdd']), 'split': 'train', 'seed': 7}
+    net = python_layer_net(tmp_path, 'voc_layers', 'SBDDSegDataLayer', params, ['data', 'label'])
+    for _ in range(9):  # past the end of the first epoch (6 images)
+        net.forward()
+    state = json.loads(json.dumps(net.layers[0].state()))  # survives a round trip through a file
+    expected = []
+    for _ in range(5):
+        net.forward()
+        expected.append(net.layers[0].current_id)
+    fresh = python_layer_net(tmp_path, 'voc_layers', 'SBDDSegDataLayer', {**params, 'seed': 99}, ['data', 'label'])
+    fresh.layers[0].restore(state)
+    resumed = []
+    for _ in range(5):
+        fresh.forward()
+        resumed.append(fresh.layers[0].current_id)
+    assert resumed == expected
+
+
+def test_restore_rejects_a_state_of_another_split(synth, tmp_path):
+    from datalayers import DatasetError
+    net = python_layer_net(tmp_path, 'voc_layers', 'VOCSegDataLayer', {'voc_dir': str(synth['voc']), 'split': 'val'},
+                           ['data', 'label'])
+    state = net.layers[0].state()
+    with pytest.raises(DatasetError, match='split'):
+        net.layers[0].restore({**state, 'split': 'train'})
+
+
+@pytest.mark.parametrize('tops', [['color', 'label'], ['hha', 'label'], ['color', 'depth', 'label'],
+                                  ['label', 'hha', 'color']])
+def test_nyud_tops_in_the_order_given(synth, tmp_path, tops):
+    root = synth['nyud']
+    net = python_layer_net(tmp_path, 'nyud_layers', 'NYUDSegDataLayer',
+                           {'nyud_dir': str(root), 'split': 'test', 'tops': tops, 'seed': 1337}, tops)
+    id_ = split_ids(root / 'test.txt')[0]
+    net.forward()
+    expected = {
+        'color': expected_image(root / f'data/images/img_{id_}.png', (116.190, 97.203, 92.318)),
+        'hha': (png(root / f'data/hha/img_{id_}.png').astype(np.float32)
+                - np.array((132.431, 94.076, 118.477), np.float32)).transpose(2, 0, 1),
+        'depth': np.log(png(root / f'data/depth/img_{id_}.png').astype(np.float32))[None] - 7.844,
+        'label': mat(root / f'segmentation/img_{id_}.mat', 'segmentation').astype(np.int32)[None] - 1,
+    }
+    expected['label'][expected['label'] == -1] = 255
+    for top in tops:
+        assert net.blobs[top].data.shape == (1,) + expected[top].shape
+        np.testing.assert_allclose(net.blobs[top].data[0], expected[top], atol=1e-3)
+    assert 255 in net.blobs['label'].data
+
+
+def test_siftflow_semantic_and_geometric_labels(synth, tmp_path):
+    root = synth['siftflow']
+    net = python_layer_net(tmp_path, 'siftflow_layers', 'SIFTFlowSegDataLayer',
+                           {'siftflow_dir': str(root), 'split': 'test', 'seed': 1337}, ['data', 'sem', 'geo'])
+    for id_ in split_ids(root / 'test.txt'):
+        net.forward()
+        sem = mat(root / 'SemanticLabels' / SIFTFLOW_SUBDIR / f'{id_}.mat', 'S').astype(np.int32)
+        geo = mat(root / 'GeoLabels' / SIFTFLOW_SUBDIR / f'{id_}.mat', 'S').astype(np.int32)
+        assert (geo == -1).any(), "the synthetic data has geometric void (-1)"
+        expected_sem = np.where(sem == 0, 255, sem - 1)
+        expected_geo = np.where(geo <= 0, 255, geo - 1)
+        image = expected_image(root / 'Images' / SIFTFLOW_SUBDIR / f'{id_}.jpg', (114.578, 115.294, 108.353))
+        np.testing.assert_allclose(net.blobs['data'].data[0], image, atol=1e-3)
+        np.testing.assert_array_equal(net.blobs['sem'].data[0, 0], expected_sem)
+        np.testing.assert_array_equal(net.blobs['geo'].data[0, 0], expected_geo)
+        assert set(np.unique(expected_geo)) <= {0, 1, 2, 255}
+
+
+def test_pascalcontext_maps_raw_labels_to_59_classes_by_name(synth, tmp_path):
+    root = synth['pascalcontext']
+    net = python_layer_net(tmp_path, 'pascalcontext_layers', 'PASCALContextSegDataLayer',
+                           {'context_dir': str(root), 'voc_dir': str(root), 'split': 'val', 'seed': 1337},
+                           ['data', 'label'])
+    # independent mapping, from the two lists as written on disk
+    raw = {int(n): s.strip().replace(' ', '') for n, s in
+           (line.split(':') for line in (root / 'labels.txt').read_text().splitlines())}
+    task = {s.strip(): int(n) for n, s in
+            (line.split(':') for line in (root / '59_labels.txt').read_text().splitlines())}
+    task.update({'table': task['diningtable'], 'bedclothes': task['bedcloth'], 'cloth': task['clothes']})
+    seen = set()
+    for id_ in split_ids(root / 'VOC2010/ImageSets/Main/val.txt'):
+        net.forward()
+        label_map = mat(root / 'trainval' / f'{id_}.mat', 'LabelMap')
+        expected = np.vectorize(lambda v: task.get(raw[v], 0))(label_map)
+        np.testing.assert_array_equal(net.blobs['label'].data[0, 0], expected)
+        seen |= set(np.unique(expected).tolist())
+        image = expected_image(root / 'VOC2010/JPEGImages' / f'{id_}.jpg', (104.007, 116.669, 122.679))
+        np.testing.assert_allclose(net.blobs['data'].data[0], image, atol=1e-3)
+    assert 0 in seen and len(seen) >= 3 and max(seen) <= 59
