@@ -27,7 +27,7 @@ def palette(n=256):
     return cmap
 
 
-def _open_image(path, modes, what):
+def _open_image(path, modes, what, hint=''):
     """Open and fully decode an image (so a truncated file fails here), checking its mode."""
     path = Path(path)
     if not path.is_file():
@@ -38,13 +38,13 @@ def _open_image(path, modes, what):
     except (OSError, SyntaxError, ValueError) as e:
         raise DatasetError(f"unreadable or truncated {what} {path}: {e}") from e
     if im.mode not in modes:
-        raise DatasetError(f"{what} {path} has image mode {im.mode!r}, expected one of {sorted(modes)}")
+        raise DatasetError(f"{what} {path} has image mode {im.mode!r}, expected one of {sorted(modes)}{hint}")
     return im
 
 
 def read_rgb(path):
     """An RGB image as an H x W x 3 uint8 array."""
-    return np.array(_open_image(path, {'RGB'}, 'RGB image'))
+    return np.array(_open_image(path, {'RGB'}, 'RGB image', ': convert it to RGB'))
 
 
 def read_gray16(path):
@@ -54,7 +54,8 @@ def read_gray16(path):
 
 def read_label_png(path):
     """A class-index PNG (palette or grayscale, as VOC's SegmentationClass) as an H x W uint8 array."""
-    im = _open_image(path, {'P', 'L'}, 'label PNG (class indices, palette or grayscale; not an RGB rendering)')
+    im = _open_image(path, {'P', 'L'}, 'label PNG',
+                     ': a label holds one class index per pixel (palette or grayscale PNG), not a color rendering')
     return np.array(im, dtype=np.uint8)
 
 
