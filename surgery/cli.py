@@ -9,7 +9,7 @@ from pathlib import Path
 from .bilinear import interp
 from .nets import instantiate
 from .transplant import transplant
-from .weights import WeightsError, read_caffemodel
+from .weights import WeightsError, load_weights, read_caffemodel
 
 # classifier -> (ILSVRC net, the FCN whose trunk it initializes)
 CONVERSIONS = {
@@ -50,7 +50,7 @@ def save_layers(net, layers, out):
 def run_transplant(args):
     src = instantiate(args.src_net, weights=args.src_weights)
     dst = instantiate(args.dst_net)
-    report = transplant(dst, src, suffix=args.suffix, strict=not args.skip_mismatched)
+    report = transplant(dst, src, suffix=args.suffix, strict=args.strict)
     if args.interp:
         deconvs = [name for name, layer in dst.layer_dict.items() if layer.type == 'Deconvolution']
         interp(dst, deconvs)
@@ -64,14 +64,16 @@ def run_convert(args):
     import netgen  # only convert needs the model declarations
 
     classifier, fcn = CONVERSIONS[args.model]
-    src = instantiate(netgen.net(classifier, 'deploy', width=args.width), weights=args.weights)
+    src = instantiate(netgen.net(classifier, 'deploy', width=args.width))
+    loaded = load_weights(src, args.weights)
     dst = instantiate(netgen.net(fcn, 'deploy', width=args.width))
     report = transplant(dst, src)
     print(report)
     trunk = report.written()
-    if not report.coerced:
-        raise WeightsError(f'convert: no fully connected layer of {classifier} was convolutionalized: '
-                           f'{args.weights} does not look like {classifier} weights')
+    absent = [name for name in loaded.missing if name in trunk]
+    if absent:
+        raise WeightsError(f'convert: {args.weights} has no weights for {", ".join(absent)}: the FCN trunk would '
+                           f'keep its initialization there; use the published {classifier} caffemodel')
     save_layers(dst, trunk, args.out)
     print(f'wrote {args.out}: the {fcn} trunk ({len(trunk)} layers); score and upsampling layers are left '
           'to the net\'s initialization and surgery.interp')
@@ -93,8 +95,8 @@ def parser():
     t.add_argument('--out', required=True, help='caffemodel to write for the destination net')
     t.add_argument('--suffix', default='', help="appended to each source layer name, e.g. 'color' or 'hha'")
     t.add_argument('--interp', action='store_true', help='fill every Deconvolution with bilinear kernels')
-    t.add_argument('--skip-mismatched', action='store_true',
-                   help='leave layers whose sizes differ at initialization instead of failing')
+    t.add_argument('--strict', action='store_true',
+                   help='fail on a layer whose size differs instead of leaving it at initialization')
     t.set_defaults(run=run_transplant)
 
     c = sub.add_parser('convert', help='ILSVRC classifier weights -> FCN trunk weights (e.g. vgg16-fcn.caffemodel)',

@@ -62,13 +62,14 @@ def finish(new_net, moves):
     return Report(list(moves), initial)
 
 
-def transplant(new_net, net, suffix='', strict=True):
+def transplant(new_net, net, suffix='', strict=False):
     """Copy every parameter of `net` into the layer of `new_net` with the same name plus `suffix`.
 
     Blobs of equal shape are copied; blobs of equal size and different shape are coerced, which turns a
     fully connected layer (O x I*H*W) into the equivalent convolution (O x I x H x W): Caffe stores both
-    in the same order. Layers `new_net` lacks are dropped. A blob whose number of values differs is a
-    WeightsError (strict) or dropped (strict=False). Returns a Report (print it for the per-blob account).
+    in the same order. Layers `new_net` lacks are dropped, and so are blobs whose number of values differs
+    (a score layer for other classes: see expand_score), unless `strict`, which makes that a WeightsError.
+    Returns a Report: print it for the per-blob account; check_trained_trunk catches a trunk left behind.
     """
     moves = []
     for src, blobs in net.params.items():
@@ -87,12 +88,12 @@ def _move_blob(src, dst, index, values, target, strict):
     if target is None:
         return Move('dropped', src, dst, index, values.shape, why=f'{dst} has no blob {index}')
     if values.size != target.size:
-        why = f'{values.size} values do not fit {target.size}'
+        why = f'size mismatch: {values.size} values for {target.size} (other classes or width)'
         if strict:
             raise WeightsError(f'transplant: layer {src!r} blob {index} of shape {values.shape} cannot go into '
                                f'{dst!r} blob {index} of shape {target.shape} ({why}): the nets differ in '
                                'width or classes; use surgery.expand_score for score layers, or strict=False '
-                               'to leave such layers at their initialization')
+                               'to leave them at their initialization')
         return Move('dropped', src, dst, index, values.shape, target.shape, why=why)
     target[...] = values.reshape(target.shape)
     kind = 'copied' if values.shape == target.shape else 'coerced'

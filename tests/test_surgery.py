@@ -127,8 +127,8 @@ def test_transplant_with_suffix_and_size_mismatch():
     n.fc6hha = L.InnerProduct(n.conv1hha, num_output=FC + 1)  # wrong width
     wide = build(n)
     with pytest.raises(WeightsError, match=r"'fc6' blob 0 of shape \(16, 294\).*'fc6hha' blob 0 of shape \(17, 1176\)"):
-        surgery.transplant(wide, cls, suffix='hha')
-    report = surgery.transplant(wide, cls, suffix='hha', strict=False)
+        surgery.transplant(wide, cls, suffix='hha', strict=True)
+    report = surgery.transplant(wide, cls, suffix='hha')
     assert np.array_equal(wide.params['conv1hha'][0].data, cls.params['conv1'][0].data)
     assert {(m.src, m.index) for m in report.dropped if m.dst == 'fc6hha'} == {('fc6', 0), ('fc6', 1)}
     assert {layer for layer, _, _ in report.initial} == {'fc6hha'}
