@@ -178,13 +178,12 @@ def googlenet(n, bottom, width=1.0, first_pad=3):
 
 
 def googlenet_fcn(n, bottom, width=1.0, suffix='', train=True, first_conv=None):
-    # conv1 padded so that the output covers every input size (the FCN trunk's equivalent of VGG's pad 100)
-    features = googlenet(n, bottom, width, first_pad=GOOGLENET_FCN_PAD)
+    # no extra padding: without fc layers the classifier's own pad 3 already yields an output covering any input
+    # size (Caffe's pooling rounds up); the final average pooling and the auxiliary classifiers are discarded
+    features = googlenet(n, bottom, width)
     features['fc7'] = dropout(n, 'inception_5b/drop', features['inception_5b'], 0.4, train)
     return features
 
-
-GOOGLENET_FCN_PAD = 35
 
 TRUNKS = {'vgg16': vgg16_fcn, 'caffenet': caffenet_fcn, 'googlenet': googlenet_fcn}
 

@@ -1,0 +1,175 @@
+"""Geometry of a net, computed by walking its layers: output stride, receptive field, where each output's first
+pixel sits in the input (coord_map's shift), crop offsets, conv depth, and parameter counts (from Caffe)."""
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+
+from caffe.proto import caffe_pb2
+
+SPATIAL = ('Convolution', 'Pooling')
+GLOBAL = None  # receptive field / stride of a layer that sees the whole input (InnerProduct, global pooling)
+
+
+@dataclass(frozen=True)
+class Blob:
+    """Geometry of a blob relative to the input: `stride` input pixels per output pixel, receptive field `rf`
+    in input pixels, `origin` the input coordinate of the centre of output pixel 0, and the conv `depth`
+    (longest chain of Convolution layers behind it)."""
+    stride: Fraction | None
+    rf: int | None
+    origin: Fraction | None
+    depth: int
+
+
+@dataclass(frozen=True)
+class Row:
+    layer: str
+    type: str
+    blob: Blob
+    crop: tuple | None
+
+
+INPUT = Blob(Fraction(1), 1, Fraction(0), 0)
+
+
+def _first(values, default):
+    return values[0] if len(values) else default
+
+
+def _field(param, hw_name, value):
+    """The _h variant of a field where it is set explicitly, else the plain value."""
+    return getattr(param, hw_name) if param.HasField(hw_name) else value
+
+
+def _window(layer):
+    """(kernel, stride, pad) of a Convolution / Deconvolution / Pooling layer along height."""
+    if layer.type == 'Pooling':
+        p = layer.pooling_param
+        return _field(p, 'kernel_h', p.kernel_size), _field(p, 'stride_h', p.stride), _field(p, 'pad_h', p.pad)
+    p = layer.convolution_param
+    kernel = _field(p, 'kernel_h', _first(p.kernel_size, 1))
+    return ((kernel - 1) * _first(p.dilation, 1) + 1, _field(p, 'stride_h', _first(p.stride, 1)),
+            _field(p, 'pad_h', _first(p.pad, 0)))
+
+
+def _combine(blobs):
+    """Pointwise layers over several bottoms (Eltwise, Concat): the widest view, the finest stride."""
+    known = [b for b in blobs if b.rf is not None]
+    if not known:
+        return Blob(GLOBAL, GLOBAL, GLOBAL, max(b.depth for b in blobs))
+    return Blob(min(b.stride for b in known), max(b.rf for b in known), known[0].origin,
+                max(b.depth for b in blobs))
+
+
+def layer_geometry(layer, bottoms):
+    """The geometry of a layer's top from its bottoms' geometry."""
+    if not bottoms:  # Input / data layers
+        return INPUT
+    if layer.type == 'Crop':
+        b = bottoms[0]  # the second bottom only gives the size
+        offset = _first(layer.crop_param.offset, 0)
+        return Blob(b.stride, b.rf, None if b.origin is None else b.origin + offset * b.stride, b.depth)
+    b = _combine(bottoms)
+    if layer.type == 'InnerProduct' or (layer.type == 'Pooling' and layer.pooling_param.global_pooling):
+        return Blob(GLOBAL, GLOBAL, GLOBAL, b.depth)
+    if b.rf is None:
+        return b
+    if layer.type in SPATIAL:
+        kernel, stride, pad = _window(layer)
+        depth = b.depth + (layer.type == 'Convolution')
+        return Blob(b.stride * stride, b.rf + (kernel - 1) * b.stride,
+                    b.origin + (Fraction(kernel - 1, 2) - pad) * b.stride, depth)
+    if layer.type == 'Deconvolution':
+        kernel, stride, pad = _window(layer)
+        # an output pixel sums ceil(k / s) input pixels; output pixel 0 sits at (pad - (k - 1) / 2) / s inputs
+        return Blob(b.stride / stride, b.rf + (math.ceil(kernel / stride) - 1) * b.stride,
+                    b.origin + (pad - Fraction(kernel - 1, 2)) / stride * b.stride, b.depth)
+    return b  # pointwise: ReLU, Dropout, LRN, Scale, Eltwise, Concat, Softmax, losses
+
+
+def walk(proto):
+    """Row per layer of a NetParameter, in order."""
+    blobs, rows = {}, []
+    for layer in proto.layer:
+        bottoms = [blobs.get(name, INPUT) for name in layer.bottom]
+        if layer.type == 'Crop':
+            bottoms = bottoms[:1]
+        geometry = layer_geometry(layer, bottoms)
+        for top in layer.top:
+            blobs[top] = geometry
+        crop = tuple(layer.crop_param.offset) if layer.type == 'Crop' else None
+        rows.append(Row(layer.name, layer.type, geometry, crop))
+    return rows
+
+
+def score_layer(proto):
+    """The coarse score layer: the one feeding the first upsampling Deconvolution (else the last layer)."""
+    producers = {top: layer.name for layer in proto.layer for top in layer.top}
+    for layer in proto.layer:
+        if layer.type == 'Deconvolution':
+            return producers[layer.bottom[0]]
+    return proto.layer[-1].name
+
+
+def _fixed(layer):
+    return len(layer.param) > 0 and all(p.lr_mult == 0 for p in layer.param)
+
+
+def parameter_counts(proto):
+    """{layer: learned parameters} of the net, from the blob shapes of the net instantiated in Caffe; layers
+    whose every param has lr_mult 0 (the fixed bilinear upsampling, at-once skip scales) count 0."""
+    import caffe  # pycaffe prints its log at import; callers set GLOG_minloglevel first if they care
+
+    with tempfile.NamedTemporaryFile('w', suffix='.prototxt', delete=False) as f:
+        f.write(str(proto))
+    try:
+        net = caffe.Net(f.name, caffe.TEST)
+    finally:
+        os.unlink(f.name)
+    layers = {layer.name: layer for layer in proto.layer}
+    return {name: 0 if _fixed(layers[name]) else sum(math.prod(blob.shape) for blob in blobs)
+            for name, blobs in net.params.items()}
+
+
+def totals(proto, rows=None, counts=None):
+    """Conv depth, learned parameters, receptive field and stride at the coarse score layer."""
+    rows = rows if rows is not None else walk(proto)
+    counts = counts if counts is not None else parameter_counts(proto)
+    at = score_layer(proto)
+    score = next(row.blob for row in rows if row.layer == at)
+    return {'score_layer': at, 'depth': score.depth, 'parameters': sum(counts.values()),
+            'receptive_field': score.rf, 'stride': None if score.stride is None else int(score.stride)}
+
+
+def _fmt(value):
+    if value is None:
+        return 'global'
+    if isinstance(value, Fraction):
+        return str(value.numerator) if value.denominator == 1 else f'{float(value):g}'
+    return str(value)
+
+
+def report(proto):
+    """The --info text: per layer stride, receptive field, origin, crop offset; then the totals."""
+    rows, counts = walk(proto), parameter_counts(proto)
+    lines = [f'{"layer":<28} {"type":<16} {"stride":>7} {"rf":>6} {"origin":>8} {"crop":>6} {"params":>11}']
+    for row in rows:
+        b = row.blob
+        crop = ','.join(map(str, row.crop)) if row.crop else ''
+        params = f'{counts[row.layer]:,}' if counts.get(row.layer) else ''
+        lines.append(f'{row.layer:<28} {row.type:<16} {_fmt(b.stride):>7} {_fmt(b.rf):>6} {_fmt(b.origin):>8} '
+                     f'{crop:>6} {params:>11}')
+    t = totals(proto, rows, counts)
+    lines += ['', f'at the score layer {t["score_layer"]}: conv depth {t["depth"]}, '
+              f'parameters {t["parameters"] / 1e6:.1f}M ({t["parameters"]:,}; fixed upsampling not counted), '
+              f'receptive field {_fmt(t["receptive_field"])}, stride {_fmt(t["stride"])}',
+              'origin: input coordinate of the centre of output pixel 0 (0 = aligned with the input)']
+    return '\n'.join(lines)
+
+
+def parse(text):
+    """NetParameter from prototxt text."""
+    from google.protobuf import text_format
+    return text_format.Parse(text, caffe_pb2.NetParameter())
