@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-MODELS := $(sort $(patsubst %/solve.py,%,$(wildcard */solve.py)))
+MODELS := $(sort $(patsubst %/deploy.prototxt,%,$(wildcard */deploy.prototxt)))  # the model folders netgen writes
 
 .PHONY: help setup setup-system venv caffe test lint demo nets bench clean $(MODELS)
 
