@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-MODELS := $(sort $(patsubst %/deploy.prototxt,%,$(wildcard */deploy.prototxt)))  # the model folders netgen writes
+# the model folders that fcn-netgen writes (each holds a deploy.prototxt)
+MODELS := $(sort $(patsubst %/deploy.prototxt,%,$(wildcard */deploy.prototxt)))
 
 .PHONY: help setup setup-system venv caffe test lint demo nets bench clean $(MODELS)
 
