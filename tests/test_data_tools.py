@@ -103,3 +103,26 @@ def test_reference_pascalcontext_lists_map_all_59_classes(tmp_path):
     assert lookup[raw['table']] == 11 and lookup[raw['bedclothes']] == 52 and lookup[raw['cloth']] == 28
     assert lookup[raw['potted plant' if 'potted plant' in raw else 'pottedplant']] == 16
     assert lookup[raw['clothes tree']] == 0 and lookup[raw['pool table']] == 0
+
+
+def test_reference_nets_param_str_accepted():
+    """Every data layer param_str of the reference nets parses under the layer's own spec."""
+    import importlib
+
+    from google.protobuf import text_format
+
+    from caffe.proto import caffe_pb2
+    from datalayers import params
+    nets = [p for p in sorted(need(REFERENCE_DATA.parent / 'reference-nets').rglob('*.prototxt'))
+            if 'python_param' in p.read_text()]
+    checked = 0
+    for path in nets:
+        net = text_format.Parse(path.read_text(), caffe_pb2.NetParameter())
+        for layer in net.layer:
+            if layer.type == 'Python':
+                python = layer.python_param
+                cls = getattr(importlib.import_module(python.module), python.layer)
+                parsed = params.parse(python.param_str, cls.spec, python.layer)
+                assert parsed['seed'] == 1337 and parsed['split'] and parsed['randomize'] is True
+                checked += 1
+    assert checked >= 8
