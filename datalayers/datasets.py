@@ -18,6 +18,7 @@ NYUD_MEAN_LOGD = 7.844
 SIFTFLOW_MEAN = (114.578, 115.294, 108.353)
 CONTEXT_MEAN = (104.007, 116.669, 122.679)
 SIFTFLOW_SUBDIR = 'spatial_envelope_256x256_static_8outdoorcategories'
+NOT_SPLITS = {'classes', 'README', 'readme'}
 # PASCAL-Context's 59-class list spells three classes differently from its full label list.
 CONTEXT_RENAMES = {'diningtable': 'table', 'bedcloth': 'bedclothes', 'clothes': 'cloth'}
 
@@ -32,9 +33,12 @@ def preprocess(rgb, mean):
 class Dataset:
     """One dataset rooted at `root`; subclasses give the layout and the per-sample reading."""
     name = ''
-    layout = ''     # the expected files, shown when something is missing
-    source = ''     # where to download the real dataset
-    tops = ()       # the arrays one sample provides, in the reference's top order
+    key = ''          # the name fcn-data and synthesize use
+    data_folder = ''  # its folder under data/
+    layout = ''       # the expected files, shown when something is missing
+    source = ''       # where to download the real dataset
+    split_dir = ''    # where the split files live, relative to root
+    tops = ()         # the arrays one sample provides, in the reference's top order
 
     def __init__(self, root):
         self.root = Path(root)
@@ -45,10 +49,6 @@ class Dataset:
         return f"Expected layout under {self.root}:\n{self.layout}\nGet the real dataset from {self.source} " \
                f"(see data/{self.data_folder}/README.md), or make a synthetic one with `fcn-data synth {self.key}`."
 
-    data_folder = ''
-    key = ''
-    split_dir = ''  # where the split files live, relative to root
-
     def split_file(self, split):
         return self.root / self.split_dir / f'{split}.txt'
 
@@ -56,8 +56,8 @@ class Dataset:
         return read_split(self.split_file(split), self.help())
 
     def splits(self):
-        """The split names present on disk."""
-        return sorted(p.stem for p in (self.root / self.split_dir).glob('*.txt'))
+        """The split names present on disk (the reference keeps a classes.txt beside the splits)."""
+        return sorted(p.stem for p in self.split_file('*').parent.glob('*.txt') if p.stem not in NOT_SPLITS)
 
     def load(self, id_, tops=None):
         """A dict top name -> array for one sample; only `tops` (default: all) are read."""
@@ -218,9 +218,6 @@ class PASCALContext(Dataset):
 
     def split_file(self, split):
         return self.voc_root / 'ImageSets' / 'Main' / f'{split}.txt'
-
-    def splits(self):
-        return sorted(p.stem for p in (self.voc_root / 'ImageSets' / 'Main').glob('*.txt'))
 
     def load(self, id_, tops=None):
         image_path = self.voc_root / 'JPEGImages' / f'{id_}.jpg'

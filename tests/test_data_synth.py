@@ -150,3 +150,10 @@ def test_cli_errors_exit_nonzero_with_a_message(tmp_path):
     assert run.returncode == 1 and 'Expected layout' in run.stderr and 'img_{id}.png' in run.stderr
     assert subprocess.run([sys.executable, '-m', 'datalayers.cli', 'synth', 'voc', '--out', str(tmp_path),
                            '--size', '96'], capture_output=True).returncode == 2
+
+
+def test_check_skips_a_class_list_beside_the_splits(tmp_path, capsys):
+    root = synthesize('nyud', tmp_path, count=4, seed=0, size=(24, 32))
+    (root / 'classes.txt').write_text('wall\nfloor\n')
+    assert main(['check', 'nyud', str(root)]) == 0
+    assert 'classes' not in capsys.readouterr().out.splitlines()[0]
