@@ -180,7 +180,9 @@ def blas_config(blas, multiarch, openmp):
         # so the two never compete for the cores.
         if openmp and not (prefix / 'lib' / 'libiomp5.so').exists():
             raise SetupError(f'CAFFE_OPENMP=1 with BLAS=mkl needs {prefix}/lib/libiomp5.so: pip install intel-openmp')
-        return lines + (['CXXFLAGS += -fopenmp', 'LIBRARIES += iomp5'] if openmp else []), [str(prefix / 'lib')]
+        # _caffe.so sits in <venv>/lib/pythonX.Y/site-packages/caffe: find the venv's MKL relative to it,
+        # so a cached build works in any venv that has MKL.
+        return lines + (['CXXFLAGS += -fopenmp', 'LIBRARIES += iomp5'] if openmp else []), ['\\$$ORIGIN/../../..']
     if blas == 'blis':
         inc, lib = Path(f'/usr/include/{multiarch}/blis-pthread'), Path(f'/usr/lib/{multiarch}/blis-pthread')
         if not (inc / 'cblas.h').exists() or not (lib / 'libblis.so').exists():
