@@ -4,6 +4,7 @@ Caffe's `Net.copy_from` aborts the whole process on a missing file, a parse fail
 blobs or a shape mismatch. `load_weights` checks all of that first, with the same rules Caffe applies
 (`Net::CopyTrainedLayersFrom`, `Blob::ShapeEquals`, `Blob::FromProto`), and raises `WeightsError`.
 """
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,15 +129,45 @@ def _check_blob(path, layer, index, shape, blob):
                            f'({count} expected): the file is corrupt')
 
 
-def load_weights(net, path):
+def load_weights(net, path, read_limit=None):
     """Validate the caffemodel at `path` against `net` in Python, then let Caffe copy it in.
 
     Returns a LoadReport. Raises WeightsError naming the layer, the blob and both shapes on a mismatch,
-    and on a missing, truncated or corrupt file: Caffe would abort the process instead.
+    and on a missing, truncated or corrupt file: Caffe would abort the process instead. A file larger than
+    Caffe can read (the published VGG16 caffemodel is 553 MB) is handed to Caffe one layer at a time.
     """
-    report = validate(net, read_caffemodel(path), path)
-    net.copy_from(str(path))
+    param = read_caffemodel(path)
+    report = validate(net, param, path)
+    limit = CAFFE_READ_LIMIT if read_limit is None else read_limit
+    if Path(path).stat().st_size < limit:
+        net.copy_from(str(path))
+    else:
+        _copy_by_layer(net, param, set(report.loaded), limit, path)
     return report
+
+
+# Caffe's ReadProtoFromBinaryFile caps a binary proto at 512 MiB (CodedInputStream::SetTotalBytesLimit)
+CAFFE_READ_LIMIT = 512 * 2 ** 20
+
+
+def _copy_by_layer(net, param, names, limit, path):
+    """copy_from one single-layer caffemodel per layer, each under Caffe's read limit (all checked first)."""
+    parts = []
+    for kind in ('layer', 'layers'):  # V1 layers stay V1: Caffe upgrades them as it would the whole file
+        for layer in getattr(param, kind):
+            if layer.name in names:
+                single = caffe_pb2.NetParameter(name=param.name)
+                getattr(single, kind).add().CopyFrom(layer)
+                parts.append((layer.name, single.SerializeToString()))
+    too_big = [f'{name} ({len(data)} bytes)' for name, data in parts if len(data) >= limit]
+    if too_big:
+        raise WeightsError(f'{path}: layers {", ".join(too_big)} are each larger than Caffe reads from one file '
+                           f'({limit} bytes); nothing was loaded')
+    with tempfile.TemporaryDirectory(prefix='fcn-weights-') as tmp:
+        part = Path(tmp) / 'layer.caffemodel'
+        for _, data in parts:
+            part.write_bytes(data)
+            net.copy_from(str(part))
 
 
 # The guard before training ------------------------------------------------------------------------

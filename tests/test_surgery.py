@@ -372,18 +372,29 @@ def test_load_weights_raises_instead_of_caffe_aborting(saved, tmp_path):
     legacy.write_bytes(to_v1_legacy(surgery.read_caffemodel(path)).SerializeToString())
     np.save(tmp_path / 'fc6.npy', cls.params['fc6'][0].data)
     result = run_python(f'''
-        import numpy as np, surgery
+        import os, numpy as np, surgery
         net = surgery.instantiate('cls.prototxt')
         surgery.load_weights(net, '{legacy}')  # V1 layers and legacy shapes load as Caffe upgrades them
         assert np.array_equal(net.params['fc6'][0].data, np.load('fc6.npy'))
         print('v1 ok')
+        for weights in ('{path}', '{legacy}'):  # larger than Caffe's read limit: handed over layer by layer
+            again = surgery.instantiate('cls.prototxt')
+            limit = os.path.getsize(weights)
+            surgery.load_weights(again, weights, read_limit=limit)
+            assert np.array_equal(again.params['fc6'][0].data, np.load('fc6.npy'))
+        print('by layer ok')
+        try:
+            surgery.load_weights(again, '{path}', read_limit=1000)
+        except surgery.WeightsError as e:
+            print('too big', e)
         try:
             surgery.load_weights(surgery.instantiate('fcn.prototxt'), '{path}')
         except surgery.WeightsError as e:
             print('raised', e)
     ''', tmp_path)
     assert result.returncode == 0, result.stderr
-    assert 'v1 ok' in result.stdout
+    assert 'v1 ok' in result.stdout and 'by layer ok' in result.stdout
+    assert "too big" in result.stdout and "fc6 (" in result.stdout and 'nothing was loaded' in result.stdout
     assert "raised" in result.stdout and "'fc6' blob 0" in result.stdout
 
 
