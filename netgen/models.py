@@ -173,13 +173,16 @@ def data_params(model, split):
 
 
 def data_layer(n, model, split, overrides=None):
+    """The Python data layer. An override applies where it is a parameter of this split's layer; one that is a
+    parameter of none of the model's data layers is an error (so one dict serves train and val)."""
     module, layer, params, tops = data_params(model, split)
     overrides = dict(overrides or {})
-    unknown = set(overrides) - set(params)
+    known = {key for s in model.splits for key in data_params(model, s)[2]}
+    unknown = set(overrides) - known
     if unknown:
-        raise ValueError(f'data overrides {sorted(unknown)} are not parameters of {layer}; '
-                         f'its parameters are {sorted(params)}')
-    params.update(overrides)
+        raise ValueError(f'data overrides {sorted(unknown)} are not parameters of the {model.name} data layers; '
+                         f'their parameters are {sorted(known)}')
+    params.update((key, value) for key, value in overrides.items() if key in params)
     outputs = L.Python(module=module, layer=layer, param_str=str(params), ntop=len(tops))
     for name, top in zip(tops, outputs, strict=True):
         n[name] = top

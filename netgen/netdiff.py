@@ -34,7 +34,16 @@ class Difference:
     b: object
 
     def __str__(self):
-        return f'{self.where}: {self.field}: {self.a!r} | {self.b!r}'
+        return f'{self.where}: {self.field}: {show(self.a)} | {show(self.b)}'
+
+
+def show(value):
+    """repr, with floats at float32 precision (most Caffe fields are float32: 1e-10, not 1.0000000133e-10)."""
+    if isinstance(value, float):
+        return format(value, '.7g')
+    if isinstance(value, list):
+        return '[' + ', '.join(map(show, value)) + ']'
+    return repr(value)
 
 
 def read(path):
