@@ -17,6 +17,7 @@ from google.protobuf import text_format
 from scipy.ndimage import map_coordinates
 
 import surgery
+import surgery.cli
 from surgery import WeightsError
 
 ENV = dict(os.environ, GLOG_minloglevel='2')
@@ -455,22 +456,28 @@ def test_cli_transplant_writes_weights_for_the_destination(saved, tmp_path):
     assert np.allclose(fcn.params['upscore'][0].data[1, 1], surgery.upsample_filt(4))
 
 
-def test_cli_errors_exit_nonzero_and_write_nothing(saved, tmp_path):
+def test_cli_errors_exit_nonzero_and_write_nothing(saved, tmp_path, capsys, monkeypatch):
     _, cls_spec, fcn_spec, path = saved
+    monkeypatch.chdir(tmp_path)
     (tmp_path / 'fcn.prototxt').write_text(str(fcn_spec.to_proto()))
     (tmp_path / 'bad.prototxt').write_text('layer { name: "x" type: \n')
     out = tmp_path / 'out.caffemodel'
-    cases = [
-        (['--src-net', 'fcn.prototxt', '--src-weights', path], "'fc6' blob 0 has shape (16, 294) in the file"),
+    # a shape mismatch would abort inside Caffe if it got there: run that one in a subprocess
+    result = fcn_surgery('transplant', '--src-net', 'fcn.prototxt', '--src-weights', path,
+                         '--dst-net', 'fcn.prototxt', '--out', out, cwd=tmp_path)
+    assert result.returncode == 1 and "'fc6' blob 0 has shape (16, 294) in the file" in result.stderr
+    cases = [  # these fail in Python before Caffe sees anything
         (['--src-net', 'missing.prototxt', '--src-weights', path], 'missing.prototxt does not exist'),
         (['--src-net', 'bad.prototxt', '--src-weights', path], 'not a valid net prototxt'),
         (['--src-net', 'fcn.prototxt', '--src-weights', 'none.caffemodel'], 'none.caffemodel does not exist'),
     ]
     for args, message in cases:
-        result = fcn_surgery('transplant', *args, '--dst-net', 'fcn.prototxt', '--out', out, cwd=tmp_path)
-        assert result.returncode == 1 and message in result.stderr, result.stderr
-        assert not out.exists()
-    result = fcn_surgery('transplant', '--src-net', 'fcn.prototxt', '--src-weights', path,
-                         '--dst-net', 'fcn.prototxt', '--out', path, cwd=tmp_path)
-    assert result.returncode == 2 and 'overwrite the input' in result.stderr
-    assert fcn_surgery('convert', 'alexnet', '--weights', path, '--out', out, cwd=tmp_path).returncode == 2
+        assert surgery.cli.main(['transplant', *map(str, args), '--dst-net', 'fcn.prototxt', '--out', str(out)]) == 1
+        assert message in capsys.readouterr().err
+    assert not out.exists()
+    assert surgery.cli.main(['transplant', '--src-net', 'fcn.prototxt', '--src-weights', str(path),
+                             '--dst-net', 'fcn.prototxt', '--out', str(path)]) == 2
+    assert 'overwrite the input' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        surgery.cli.main(['convert', 'alexnet', '--weights', str(path), '--out', str(out)])
+    assert exit_.value.code == 2 and "invalid choice: 'alexnet'" in capsys.readouterr().err
