@@ -91,7 +91,11 @@ class Model:
 
     @property
     def inputs(self):
-        """Deploy input tops -> channels: 'data', or one top per modality for fused models."""
+        """Deploy input tops -> channels. One `data` top, except for the fused NYUDv2 models, whose Input layer
+        has one top per modality, each exactly as its data layer feeds it: nyud-fcn32s-color-d takes `color`
+        (BGR minus mean, 3 channels) and `depth` (log depth minus mean, 1 channel) and keeps its Concat inside
+        the net, so deploy and train nets share every layer after the input; the two-stream color-hha nets
+        take `color` and `hha` (3 channels each)."""
         if self.dataset == 'ilsvrc':
             return {'data': 3}
         if self.fusion is None:
