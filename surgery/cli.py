@@ -6,6 +6,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from caffe.proto import caffe_pb2
+
 from .bilinear import interp
 from .nets import instantiate
 from .transplant import transplant
@@ -38,11 +40,10 @@ def save_layers(net, layers, out):
         net.save(str(full))
         param = read_caffemodel(full)
         keep = set(layers)
-        kept = [layer for layer in param.layer if layer.name in keep]
-        del param.layer[:]
-        param.layer.extend(kept)
+        trimmed = caffe_pb2.NetParameter(name=param.name)
+        trimmed.layer.extend(layer for layer in param.layer if layer.name in keep)
         part = Path(tmp) / 'part.caffemodel'
-        part.write_bytes(param.SerializeToString())
+        part.write_bytes(trimmed.SerializeToString())
         part.replace(out)
     return out
 

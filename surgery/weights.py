@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from caffe.proto import caffe_pb2
 from google.protobuf.message import DecodeError
+from tqdm import tqdm
 
 CONVERT_HINT = 'make the trunk weights with `fcn-surgery convert` (or transplant them with `surgery.transplant`)'
 
@@ -165,7 +166,7 @@ def _copy_by_layer(net, param, names, limit, path):
                            f'({limit} bytes); nothing was loaded')
     with tempfile.TemporaryDirectory(prefix='fcn-weights-') as tmp:
         part = Path(tmp) / 'layer.caffemodel'
-        for _, data in parts:
+        for _, data in tqdm(parts, desc=f'loading {Path(path).name}', unit='layer', disable=None, leave=False):
             part.write_bytes(data)
             net.copy_from(str(part))
 
