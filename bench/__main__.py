@@ -20,6 +20,8 @@ from pathlib import Path
 from google.protobuf import text_format
 from tqdm import tqdm
 
+from bench.ceiling import SHAPES as SGEMM_SHAPES
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / 'out'
 MODELS = ('voc-fcn32s', 'voc-fcn16s', 'voc-fcn8s')
@@ -63,8 +65,8 @@ def wait_quiet(limit, max_wait):
 def run_job(python, job, args):
     """Run one bench.worker job in a fresh process; its result, with the others' load during it."""
     name = '-'.join(str(job[k]) for k in ('label', 'model', 'size', 'mode') if k in job)
-    job = job | {'threads': args.threads, 'seed': 0, 'result': str(OUT / 'jobs' / f'{name}.result.json')}
-    job_file = OUT / 'jobs' / f'{name}.json'
+    job = job | {'threads': args.threads, 'seed': 0, 'result': str(args.scratch / 'jobs' / f'{name}.result.json')}
+    job_file = args.scratch / 'jobs' / f'{name}.json'
     job_file.write_text(json.dumps(job, indent=1))
     Path(job['result']).unlink(missing_ok=True)
     load_before = wait_quiet(args.quiet_load, args.max_wait) if args.max_wait else others_load(1.0)
@@ -84,10 +86,10 @@ def run_job(python, job, args):
     return keep | result | {'others_load': round(others, 2), 'others_load_before': round(load_before, 2)}
 
 
-def write_nets(model, size, width):
-    """The deploy and train prototxts and the train graph (for PyTorch) of one configuration."""
+def write_nets(model, size, width, scratch):
+    """The deploy and train prototxts and their graphs (for PyTorch) of one configuration."""
     from bench import nets
-    stem = OUT / 'nets' / f'{model}-{size}-w{width:g}'
+    stem = scratch / 'nets' / f'{model}-{size}-w{width:g}'
     paths = {}
     for kind, net in (('forward', nets.deploy_net(model, size, width)), ('train', nets.train_net(model, size, width))):
         paths[kind] = stem.with_name(stem.name + f'-{kind}.prototxt')
@@ -99,12 +101,12 @@ def write_nets(model, size, width):
 
 def bench_config(model, size, args, builds):
     """Forward and training runs of every Caffe build and of PyTorch for one net and input size."""
-    paths = write_nets(model, size, args.width)
-    weights = OUT / f'weights-{model}-w{args.width:g}.npz'  # the same at every size (fully convolutional)
+    paths = write_nets(model, size, args.width, args.scratch)
+    weights = args.scratch / f'weights-{model}-w{args.width:g}.npz'  # the same at every size (fully convolutional)
     weights.unlink(missing_ok=True)
     runs = []
     for mode in ('forward', 'train'):
-        reference = OUT / f'reference-{model}-{size}-w{args.width:g}-{mode}.npz'
+        reference = args.scratch / f'reference-{model}-{size}-w{args.width:g}-{mode}.npz'
         reference.unlink(missing_ok=True)
         base = {'model': model, 'size': size, 'width': args.width, 'mode': mode, 'repeat': args.repeat,
                 'warmup': args.warmup, 'reference': str(reference), 'weights': str(weights)}
@@ -162,6 +164,7 @@ def scaling(rows):
         if len(pts) < 2:
             continue
         ref = next((p for p in pts if p['size'] == 500), pts[0])
+        ref_mb = ref['train_peak_mb'] - ref['baseline_mb']  # what the net adds to the imported libraries
         out[build] = [{
             'size': p['size'], 'pixels': p['size'] ** 2, 'train_s': p['train_s'], 'train_peak_mb': p['train_peak_mb'],
             'train_gflop': p['train_gflop'],
@@ -169,8 +172,9 @@ def scaling(rows):
             'time_per_pixel_vs_500': (p['train_s'] / p['size'] ** 2) / (ref['train_s'] / ref['size'] ** 2),
             'flop_per_pixel_vs_500': (p['train_gflop'] / p['size'] ** 2) / (ref['train_gflop'] / ref['size'] ** 2),
             'time_per_flop_vs_500': (p['train_s'] / p['train_gflop']) / (ref['train_s'] / ref['train_gflop']),
+            'net_mb': p['train_peak_mb'] - p['baseline_mb'],
             'memory_per_pixel_vs_500': ((p['train_peak_mb'] - p['baseline_mb']) / p['size'] ** 2)
-            / ((ref['train_peak_mb'] - ref['baseline_mb']) / ref['size'] ** 2),
+            / (ref_mb / ref['size'] ** 2) if ref_mb > 0 else None,
         } for p in pts]
     return out
 
@@ -244,6 +248,8 @@ def parse_args(argv):
     ap.add_argument('--caffe', action='append', metavar='LABEL=PYTHON',
                     help='a Caffe build to measure: a label and the Python of a venv that has it (repeatable; '
                          'default: caffe=this Python)')
+    ap.add_argument('--sgemm-shapes', nargs='+', default=['x'.join(map(str, s)) for s in SGEMM_SHAPES],
+                    metavar='MxNxK', help='sgemm shapes for the ceiling; the best rate counts (default: %(default)s)')
     ap.add_argument('--no-torch', action='store_true', help='skip PyTorch')
     ap.add_argument('--no-profile', action='store_true', help='skip the per-layer Caffe profile')
     ap.add_argument('--quiet-load', type=float, default=0.3,
@@ -251,7 +257,15 @@ def parse_args(argv):
     ap.add_argument('--max-wait', type=float, default=0, help='seconds to wait for a quiet machine before each run')
     ap.add_argument('--out', type=Path, default=HERE / 'results.json', help='results file (default: %(default)s)')
     ap.add_argument('--plot', type=Path, default=HERE / 'scaling.png', help='scaling plot (default: %(default)s)')
+    ap.add_argument('--scratch', type=Path, default=OUT,
+                    help='for the large raw files: weights, outputs, job files (default: %(default)s)')
     args = ap.parse_args(argv)
+    try:
+        args.sgemm_shapes = [tuple(int(d) for d in shape.split('x')) for shape in args.sgemm_shapes]
+    except ValueError:
+        args.sgemm_shapes = [()]
+    if any(len(shape) != 3 or min(shape) < 1 for shape in args.sgemm_shapes):
+        ap.error('--sgemm-shapes: expected positive shapes like 4096x4096x4096')
     builds = {}
     for item in args.caffe or [f'caffe={sys.executable}']:
         label, sep, python = item.partition('=')
@@ -269,20 +283,20 @@ def parse_args(argv):
 def main(argv=None):
     args, builds = parse_args(argv)
     for sub in ('jobs', 'nets'):
-        (OUT / sub).mkdir(parents=True, exist_ok=True)
+        (args.scratch / sub).mkdir(parents=True, exist_ok=True)
     configs = [(m, args.size) for m in args.models]
     configs += [(SCALING_MODEL, s) for s in args.scaling if (SCALING_MODEL, s) not in configs]
-    results = {'machine': {'cpu': platform.processor() or platform.machine(), 'cores': os.cpu_count(),
-                           'python': platform.python_version(), 'date': time.strftime('%Y-%m-%d %H:%M:%S')},
-               'settings': {k: v for k, v in vars(args).items() if k not in ('out', 'plot')} | {'builds': builds}}
     cpu = next((line.split(':', 1)[1].strip() for line in Path('/proc/cpuinfo').read_text().split('\n')
-                if line.startswith('model name')), None)
-    results['machine']['cpu'] = cpu or results['machine']['cpu']
+                if line.startswith('model name')), platform.machine())
+    settings = {k: v for k, v in vars(args).items() if k not in ('out', 'plot', 'scratch')}
+    results = {'machine': {'cpu': cpu, 'cores': os.cpu_count(), 'python': platform.python_version(),
+                           'date': time.strftime('%Y-%m-%d %H:%M:%S')},
+               'settings': settings | {'builds': builds}}
 
     ceilings = {}
     for label, python in [*builds.items(), ('numpy', sys.executable)]:
         job = {'label': label, 'mode': 'ceiling', 'framework': 'numpy' if label == 'numpy' else 'caffe',
-               'repeat': args.repeat, 'model': 'sgemm'}
+               'repeat': args.repeat, 'model': 'sgemm', 'shapes': args.sgemm_shapes}
         ceilings[label] = run_job(python, job, args)
         tqdm.write(f'[bench] sgemm ceiling of {label}: {ceilings[label]["ceiling"]["best"]:.0f} GFLOP/s '
                    f'({ceilings[label]["blas"]}), others used {ceilings[label]["others_load"]:.2f} cores')
@@ -297,7 +311,7 @@ def main(argv=None):
     if not args.no_profile:
         results['profile'] = {}
         for label, python in builds.items():
-            paths = write_nets(SCALING_MODEL, args.size, args.width)
+            paths = write_nets(SCALING_MODEL, args.size, args.width, args.scratch)
             job = {'label': label, 'model': SCALING_MODEL, 'size': args.size, 'width': args.width,
                    'framework': 'caffe', 'mode': 'profile', 'net': str(paths['train']), 'repeat': args.repeat}
             results['profile'][label] = run_job(python, job, args)['layers']

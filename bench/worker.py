@@ -92,11 +92,12 @@ def init_weights(net, seed):
 def run_ceiling(job):
     """The sgemm ceiling of the BLAS that libcaffe links ('caffe') or of numpy's ('numpy')."""
     from bench import ceiling
+    shapes = [tuple(s) for s in job.get('shapes', ceiling.SHAPES)]
     if job['framework'] == 'numpy':
-        return {'blas': 'numpy', 'ceiling': ceiling.ceiling(ceiling.numpy_sgemm, repeat=job['repeat'])}
+        return {'blas': 'numpy', 'ceiling': ceiling.ceiling(ceiling.numpy_sgemm, shapes, job['repeat'])}
     import caffe  # noqa: F401  (loads libcaffe and its BLAS)
     blas = ceiling.loaded_blas()
-    return {'blas': blas, 'ceiling': ceiling.ceiling(ceiling.cblas_sgemm(blas), repeat=job['repeat'])}
+    return {'blas': blas, 'ceiling': ceiling.ceiling(ceiling.cblas_sgemm(blas), shapes, job['repeat'])}
 
 
 def run_caffe(job):
