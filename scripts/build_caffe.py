@@ -20,6 +20,7 @@ CPU speed options (each part of the cache key; `make bench` measures them):
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,7 @@ SDIST = 'brocolli-caffe'
 SDIST_VERSION = '9.0.2'
 SDIST_SHA256 = 'c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a'
 CACHE = Path(os.environ.get('FCN_CACHE', Path.home() / '.cache' / 'fcn'))
-RECIPE_VERSION = '3'  # bump when the build recipe changes, to invalidate caches
+RECIPE_VERSION = '4'  # bump when the build recipe changes, to invalidate caches
 BLAS_CHOICES = ('open', 'mkl', 'blis')
 CUDA_ARCH = ' '.join(f'-gencode arch=compute_{cc},code=sm_{cc}' for cc in (75, 80, 86, 89, 90)) \
     + ' -gencode arch=compute_90,code=compute_90'
@@ -228,6 +229,7 @@ def makefile_config(cuda, blas='open', opt='-O2', openmp=False):
         # _caffe.so finds libcaffe.so beside it: no LD_LIBRARY_PATH needed.
         'LINKFLAGS += ' + ' '.join(f'-Wl,-rpath,{r}' for r in rpaths),
         f'COMMON_FLAGS += {opt}',
+        'COMMON_FLAGS += -w  # thousands of Boost deprecation warnings would bury real errors',
     ]
     if '-march=native' in opt:
         lines.append(f'# -march=native is -march={native_arch()} here')
@@ -257,8 +259,17 @@ OPENMP_PATCHES = [
 ]
 
 
+def lift_read_limit(src):
+    """Caffe refuses weights files over 512 MiB (the published VGG16 caffemodel is 553 MB): allow protobuf's 2 GiB.
+    BVLC master already does; a tree without the literal limit is left as it is."""
+    path = src / 'src/caffe/util/io.cpp'
+    text = path.read_text()
+    path.write_text(re.sub(r'SetTotalBytesLimit\(\s*\d+\s*\)', 'SetTotalBytesLimit(2147483647)', text))
+
+
 def patch_source(src, openmp):
     """Apply the recipe's patches; SetupError when the source is not what they were written for."""
+    lift_read_limit(src)
     patches = [MAKEFILE_PATCH] + ([p for _, p in OPENMP_PATCHES] if openmp else [])
     for rel, old, new, count in patches:
         path = src / rel
