@@ -15,6 +15,7 @@ CPU speed options (each part of the cache key; `make bench` measures them):
                        into the venv), or Debian's BLIS (apt-get install libblis-dev)
   CAFFE_OPT='-O2'      compiler optimization flags, e.g. '-O3 -march=native'
   CAFFE_OPENMP=1       run im2col/col2im over channels on OpenMP threads (results unchanged)
+  CAFFE_SHARE_COL=1    one im2col buffer shared by all convolutions instead of one each (less memory)
 """
 
 import argparse
@@ -194,7 +195,7 @@ def blas_config(blas, multiarch, openmp):
     raise SetupError(f'BLAS={blas!r} is not one of {", ".join(BLAS_CHOICES)}')
 
 
-def makefile_config(cuda, blas='open', opt='-O2', openmp=False):
+def makefile_config(cuda, blas='open', opt='-O2', openmp=False, share_col=False):
     import numpy
     py_include = sysconfig.get_paths()['include']
     py_libdir = sysconfig.get_config_var('LIBDIR')
@@ -233,8 +234,9 @@ def makefile_config(cuda, blas='open', opt='-O2', openmp=False):
     ]
     if '-march=native' in opt:
         lines.append(f'# -march=native is -march={native_arch()} here')
-    if openmp:
-        lines.append('# patched: ' + ', '.join(name for name, _ in OPENMP_PATCHES))
+    patched = [name for name, _ in OPENMP_PATCHES * openmp + SHARE_COL_PATCHES * share_col]
+    if patched:
+        lines.append('# patched: ' + ', '.join(patched))
     return '\n'.join(lines) + '\n'
 
 
@@ -259,6 +261,20 @@ OPENMP_PATCHES = [
 ]
 
 
+# Every convolution keeps its own im2col buffer (kernel size x output pixels floats: 1.1 GB for conv1_2 of
+# an FCN at 500 x 500), though each fills it right before use.  One buffer per thread serves them all.
+SHARE_COL_PATCHES = [
+    ('shared-col-buffer', ('include/caffe/layers/base_conv_layer.hpp',
+                           '  Blob<Dtype> col_buffer_;\n',
+                           '  static Blob<Dtype>& shared_col_buffer() {\n'
+                           '    static thread_local Blob<Dtype> buffer;  // grows to the largest; never shrinks\n'
+                           '    return buffer;\n'
+                           '  }\n'
+                           '  Blob<Dtype>& col_buffer_ = shared_col_buffer();\n',
+                           1)),
+]
+
+
 def lift_read_limit(src):
     """Caffe refuses weights files over 512 MiB (the published VGG16 caffemodel is 553 MB): allow protobuf's 2 GiB.
     BVLC master already does; a tree without the literal limit is left as it is."""
@@ -267,23 +283,23 @@ def lift_read_limit(src):
     path.write_text(re.sub(r'SetTotalBytesLimit\(\s*\d+\s*\)', 'SetTotalBytesLimit(2147483647)', text))
 
 
-def patch_source(src, openmp):
+def patch_source(src, openmp, share_col=False):
     """Apply the recipe's patches; SetupError when the source is not what they were written for."""
     lift_read_limit(src)
-    patches = [MAKEFILE_PATCH] + ([p for _, p in OPENMP_PATCHES] if openmp else [])
+    patches = [MAKEFILE_PATCH] + [p for _, p in OPENMP_PATCHES * openmp + SHARE_COL_PATCHES * share_col]
     for rel, old, new, count in patches:
         path = src / rel
         text = path.read_text()
         if text.count(old) != count:
             raise SetupError(f'cannot patch {rel}: expected {count} occurrence(s) of {old.strip()!r}; '
-                             'this Caffe source differs from the pinned one (unset CAFFE_OPENMP)')
+                             'this Caffe source differs from the pinned one (unset CAFFE_OPENMP, CAFFE_SHARE_COL)')
         path.write_text(text.replace(old, new))
 
 
 # --- build and package ---------------------------------------------------------
 
-def build(src, config, openmp=False):
-    patch_source(src, openmp)
+def build(src, config, openmp=False, share_col=False):
+    patch_source(src, openmp, share_col)
     (src / 'Makefile.config').write_text(config)
     jobs = str(os.cpu_count() or 2)
     try:
@@ -362,6 +378,9 @@ def main(argv=None):
                     help="compiler optimization flags (env CAFFE_OPT; default %(default)s), e.g. '-O3 -march=native'")
     ap.add_argument('--openmp', action='store_true', default=os.environ.get('CAFFE_OPENMP', '0') not in ('', '0'),
                     help='im2col/col2im on OpenMP threads (env CAFFE_OPENMP=1)')
+    ap.add_argument('--share-col', action='store_true',
+                    default=os.environ.get('CAFFE_SHARE_COL', '0') not in ('', '0'),
+                    help='one im2col buffer for all convolutions (env CAFFE_SHARE_COL=1)')
     ap.add_argument('--force', action='store_true', help='rebuild even when a cached build exists')
     args = ap.parse_args(argv)
     if sys.prefix == sys.base_prefix:
@@ -373,7 +392,7 @@ def main(argv=None):
         check_tree(user_tree)
     source_id = 'tree:' + tree_digest(user_tree) if user_tree else 'sdist:' + SDIST_SHA256
     import numpy
-    config = makefile_config(cuda, args.blas, args.opt, args.openmp)
+    config = makefile_config(cuda, args.blas, args.opt, args.openmp, args.share_col)
     # The venv's path is in the config (numpy's headers) but not in the build: keep it out of the key.
     portable_config = config.replace(sys.prefix, '<venv>')
     key = hashlib.sha256('\n'.join([RECIPE_VERSION, source_id, portable_config, sys.version,
@@ -385,14 +404,15 @@ def main(argv=None):
     wheel = next(cached.glob('*.whl'), None)
     if wheel is None or args.force:
         log(f'building {"CUDA" if cuda else "CPU-only"} Caffe with BLAS={args.blas}, {args.opt}'
-            f'{", OpenMP im2col" if args.openmp else ""} (cache key {key[:12]}); this takes a few minutes')
+            f'{", OpenMP im2col" if args.openmp else ""}{", shared im2col buffer" if args.share_col else ""}'
+            f' (cache key {key[:12]}); this takes a few minutes')
         with tempfile.TemporaryDirectory(prefix='fcn-caffe-') as tmp:
             if user_tree:  # build a copy: the user's tree is left as it is
                 src = Path(tmp) / 'caffe'
                 shutil.copytree(user_tree, src, ignore=shutil.ignore_patterns('.git', '.build_*', '.temp_*', 'build'))
             else:
                 src = unpack(fetch_sdist(), tmp)
-            build(src, config, args.openmp)
+            build(src, config, args.openmp, args.share_col)
             wheel = make_wheel(src, cached, key)
     else:
         log(f'using the cached build {wheel}')
