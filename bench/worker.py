@@ -21,6 +21,15 @@ CHECKED_PARAMS = ('conv1_1', 'score_fr')  # weight gradients compared between ru
 
 
 def maxrss_mb():
+    """This process's peak resident memory in MB.
+
+    VmHWM, the high-water mark of this process's own memory map.  ru_maxrss would do on a process of
+    its own, but Linux carries it over from the parent across fork + exec, so a small child of a
+    large parent would report the parent's size.
+    """
+    for line in Path('/proc/self/status').read_text().split('\n'):
+        if line.startswith('VmHWM:'):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
