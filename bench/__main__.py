@@ -120,6 +120,21 @@ def bench_config(model, size, args, builds):
     return runs
 
 
+def data_layer(args, builds):
+    """The training data layer alone, on synthetic SBDD images of the benchmark's size."""
+    from google.protobuf import text_format as tf
+
+    from bench import nets
+    from datalayers.synth import synthesize
+    sbdd = synthesize('sbdd', args.scratch / f'sbdd-{args.size}', count=8, seed=0, size=(args.size, args.size))
+    path = args.scratch / 'nets' / f'{SCALING_MODEL}-data.prototxt'
+    path.write_text(tf.MessageToString(nets.data_layer_net(SCALING_MODEL, sbdd, args.width)))
+    label, python = next(iter(builds.items()))
+    job = {'label': label, 'model': SCALING_MODEL, 'size': args.size, 'framework': 'caffe', 'mode': 'data',
+           'net': str(path), 'repeat': max(args.repeat, 5), 'warmup': 1}
+    return run_job(python, job, args)
+
+
 def describe(run):
     check = run.get('check') or {}
     worst = f'  rel.err {max(check.values()):.1e}' if check else '  (reference)'
@@ -318,7 +333,10 @@ def main(argv=None):
             job = {'label': label, 'model': SCALING_MODEL, 'size': args.size, 'width': args.width,
                    'framework': 'caffe', 'mode': 'profile', 'net': str(paths['train']), 'repeat': args.repeat}
             results['profile'][label] = run_job(python, job, args)['layers']
+        results['data_layer'] = data_layer(args, builds)
         print_profile(results['profile'], args.size)
+        print(f'  the Python data layer (SBDD, synthetic {args.size}x{args.size} JPEGs): '
+              f'{results["data_layer"]["median_s"]:.3f} s per image')
 
     rows = summarize(runs, ceilings)
     results['summary'] = rows

@@ -109,6 +109,15 @@ def run_ceiling(job):
     return {'blas': blas, 'ceiling': ceiling.ceiling(ceiling.cblas_sgemm(blas), shapes, job['repeat'])}
 
 
+def run_data_layer(job):
+    """Seconds per image of the Python data layer (read JPEG + labels, subtract mean, reshape)."""
+    import caffe
+    caffe.set_mode_cpu()
+    net = caffe.Net(job['net'], caffe.TRAIN)
+    times = timed(lambda: net._forward(0, 0), job['repeat'], job['warmup'])
+    return {'times': times, 'shape': list(net.blobs[net.outputs[0]].data.shape)}
+
+
 def run_caffe(job):
     import numpy as np
     from google.protobuf import text_format
@@ -214,7 +223,8 @@ def run_torch(job):
 def main(argv=None):
     job = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
     result = {'framework': job['framework'], 'mode': job['mode']}
-    run = run_ceiling if job['mode'] == 'ceiling' else {'caffe': run_caffe, 'torch': run_torch}[job['framework']]
+    run = {'ceiling': run_ceiling, 'data': run_data_layer}.get(job['mode']) \
+        or {'caffe': run_caffe, 'torch': run_torch}[job['framework']]
     result |= run(job)
     result['maxrss_mb'] = maxrss_mb()
     if 'times' in result:

@@ -179,6 +179,7 @@ def test_bench_end_to_end_tiny(tmp_path):
                for r in rows.values() if r['build'] == 'pytorch')
     assert results['ceilings']['caffe']['ceiling']['best'] > 0
     assert {r['name'] for r in results['profile']['caffe']} >= {'conv1_1', 'upscore8', 'loss'}
+    assert results['data_layer']['shape'] == [1, 3, 32, 32] and results['data_layer']['median_s'] > 0
     assert 'voc-fcn8s' in out.stdout and 'sgemm ceilings' in out.stdout
 
 
