@@ -27,7 +27,7 @@ from solvers.score import outputs
 
 # (model, base_lr). The loss is summed over pixels (normalize: false) as in the reference, so the rates are
 # small; later stages take a lower rate, as the reference's 1e-10 -> 1e-12 -> 1e-14 do.
-STAGES = (('voc-fcn32s', 2e-7), ('voc-fcn16s', 1e-7), ('voc-fcn8s', 5e-8))
+STAGES = (('voc-fcn32s', 1e-8), ('voc-fcn16s', 1e-8), ('voc-fcn8s', 1e-8))
 
 
 def parse_args(argv):
@@ -35,12 +35,12 @@ def parse_args(argv):
                                  epilog='Takes a few minutes on 2 CPU cores with the defaults.')
     ap.add_argument('--out', type=Path, default=Path(netgen.REPO) / 'demo-output',
                     help='output directory (default: %(default)s)')
-    ap.add_argument('--width', type=float, default=1 / 16, help='channel width of the nets (default 1/16)')
+    ap.add_argument('--width', type=float, default=1 / 8, help='channel width of the nets (default 1/8)')
     ap.add_argument('--count', type=int, default=160, help='synthetic images in the universe (default 160: '
                     '120 SBD train, 40 VOC seg11valid)')
-    ap.add_argument('--rounds', type=int, nargs=3, default=(4, 3, 3), metavar=('R32', 'R16', 'R8'),
-                    help='rounds per stage (default 4 3 3)')
-    ap.add_argument('--steps', type=int, default=300, help='SGD steps per round (default 300)')
+    ap.add_argument('--rounds', type=int, nargs=3, default=(3, 2, 3), metavar=('R32', 'R16', 'R8'),
+                    help='rounds per stage (default 3 2 3)')
+    ap.add_argument('--steps', type=int, default=150, help='SGD steps per round (default 150)')
     ap.add_argument('--seed', type=int, default=0, help='seed of the dataset and the trunk initialization')
     return ap.parse_args(argv)
 
@@ -54,16 +54,37 @@ def synthesize(out, count, seed):
             'voc_dir': str(synthesize('voc', root, count=count, seed=seed))}
 
 
+# Mean-subtracted pixels spread over about +-60: the first layer divides by this so activations start near 1.
+PIXEL_SCALE = 64.0
+NOISE = 0.1  # of the He standard deviation, on top of the identity
+
+
 def init_trunk(net, param, seed):
-    """He-normal kernels and zero biases for every learned layer except the score layers (zero, as the
-    reference's score layers start) and the upsampling layers (bilinear, set by surgery.interp)."""
+    """The demo's stand-in for the converted ILSVRC trunk: a trunk that starts by passing the image through.
+
+    A randomly initialized plain 16-layer net learns far too slowly for a demo, so every trunk layer starts as
+    the identity on its first channels (the centre tap; the first layer keeps +x and -x of each color so the
+    ReLUs lose nothing) plus a little He-normal noise, and the remaining channels He-normal. The score layers
+    start at zero as the reference's do; the upsampling layers are left to surgery.interp.
+    """
     rng = np.random.default_rng(seed)
     fixed = set(driver.upsampling_layers(param))
-    for name, blobs in net.params.items():
-        if name in fixed or name.startswith('score'):
-            continue
+    trunk = [name for name in net.params if name not in fixed and not name.startswith('score')]
+    for index, name in enumerate(trunk):
+        blobs = net.params[name]
         kernel = blobs[0].data
-        kernel[...] = rng.normal(0, np.sqrt(2 / np.prod(kernel.shape[1:])), kernel.shape)
+        out_ch, in_ch, kh, kw = kernel.shape
+        he = np.sqrt(2 / (in_ch * kh * kw))
+        kernel[...] = rng.normal(0, he, kernel.shape)
+        if index == 0:
+            signs = [(c, sign) for c in range(in_ch) for sign in (1, -1)][:out_ch]
+            for o, (c, sign) in enumerate(signs):
+                kernel[o] *= NOISE
+                kernel[o, c, kh // 2, kw // 2] += sign / PIXEL_SCALE
+        else:
+            for c in range(min(in_ch, out_ch)):
+                kernel[c] *= NOISE
+                kernel[c, c, kh // 2, kw // 2] += 1.0
         if len(blobs) > 1:
             blobs[1].data[...] = 0
 
@@ -84,7 +105,7 @@ def run_stage(name, base_lr, previous, args, data, log):
         surgery.load_weights(solver.net, str(previous))  # copy by name: trunk, score_fr, earlier skips
     surgery.interp(solver.net, driver.upsampling_layers(param))
     rounds = args.rounds[[s for s, _ in STAGES].index(name)]
-    rows = driver.train(solver, rounds, args.steps, out, 'train', outputs(param), log=log, label=f'{name}: ',
+    rows = driver.train(solver, rounds, args.steps, out, outputs(param), log=log, label=f'{name}: ',
                         echo=lambda line: print(line, flush=True))
     return runs.latest_snapshot(out), rows[-1]['scores']['score']
 

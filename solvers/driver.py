@@ -124,13 +124,13 @@ def data_layers(net):
             if layer.type == 'Python' and hasattr(layer, 'state')}
 
 
-def snapshot(solver, out, stem):
+def snapshot(solver, out):
     """Save weights, solver state and data order into `out`, each file atomically: Caffe writes into
     out/.partial, then the files are moved into place, the solverstate last (it names the caffemodel)."""
     partial = Path(out) / '.partial'
     partial.mkdir(parents=True, exist_ok=True)
     solver.snapshot()
-    base = f'{stem}_iter_{solver.iter}'
+    base = next(partial.glob(f'*_iter_{solver.iter}.caffemodel')).name[:-len('.caffemodel')]
     model, state_path = Path(out) / f'{base}.caffemodel', Path(out) / f'{base}.solverstate'
     os.replace(partial / model.name, model)
     state = caffe_pb2.SolverState.FromString((partial / state_path.name).read_bytes())
@@ -221,7 +221,7 @@ def train_round(solver, steps, outs, desc):
     return total / max(steps, 1), total / max(pixels, 1)
 
 
-def train(solver, rounds, steps, out, stem, outs, n_val=None, log=None, label='', echo=print):
+def train(solver, rounds, steps, out, outs, n_val=None, log=None, label='', echo=print):
     """Rounds of `steps` steps from the solver's current iteration up to `rounds` rounds in all, scoring after
     each. Writes a snapshot, a log row and the learning curve per round. Returns the log rows of this call.
     Raises Diverged (after reporting the last good snapshot) and re-raises KeyboardInterrupt after a snapshot."""
@@ -231,29 +231,30 @@ def train(solver, rounds, steps, out, stem, outs, n_val=None, log=None, label=''
     test_net = solver.test_nets[0]
     test_net.share_with(solver.net)
     n_val = n_val or split_size(test_net)
-    log, rows, last_good = Path(log or out / 'log.jsonl'), [], None
+    log, rows = Path(log or out / 'log.jsonl'), []
     first_round = solver.iter // steps
     try:
         for r in range(first_round, rounds):
             start = time.time()
             train_loss, train_pp = train_round(solver, steps, outs, f'{label}round {r + 1}/{rounds}')
             results = evaluate(test_net, outs, n_val)
-            last_good = snapshot(solver, out, stem)
-            row = {'stage': label.strip(' :') or stem, 'round': r + 1, 'iter': solver.iter,
+            snapshot(solver, out)
+            row = {'stage': label.strip(' :'), 'round': r + 1, 'iter': solver.iter,
                    'seconds': round(time.time() - start, 2), 'train_loss': train_loss,
                    'train_loss_per_pixel': train_pp, 'scores': results}
             rows.append(row)
             with open(log, 'a') as f:
                 f.write(json.dumps(row) + '\n')
-            plot_curve(log, log.with_suffix('.png'), title=label.strip(' :') or stem)
+            plot_curve(log, log.with_suffix('.png'), title=label.strip(' :'))
             for score, result in results.items():
                 echo(f'{label}round {r + 1}/{rounds} iter {solver.iter}: ' + format_scores(result, score))
     except Diverged as err:
-        kept = f'the last good snapshot is {last_good}' if last_good else 'no snapshot was written in this run'
+        last_good = runs.latest_snapshot(out)
+        kept = f'the last good snapshot is {last_good}' if last_good else f'there is no snapshot in {out} yet'
         raise Diverged(f'training stopped: {err}. Weights after this step are not saved; {kept}. '
                        'Lower base_lr or check the data and the starting weights.') from None
     except KeyboardInterrupt:
-        saved = snapshot(solver, out, stem)
+        saved = snapshot(solver, out)
         echo(f'interrupted at iteration {solver.iter}: saved {saved}; resume with --resume '
              f'{saved.with_suffix(".solverstate")}')
         raise
@@ -281,6 +282,7 @@ def parse_args(name, argv):
     ap.add_argument('--out', type=Path, default=runs.model_dir(name) / 'snapshot',
                     help='where snapshots, the log and the curve go (default: %(default)s)')
     ap.add_argument('--width', type=float, default=1.0, help='train a reduced-width variant (default 1)')
+    ap.add_argument('--base-lr', type=float, help="override the solver's base_lr (e.g. for a reduced-width variant)")
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.steps < 1:
         ap.error('--rounds and --steps must be at least 1')
@@ -291,7 +293,8 @@ def run(name, args):
     import caffe
 
     use_device(args.gpu)
-    solver_path = runs.prepare(name, args.out, args.width, args.data_root)
+    overrides = {'base_lr': args.base_lr} if args.base_lr else {}
+    solver_path = runs.prepare(name, args.out, args.width, args.data_root, solver_overrides=overrides)
     train_param = runs.read_prototxt(solver_path.parent / f'{runs.check_model(name).splits[0]}.prototxt',
                                      caffe_pb2.NetParameter())
     weights = None if args.resume else check_weights(name, args.weights or default_weights(name))
@@ -300,8 +303,7 @@ def run(name, args):
         resume(solver, args.resume)
     else:
         initialize(solver, name, weights, train_param, args.width)
-    stem = Path(runs.read_prototxt(solver_path, caffe_pb2.SolverParameter()).snapshot_prefix).name
-    train(solver, args.rounds, args.steps, args.out, stem, outputs(train_param))
+    train(solver, args.rounds, args.steps, args.out, outputs(train_param), label=f'{name}: ')
     return 0
 
 

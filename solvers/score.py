@@ -42,9 +42,10 @@ def outputs(net_param):
 def split_size(net):
     """Number of images in the split that the net's data layer reads (one image per forward)."""
     for layer in net.layers:
-        if layer.type == 'Python' and hasattr(layer, 'indices'):
-            return len(layer.indices)
-    raise ValueError('the net has no Python data layer with an `indices` list: pass the number of images')
+        for attr in ('ids', 'indices'):  # the project's layers, the reference's
+            if layer.type == 'Python' and hasattr(layer, attr):
+                return len(getattr(layer, attr))
+    raise ValueError('the net has no Python data layer listing its split (`ids`): pass the number of images')
 
 
 class Accumulator:

@@ -1,0 +1,321 @@
+"""The training driver: the user's command (MODEL/solve.py) on reduced-width nets and synthetic data.
+
+Everything that builds a Caffe net runs in a child process: a failed Caffe CHECK aborts the process.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from caffe.proto import caffe_pb2
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+WIDTH = '0.125'
+SCORE = str(Path(PYTHON).parent / 'fcn-score')  # the console script installed beside this Python
+ENV = {**os.environ, 'GLOG_minloglevel': '2', 'PYTHONPATH': str(REPO)}
+
+
+def run_py(code, timeout=300, **kw):
+    return subprocess.run([PYTHON, '-c', textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout,
+                          env=ENV, cwd=kw.pop('cwd', '/'), **kw)
+
+
+def solve(model, *args, timeout=300):
+    """python MODEL/solve.py ARGS, from an unrelated working directory."""
+    return subprocess.run([PYTHON, str(REPO / model / 'solve.py'), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=ENV, cwd='/')
+
+
+@pytest.fixture(scope='session')
+def data_root(tmp_path_factory):
+    """A data root laid out as the reference's ../data: sbdd/dataset (train) and pascal/VOC2011 (seg11valid)."""
+    from datalayers.synth import synthesize
+
+    root = tmp_path_factory.mktemp('data')
+    synthesize('sbdd', root / 'sbdd', count=16, seed=0, size=(64, 64))
+    synthesize('voc', root / 'pascal', count=16, seed=0, size=(64, 64))
+    return root
+
+
+def init_weights(model, path, width=WIDTH):
+    """A reduced-width caffemodel with a He-initialized trunk (the stand-in for the converted ILSVRC trunk)."""
+    result = run_py(f"""
+        import caffe, netgen, surgery
+        from solvers import demo, driver
+        param = netgen.net({model!r}, 'deploy', width={width})
+        net = surgery.instantiate(param)
+        demo.init_trunk(net, param, seed=0)
+        net.save({str(path)!r})
+    """)
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+@pytest.fixture(scope='session')
+def he_weights(tmp_path_factory):
+    return init_weights('voc-fcn32s', tmp_path_factory.mktemp('weights') / 'he32.caffemodel')
+
+
+def read_log(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+@pytest.fixture(scope='session')
+def he8_weights(tmp_path_factory):
+    return init_weights('voc-fcn8s', tmp_path_factory.mktemp('weights') / 'he8.caffemodel')
+
+
+@pytest.fixture(scope='session')
+def trained(tmp_path_factory, data_root, he8_weights):
+    """Three rounds of the driver's full loop on a reduced-width voc-fcn8s."""
+    out = tmp_path_factory.mktemp('run8')
+    result = solve('voc-fcn8s', '--width', WIDTH, '--weights', he8_weights, '--data-root', data_root,
+                   '--rounds', 3, '--steps', 40, '--base-lr', 2e-8, '--out', out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+# --- the loop ------------------------------------------------------------------------------------------------
+
+def test_loop_scores_rise_and_writes_log_curve_snapshots(trained):
+    out, result = trained
+    rows = read_log(out / 'log.jsonl')
+    assert [r['round'] for r in rows] == [1, 2, 3] and [r['iter'] for r in rows] == [40, 80, 120]
+    first, last = rows[0]['scores']['score'], rows[-1]['scores']['score']
+    assert last['loss_per_pixel'] < first['loss_per_pixel']
+    assert last['mean_iu'] > first['mean_iu'] or last['overall_acc'] > first['overall_acc']
+    for metric in ('overall_acc', 'mean_acc', 'mean_iu', 'fwavacc'):
+        assert f'{metric} ' in result.stdout  # the four metrics printed after each round
+    assert (out / 'log.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    for it in (40, 80, 120):
+        assert (out / f'train_iter_{it}.caffemodel').is_file() and (out / f'train_iter_{it}.solverstate').is_file()
+    assert not list((out / '.partial').iterdir())  # nothing half-written left behind
+    state = caffe_pb2.SolverState.FromString((out / 'train_iter_120.solverstate').read_bytes())
+    assert state.iter == 120 and Path(state.learned_net) == out / 'train_iter_120.caffemodel'
+
+
+def test_next_stage_starts_from_the_previous(he_weights, data_root, tmp_path):
+    stage = tmp_path / '16s'
+    result = solve('voc-fcn16s', '--width', WIDTH, '--weights', he_weights,
+                   '--data-root', data_root, '--rounds', 1, '--steps', 5, '--base-lr', 1e-7, '--out', stage)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_log(stage / 'log.jsonl')[0]['iter'] == 5
+
+
+def test_fcn_score_prints_the_metrics(trained, data_root):
+    out, _ = trained
+    result = subprocess.run([SCORE, 'voc-fcn8s', '--weights', out / 'train_iter_120.caffemodel', '--width',
+                             WIDTH, '--data-root', data_root, '--json', out / 'score.json'],
+                            capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 0, result.stderr
+    scored = json.loads((out / 'score.json').read_text())['score']
+    logged = read_log(out / 'log.jsonl')[-1]['scores']['score']
+    assert scored['mean_iu'] == pytest.approx(logged['mean_iu'])  # same weights, same split, same numbers
+    assert 'mean_iu' in result.stdout and 'per-class IU' in result.stdout
+
+
+def test_fcn_score_bad_inputs(trained, data_root, tmp_path):
+    out, _ = trained
+    base = [SCORE, 'voc-fcn8s', '--width', WIDTH, '--data-root', data_root]
+    cases = [(['--weights', tmp_path / 'none.caffemodel'], 'not found'),
+             (['--weights', out / 'train_iter_120.caffemodel', '--split', 'test'], 'splits'),
+             (['--weights', out / 'train_iter_120.caffemodel', '--width', '0.25'], 'shape')]
+    for args, message in cases:
+        result = subprocess.run(base + args, capture_output=True, text=True, env=ENV, timeout=120)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr[-2000:])
+
+
+# --- resume --------------------------------------------------------------------------------------------------
+
+RESUME = """
+    import json, sys
+    import numpy as np, caffe, surgery
+    from caffe.proto import caffe_pb2
+    from pathlib import Path
+    from solvers import runs, driver, demo, score
+
+    root, out = Path(sys.argv[1]), Path(sys.argv[2])
+    data = {'sbdd_dir': str(root / 'sbdd' / 'dataset'), 'voc_dir': str(root / 'pascal' / 'VOC2011')}
+
+    def no_dropout(param):
+        kept = [l for l in param.layer if l.type != 'Dropout']
+        del param.layer[:]
+        param.layer.extend(kept)
+
+    def make(sub):
+        path = runs.prepare('voc-fcn8s', out / sub, 0.0625, data=data, solver_overrides={'base_lr': 1e-7},
+                            transform=no_dropout)
+        param = runs.read_prototxt(path.parent / 'train.prototxt', caffe_pb2.NetParameter())
+        solver = caffe.SGDSolver(str(path))
+        return solver, param
+
+    def weights(net):
+        return {k: [b.data.copy() for b in v] for k, v in net.params.items()}
+
+    solver, param = make('straight')
+    demo.init_trunk(solver.net, param, seed=0)
+    surgery.interp(solver.net, driver.upsampling_layers(param))
+    outs = score.outputs(param)
+    driver.train(solver, 2, 7, out / 'straight', outs, n_val=2)
+    straight = weights(solver.net)
+
+    resumed, _ = make('resumed')
+    driver.resume(resumed, out / 'straight' / 'train_iter_7.solverstate')
+    assert resumed.iter == 7, resumed.iter
+    at7 = caffe.Net(str(out / 'straight' / 'run' / 'train.prototxt'),
+                    str(out / 'straight' / 'train_iter_7.caffemodel'), caffe.TEST)
+    for k, blobs in at7.params.items():
+        for a, b in zip(blobs, resumed.net.params[k]):
+            assert np.array_equal(a.data, b.data), k
+    driver.snapshot(resumed, out / 'resumed')  # momentum history as restored, before any step
+    saved = caffe_pb2.SolverState.FromString((out / 'straight' / 'train_iter_7.solverstate').read_bytes())
+    again = caffe_pb2.SolverState.FromString((out / 'resumed' / 'train_iter_7.solverstate').read_bytes())
+    assert len(saved.history) == len(again.history) > 0
+    for h1, h2 in zip(saved.history, again.history):
+        assert np.array_equal(np.array(h1.data), np.array(h2.data))
+    assert any(np.any(np.array(h.data)) for h in saved.history)  # there is momentum to restore
+
+    driver.train(resumed, 2, 7, out / 'resumed', outs, n_val=2)
+    assert resumed.iter == 14
+    worst = max(float(np.abs(a - b).max()) for k in straight for a, b in zip(straight[k], weights(resumed.net)[k]))
+    print(json.dumps({'worst': worst}))
+"""
+
+
+def test_resume_restores_iteration_weights_momentum_and_continues_identically(data_root, tmp_path):
+    result = subprocess.run([PYTHON, '-c', textwrap.dedent(RESUME), str(data_root), str(tmp_path)],
+                            capture_output=True, text=True, timeout=600, env=ENV, cwd='/')
+    assert result.returncode == 0, result.stderr[-3000:]
+    worst = json.loads(result.stdout.strip().splitlines()[-1])['worst']
+    assert worst == 0.0, f'resumed run differs from the uninterrupted one by {worst}'
+
+
+def test_resume_through_the_command(trained, data_root):
+    out, _ = trained
+    more = out.parent / (out.name + '-more')
+    result = solve('voc-fcn8s', '--width', WIDTH, '--resume', out / 'train_iter_80.solverstate', '--data-root',
+                   data_root, '--rounds', 3, '--steps', 40, '--base-lr', 2e-8, '--out', more)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [r['iter'] for r in read_log(more / 'log.jsonl')] == [120]  # only the third round was left
+
+
+# --- bad input: a clear message and exit status 2, before any Caffe call can abort -------------------------------
+
+@pytest.fixture(scope='session')
+def garbage(tmp_path_factory):
+    path = tmp_path_factory.mktemp('bad') / 'garbage.solverstate'
+    path.write_bytes(b'\xff\x00not a solver state' * 10)
+    return path
+
+
+BAD_CASES = {
+    'missing data': (['--data-root', '/nonexistent-data'], 'pass --data-root DIR holding sbdd/dataset'),
+    'missing weights': (['--weights', '/nonexistent.caffemodel'], 'not found'),
+    'missing resume': (['--resume', '/nonexistent.solverstate'], 'no such file'),
+    'garbage resume': (['--resume', 'GARBAGE'], 'not a Caffe solverstate'),
+    'resume another model': (['--resume', 'STATE'], 'different model or width'),
+    'weights other width': (['--weights', 'WEIGHTS', '--width', '0.25'], 'shape'),
+    'gpu on cpu build': (['--gpu', '0'], 'CPU-only'),
+    'zero rounds': (['--rounds', '0'], 'at least 1'),
+}
+
+
+@pytest.mark.parametrize('case', BAD_CASES)
+def test_bad_input_is_a_clear_error(case, data_root, trained, he_weights, garbage):
+    args, message = BAD_CASES[case]
+    swap = {'GARBAGE': garbage, 'STATE': trained[0] / 'train_iter_40.solverstate', 'WEIGHTS': he_weights}
+    args = [swap.get(a, a) for a in args]
+    defaults = {'--data-root': data_root, '--weights': he_weights, '--width': WIDTH, '--rounds': 1, '--steps': 2,
+                '--out': trained[0] / 'bad'}
+    if '--resume' in args:
+        del defaults['--weights']  # the two exclude each other
+    extra = [str(v) for flag, value in defaults.items() if flag not in args for v in (flag, value)]
+    result = solve('voc-fcn32s', *args, *extra)
+    assert result.returncode == 2, (case, result.returncode, result.stderr[-2000:])
+    assert message in result.stderr, (case, result.stderr[-2000:])
+    assert 'Check failed' not in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_unknown_model_lists_the_models():
+    result = run_py('import solvers, sys; sys.exit(solvers.main("voc-fcn4s", []))')
+    assert result.returncode == 2 and 'voc-fcn32s' in result.stderr
+
+
+def test_missing_previous_stage_says_train_it_first(data_root, tmp_path):
+    result = run_py(f"""
+        import sys, netgen
+        netgen.REPO = __import__('pathlib').Path({str(tmp_path)!r})  # a checkout where nothing was trained yet
+        import solvers
+        sys.exit(solvers.main('voc-fcn16s', ['--data-root', {str(data_root)!r}, '--width', '{WIDTH}']))
+    """)
+    assert result.returncode == 2 and 'train it first' in result.stderr and 'voc-fcn32s' in result.stderr
+
+
+def test_nan_loss_stops_with_the_last_good_snapshot(trained, data_root, tmp_path):
+    out, _ = trained
+    run = tmp_path / 'nan'
+    run.mkdir()
+    for suffix in ('caffemodel', 'solverstate', 'data.json'):
+        (run / f'train_iter_40.{suffix}').write_bytes((out / f'train_iter_40.{suffix}').read_bytes())
+    result = solve('voc-fcn8s', '--width', WIDTH, '--resume', run / 'train_iter_40.solverstate', '--data-root',
+                   data_root, '--rounds', 3, '--steps', 40, '--base-lr', 1e3, '--out', run)
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert 'loss' in result.stderr and 'last good snapshot is' in result.stderr
+    assert str(run / 'train_iter_40.caffemodel') in result.stderr
+    assert sorted(p.name for p in run.glob('*.caffemodel')) == ['train_iter_40.caffemodel']
+
+
+def test_ctrl_c_saves_a_snapshot_first(data_root, he_weights, tmp_path):
+    proc = subprocess.Popen([PYTHON, str(REPO / 'voc-fcn32s' / 'solve.py'), '--width', WIDTH, '--weights',
+                             str(he_weights), '--data-root', str(data_root), '--rounds', 1, '--steps', 100000,
+                             '--base-lr', '1e-9', '--out', str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV, cwd='/')
+    deadline = time.time() + 120
+    while not (tmp_path / 'run' / 'solver.prototxt').exists() and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(8)  # well into the steps
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    saved = list(tmp_path.glob('train_iter_*.caffemodel'))
+    assert len(saved) == 1 and (tmp_path / saved[0].name.replace('caffemodel', 'solverstate')).is_file()
+    assert 'resume with --resume' in out
+
+
+def test_gpu_message_says_how_to_rebuild():
+    result = run_py('import sys; from solvers import driver; driver.use_device(0)')
+    if result.returncode == 0:
+        pytest.skip('this pycaffe has a usable GPU')
+    assert 'make caffe CUDA=1' in result.stderr and '--cpu' in result.stderr
+
+
+def test_data_paths_resolve_against_the_model_folder():
+    from solvers import runs
+
+    param = runs.net_param('voc-fcn32s', 'val', 0.0625)
+    with pytest.raises(runs.SetupError) as err:
+        runs.resolve_data(param, runs.model_dir('voc-fcn32s'), data_root='/nowhere')
+    assert '/nowhere/pascal/VOC2011' in str(err.value)
+    assert runs.under_data_root('../../data/pascal-context', '/d') == Path('/d/pascal-context')
+
+
+def test_default_schedules_are_the_references():
+    from solvers.driver import schedule
+
+    assert schedule('voc-fcn32s') == (25, 4000) and schedule('voc-fcn8s-atonce') == (75, 4000)
+    assert schedule('nyud-fcn32s-color') == (50, 2000) and schedule('siftflow-fcn16s') == (50, 2000)
+    assert schedule('pascalcontext-fcn8s') == (50, 8000)
+
+
+def test_every_model_folder_has_a_solve_py():
+    import netgen
+
+    for name, model in netgen.MODELS.items():
+        assert (REPO / name / 'solve.py').is_file() == bool(model.splits), name
+
