@@ -1,0 +1,61 @@
+"""One SGD step of every FCN model at full width on tiny synthetic images: the loss is finite.
+
+Each model runs in its own child process (a failed Caffe CHECK would abort the test run); the trunk gets a
+random initialization so that the step does real arithmetic in every layer.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import netgen
+
+REPO = Path(__file__).resolve().parents[1]
+FCN_MODELS = [name for name, model in netgen.MODELS.items() if model.splits]
+STEP = """
+    import json, sys, math
+    import caffe, numpy as np
+    from caffe.proto import caffe_pb2
+    from pathlib import Path
+    from solvers import runs, score
+
+    name, out, data = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
+    path = runs.prepare(name, out, 1.0, data=data)
+    param = runs.read_prototxt(path.parent / f'{runs.check_model(name).splits[0]}.prototxt', caffe_pb2.NetParameter())
+    solver = caffe.SGDSolver(str(path))
+    rng = np.random.default_rng(0)
+    for layer, blobs in solver.net.params.items():
+        kernel = blobs[0].data
+        kernel[...] = rng.standard_normal(kernel.shape, dtype=np.float32) * np.sqrt(1 / np.prod(kernel.shape[1:]))
+    solver.step(1)
+    losses = {o.loss: float(solver.net.blobs[o.loss].data.flat[0]) for o in score.outputs(param)}
+    print(json.dumps({'iter': solver.iter, 'losses': losses, 'finite': all(map(math.isfinite, losses.values()))}))
+"""
+
+
+@pytest.fixture(scope='module')
+def tiny_data(tmp_path_factory):
+    """Every dataset at 4 images of 24 x 24, as the param_str overrides of each model's dataset."""
+    from datalayers.synth import data_params, synthesize
+
+    root = tmp_path_factory.mktemp('tiny')
+    made = {d: data_params(d, synthesize(d, root / d, count=4, seed=0, size=(24, 24)))
+            for d in ('voc', 'sbdd', 'nyud', 'siftflow', 'pascalcontext')}
+    made['voc'].update(made.pop('sbdd'))  # VOC models train on SBD and score on VOC
+    return made
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', FCN_MODELS)
+def test_one_sgd_step_at_full_width(name, tiny_data, tmp_path):
+    env = {**os.environ, 'GLOG_minloglevel': '2', 'PYTHONPATH': str(REPO)}
+    data = json.dumps(tiny_data[netgen.MODELS[name].dataset])
+    result = subprocess.run([sys.executable, '-c', textwrap.dedent(STEP), name, str(tmp_path), data],
+                            capture_output=True, text=True, env=env, cwd='/', timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report['iter'] == 1 and report['finite'], report
