@@ -11,6 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
 
@@ -319,3 +320,38 @@ def test_every_model_folder_has_a_solve_py():
     for name, model in netgen.MODELS.items():
         assert (REPO / name / 'solve.py').is_file() == bool(model.splits), name
 
+
+
+# --- fcn-infer -----------------------------------------------------------------------------------------------
+
+INFER = str(Path(PYTHON).parent / 'fcn-infer')
+DEMO_IMAGE = REPO.parent / 'shared' / 'reference-data' / 'demo' / 'image.jpg'
+
+
+def test_fcn_infer_writes_label_png_and_overlay_for_any_size(trained, tmp_path):
+    from PIL import Image
+
+    odd = tmp_path / 'odd.png'
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (37, 53, 3), dtype=np.uint8)).save(odd)
+    images = [odd] + ([DEMO_IMAGE] if DEMO_IMAGE.is_file() else [])
+    result = subprocess.run([INFER, 'voc-fcn8s', '--weights', trained[0] / 'train_iter_120.caffemodel', '--width',
+                             WIDTH, *images, '--out', tmp_path / 'out'], capture_output=True, text=True, env=ENV,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for image in images:
+        with Image.open(image) as src, Image.open(tmp_path / 'out' / f'{image.stem}.png') as labels, \
+                Image.open(tmp_path / 'out' / f'{image.stem}_overlay.png') as overlay:
+            assert labels.mode == 'P' and labels.size == src.size and overlay.size == src.size
+            assert max(np.asarray(labels).ravel()) < 21
+
+
+def test_fcn_infer_bad_inputs(trained, tmp_path):
+    text = tmp_path / 'not-an-image.jpg'
+    text.write_text('hello')
+    weights = trained[0] / 'train_iter_120.caffemodel'
+    cases = [([weights, text], 'not an image'), ([weights, tmp_path / 'missing.jpg'], 'not found'),
+             ([tmp_path / 'none.caffemodel', DEMO_IMAGE], 'not found')]
+    for (w, image), message in cases:
+        result = subprocess.run([INFER, 'voc-fcn8s', '--weights', w, '--width', WIDTH, image, '--out', tmp_path],
+                                capture_output=True, text=True, env=ENV, timeout=120)
+        assert result.returncode == 2 and message in result.stderr, (image, result.stderr[-2000:])
