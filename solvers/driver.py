@@ -6,6 +6,7 @@ evaluation split after each. Added: progress, a log row per round, a learning cu
 a NaN guard, Ctrl-C saving a snapshot, and resume from a solverstate.
 """
 import argparse
+import gc
 import json
 import math
 import os
@@ -202,6 +203,15 @@ def valid_pixels(net, outs):
     return int(((gt >= 0) & (gt < net.blobs[o.score].channels)).sum())
 
 
+def nonfinite_params(net):
+    """The first layer with a NaN or infinite weight, or None. Checked after every update because one more
+    forward pass would be too late: Caffe's max pooling indexes out of bounds on NaN and corrupts memory."""
+    for name, blobs in net.params.items():
+        if not all(math.isfinite(float(b.data.sum())) for b in blobs):
+            return name
+    return None
+
+
 def train_round(solver, steps, outs, desc):
     """`steps` SGD steps, one at a time so that a NaN is caught at once; mean train loss (summed, per pixel)."""
     total, pixels = 0.0, 0
@@ -213,6 +223,9 @@ def train_round(solver, steps, outs, desc):
         bad = {k: v for k, v in now.items() if not math.isfinite(v)}
         if bad:
             raise Diverged(f'loss {bad} at iteration {solver.iter}')
+        broken = nonfinite_params(solver.net)
+        if broken:
+            raise Diverged(f'the weights of {broken} became non-finite at iteration {solver.iter} (loss {now})')
         loss = now[first.loss]
         valid = valid_pixels(solver.net, outs)
         total += loss if first.summed else loss * valid
@@ -320,6 +333,12 @@ def main(name, argv=None):
         return 2
     except Diverged as err:
         print(f'{name}: {err}', file=sys.stderr)
-        return 3
+        # A NaN inside a step already made Caffe's max pooling write out of bounds (its argmax stays -1):
+        # freeing the net would abort. Every snapshot is complete on disk, so leave without tearing Caffe down.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(3)
     except KeyboardInterrupt:
         return 130
+    finally:
+        gc.collect()  # free the solver now: left to interpreter shutdown, Caffe's teardown can crash

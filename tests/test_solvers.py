@@ -274,7 +274,7 @@ def test_nan_loss_stops_with_the_last_good_snapshot(trained, data_root, tmp_path
 
 def test_ctrl_c_saves_a_snapshot_first(data_root, he_weights, tmp_path):
     proc = subprocess.Popen([PYTHON, str(REPO / 'voc-fcn32s' / 'solve.py'), '--width', WIDTH, '--weights',
-                             str(he_weights), '--data-root', str(data_root), '--rounds', 1, '--steps', 100000,
+                             str(he_weights), '--data-root', str(data_root), '--rounds', '1', '--steps', '100000',
                              '--base-lr', '1e-9', '--out', str(tmp_path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=ENV, cwd='/')
     deadline = time.time() + 120
