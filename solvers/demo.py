@@ -3,8 +3,8 @@
 The nets are reduced-width variants of voc-fcn32s/16s/8s (same topology, padding, crops, skips and fixed
 bilinear upsampling; fewer channels), fed by the real data layers from an SBD-format train split and the VOC
 seg11valid split. As the reference stages them, 16s starts from the trained 32s and 8s from the trained 16s,
-each with bilinear upsampling; the 32s trunk starts from a seeded He initialization, the stand-in for the
-converted ILSVRC trunk (which would have to be downloaded). Each stage uses the training driver: rounds of
+each with bilinear upsampling; the 32s trunk starts from `init_trunk`, a seeded stand-in for the converted
+ILSVRC trunk (which would have to be downloaded). Each stage uses the training driver: rounds of
 SGD steps, the four metrics printed after each round, atomic snapshots and a log.
 
 Outputs (in --out, default demo-output/): data/ (the synthetic dataset), voc-fcn{32,16,8}s/ (snapshots and
@@ -25,8 +25,9 @@ from solvers.curve import plot_curve
 from solvers.metrics import format_scores
 from solvers.score import outputs
 
-# (model, base_lr). The loss is summed over pixels (normalize: false) as in the reference, so the rates are
-# small; later stages take a lower rate, as the reference's 1e-10 -> 1e-12 -> 1e-14 do.
+# (model, base_lr). The loss is summed over pixels (normalize: false) as in the reference, so the rate is small.
+# The reference lowers it per stage (1e-10 -> 1e-12 -> 1e-14) for its pretrained nets; from this stand-in
+# trunk the skips learn as fast at one rate.
 STAGES = (('voc-fcn32s', 1e-8), ('voc-fcn16s', 1e-8), ('voc-fcn8s', 1e-8))
 
 
@@ -140,7 +141,7 @@ def main(argv=None):
         weights = None
         for name, base_lr in STAGES:
             print(f'--- {name} at width {args.width:g}, base_lr {base_lr:g}'
-                  + (f', from {weights.name} of the previous stage' if weights else ', trunk from He init'),
+                  + (f', from {weights.name} of the previous stage' if weights else ', stand-in trunk'),
                   flush=True)
             weights, final = run_stage(name, base_lr, weights, args, data, log)
         plot_curve(log, args.out / 'learning_curve.png', title='demo: FCN-32s -> 16s -> 8s')
