@@ -90,3 +90,25 @@ def test_format_scores_names_the_four_metrics():
     line = format_scores({'overall_acc': 0.9, 'mean_acc': 0.8, 'mean_iu': 0.7, 'fwavacc': 0.85,
                           'loss': 1234.5, 'loss_per_pixel': 0.5}, 'score')
     assert line.startswith('score: loss 1234') and 'mean_iu 0.7000' in line and 'fwavacc 0.8500' in line
+
+
+def test_siftflow_is_scored_on_both_outputs_and_losses_know_their_normalization():
+    import netgen
+    from solvers.score import Output, outputs
+
+    assert outputs(netgen.net('siftflow-fcn16s', 'test', width=0.0625)) == [
+        Output('score_sem', 'sem', 'loss', True), Output('score_geo', 'geo', 'loss_geo', True)]
+    assert outputs(netgen.net('voc-fcn-alexnet', 'val', width=0.0625)) == [Output('score', 'label', 'loss', False)]
+
+
+def test_loss_is_reported_summed_per_image_and_per_pixel():
+    from solvers.score import Accumulator
+
+    gt = np.array([[0, 1, 255], [1, 1, 0]])  # 5 valid pixels
+    summed, averaged = Accumulator(2), Accumulator(2)
+    summed.add(gt, gt, 10.0, summed=True)
+    averaged.add(gt, gt, 2.0, summed=False)  # normalize: true reports the mean over valid pixels
+    for acc in (summed, averaged):
+        result = acc.result()
+        assert result['loss'] == pytest.approx(10.0) and result['loss_per_pixel'] == pytest.approx(2.0)
+        assert result['mean_iu'] == 1.0
