@@ -38,8 +38,7 @@ SDIST_SHA256 = 'c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a
 CACHE = Path(os.environ.get('FCN_CACHE', Path.home() / '.cache' / 'fcn'))
 RECIPE_VERSION = '4'  # bump when the build recipe changes, to invalidate caches
 BLAS_CHOICES = ('open', 'mkl', 'blis')
-CUDA_ARCH = ' '.join(f'-gencode arch=compute_{cc},code=sm_{cc}' for cc in (75, 80, 86, 89, 90)) \
-    + ' -gencode arch=compute_90,code=compute_90'
+CUDA_ARCHS = '75 80 86 89 90'  # compute capabilities; CUDA 13's nvcc rejects anything below 7.5
 
 
 class SetupError(Exception):
@@ -121,13 +120,17 @@ def tree_digest(src):
 
 def find_cuda():
     """nvcc's root and the include/lib dirs of cuBLAS and cuRAND, or SetupError naming what is missing."""
-    nvcc = shutil.which('nvcc') or next(
-        (str(p) for p in [Path(os.environ.get('CUDA_HOME', '/usr/local/cuda')) / 'bin' / 'nvcc'] if p.exists()), None)
-    roots = [Path(nvcc).resolve().parent.parent] if nvcc else []
+    # Caffe's Makefile wants the toolkit's root (bin/nvcc, include/cuda_runtime.h, lib64/libcudart.so);
+    # nvcc on PATH may be a wrapper script outside it (/usr/local/bin/nvcc), so look for the whole toolkit.
+    on_path = shutil.which('nvcc')
+    candidates = [os.environ.get('CUDA_HOME'), os.environ.get('CUDA_PATH'),
+                  on_path and Path(on_path).resolve().parent.parent, '/usr/local/cuda']
+    roots = [Path(c) for c in candidates if c and (Path(c) / 'bin' / 'nvcc').exists()
+             and (Path(c) / 'include' / 'cuda_runtime.h').exists()][:1]
     site = Path(sysconfig.get_paths()['purelib'])
     include_dirs, lib_dirs, missing = [], [], []
-    if not nvcc:
-        missing.append('nvcc (install the CUDA toolkit, or put it on PATH / set CUDA_HOME)')
+    if not roots:
+        missing.append('the CUDA toolkit (bin/nvcc, include/cuda_runtime.h): install it, or set CUDA_HOME to its root')
     for name, header, lib in (('cuBLAS', 'cublas_v2.h', 'cublas'), ('cuRAND', 'curand.h', 'curand')):
         candidates = roots + [site / 'nvidia' / lib, site / 'nvidia' / 'cu13', site / 'nvidia' / 'cu12']
         inc = next((c / 'include' for c in candidates if (c / 'include' / header).exists()), None)
@@ -143,6 +146,18 @@ def find_cuda():
     return roots[0], sorted(set(include_dirs)), sorted(set(lib_dirs))
 
 
+def cuda_gencode(archs):
+    """nvcc -gencode flags for compute capabilities like '75 86' or '7.5,8.6': machine code for each,
+    plus PTX of the newest so later GPUs can JIT it."""
+    ccs = [cc.replace('.', '') for cc in archs.replace(',', ' ').split()]
+    if not ccs or not all(cc.isdigit() and int(cc) >= 75 for cc in ccs):
+        raise SetupError(f'CUDA_ARCH={archs!r}: give compute capabilities 7.5 or newer, e.g. CUDA_ARCH="75 90" '
+                         '(CUDA 13 dropped the older ones)')
+    ccs = sorted(set(ccs), key=int)
+    return ' '.join(f'-gencode arch=compute_{cc},code=sm_{cc}' for cc in ccs) \
+        + f' -gencode arch=compute_{ccs[-1]},code=compute_{ccs[-1]}'
+
+
 def ensure_unversioned(lib_dirs, libs, into):
     """The PyPI CUDA wheels ship only libX.so.N; the linker wants libX.so."""
     into.mkdir(parents=True, exist_ok=True)
@@ -154,6 +169,15 @@ def ensure_unversioned(lib_dirs, libs, into):
                 link.unlink(missing_ok=True)
                 link.symlink_to(versioned[0])
     return into
+
+
+def cuda_rpath(lib_dir):
+    """Where libcaffe.so finds a CUDA library at run time: the PyPI wheels' libraries relative to the caffe
+    package (site-packages/nvidia/...), so the cached wheel works in any venv that has them; others as they are."""
+    site = Path(sysconfig.get_paths()['purelib'])
+    if lib_dir.is_relative_to(site):
+        return f'\\$$ORIGIN/../{lib_dir.relative_to(site)}'
+    return str(lib_dir)
 
 
 def native_arch():
@@ -195,7 +219,7 @@ def blas_config(blas, multiarch, openmp):
     raise SetupError(f'BLAS={blas!r} is not one of {", ".join(BLAS_CHOICES)}')
 
 
-def makefile_config(cuda, blas='open', opt='-O2', openmp=False, share_col=False):
+def makefile_config(cuda, blas='open', opt='-O2', openmp=False, share_col=False, cuda_archs=CUDA_ARCHS):
     import numpy
     py_include = sysconfig.get_paths()['include']
     py_libdir = sysconfig.get_config_var('LIBDIR')
@@ -217,11 +241,11 @@ def makefile_config(cuda, blas='open', opt='-O2', openmp=False, share_col=False)
     ]
     if cuda:
         root, cu_inc, cu_lib = cuda
-        cu_lib = cu_lib + [ensure_unversioned(cu_lib, ['cublas', 'curand', 'cublasLt'], CACHE / 'cuda-links')]
+        links = ensure_unversioned(cu_lib, ['cublas', 'curand', 'cublasLt'], CACHE / 'cuda-links')  # link time only
         include_dirs += [str(p) for p in cu_inc]
-        lib_dirs += [str(p) for p in cu_lib]
-        rpaths += [str(p) for p in cu_lib]
-        lines += [f'CUDA_DIR := {root}', f'CUDA_ARCH := {CUDA_ARCH}']
+        lib_dirs += [str(p) for p in cu_lib + [links]]
+        rpaths += [cuda_rpath(p) for p in cu_lib + [root / 'lib64']]
+        lines += [f'CUDA_DIR := {root}', f'CUDA_ARCH := {cuda_gencode(cuda_archs)}']
     else:
         lines.insert(1, 'CPU_ONLY := 1')
     lines += [
@@ -234,7 +258,8 @@ def makefile_config(cuda, blas='open', opt='-O2', openmp=False, share_col=False)
     ]
     if '-march=native' in opt:
         lines.append(f'# -march=native is -march={native_arch()} here')
-    patched = [name for name, _ in OPENMP_PATCHES * openmp + SHARE_COL_PATCHES * share_col]
+    patched = list(dict.fromkeys(name for name, _ in OPENMP_PATCHES * openmp + SHARE_COL_PATCHES * share_col
+                                 + CUDA_PATCHES * bool(cuda)))
     if patched:
         lines.append('# patched: ' + ', '.join(patched))
     return '\n'.join(lines) + '\n'
@@ -275,6 +300,28 @@ SHARE_COL_PATCHES = [
 ]
 
 
+def device_attribute(attr):
+    """A C++ expression reading one attribute of Caffe::DeviceQuery's `device`."""
+    return f'[device] {{ int value = 0; cudaDeviceGetAttribute(&value, {attr}, device); return value; }}()'
+
+
+# CUDA 13 removed three cudaDeviceProp fields that Caffe::DeviceQuery prints: read them as device attributes.
+CUDA_PATCHES = [
+    ('cuda13-device-query', ('src/caffe/common.cpp', '<< prop.clockRate;',
+                             f'<< {device_attribute("cudaDevAttrClockRate")};', 1)),
+    ('cuda13-device-query', ('src/caffe/common.cpp', '(prop.deviceOverlap ?', '(prop.asyncEngineCount ?', 1)),
+    ('cuda13-device-query', ('src/caffe/common.cpp', '(prop.kernelExecTimeoutEnabled ?',
+                             f'({device_attribute("cudaDevAttrKernelExecTimeout")} ?', 1)),
+    # brocolli's ProposalLayer (never built with CUDA there) declares Backward_gpu but defines it nowhere, which
+    # its .cu instantiates: give it the empty body its Backward_cpu has (proposals take no gradient).
+    ('proposal-backward-gpu', ('include/caffe/layers/proposal_layer.hpp',
+                               '  virtual void Backward_gpu(const vector<Blob<Dtype>*>& top,\n'
+                               '      const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom);',
+                               '  virtual void Backward_gpu(const vector<Blob<Dtype>*>& top,\n'
+                               '      const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {}', 1)),
+]
+
+
 def lift_read_limit(src):
     """Caffe refuses weights files over 512 MiB (the published VGG16 caffemodel is 553 MB): allow protobuf's 2 GiB.
     BVLC master already does; a tree without the literal limit is left as it is."""
@@ -283,23 +330,24 @@ def lift_read_limit(src):
     path.write_text(re.sub(r'SetTotalBytesLimit\(\s*\d+\s*\)', 'SetTotalBytesLimit(2147483647)', text))
 
 
-def patch_source(src, openmp, share_col=False):
+def patch_source(src, openmp, share_col=False, cuda=False):
     """Apply the recipe's patches; SetupError when the source is not what they were written for."""
     lift_read_limit(src)
-    patches = [MAKEFILE_PATCH] + [p for _, p in OPENMP_PATCHES * openmp + SHARE_COL_PATCHES * share_col]
+    patches = [MAKEFILE_PATCH] + [p for _, p in OPENMP_PATCHES * openmp + SHARE_COL_PATCHES * share_col
+                                  + CUDA_PATCHES * cuda]
     for rel, old, new, count in patches:
         path = src / rel
         text = path.read_text()
         if text.count(old) != count:
-            raise SetupError(f'cannot patch {rel}: expected {count} occurrence(s) of {old.strip()!r}; '
-                             'this Caffe source differs from the pinned one (unset CAFFE_OPENMP, CAFFE_SHARE_COL)')
+            raise SetupError(f'cannot patch {rel}: expected {count} occurrence(s) of {old.strip()!r}; this Caffe '
+                             'source differs from the pinned one (unset CAFFE_OPENMP, CAFFE_SHARE_COL, CUDA)')
         path.write_text(text.replace(old, new))
 
 
 # --- build and package ---------------------------------------------------------
 
-def build(src, config, openmp=False, share_col=False):
-    patch_source(src, openmp, share_col)
+def build(src, config, openmp=False, share_col=False, cuda=False):
+    patch_source(src, openmp, share_col, cuda)
     (src / 'Makefile.config').write_text(config)
     jobs = str(os.cpu_count() or 2)
     try:
@@ -372,6 +420,9 @@ def main(argv=None):
                     help='a BVLC-layout Caffe tree to build instead of the pinned sdist (env CAFFE_SRC)')
     ap.add_argument('--cuda', action='store_true', default=os.environ.get('CUDA', '0') not in ('', '0'),
                     help='build with CUDA (env CUDA=1)')
+    ap.add_argument('--cuda-arch', default=os.environ.get('CUDA_ARCH') or CUDA_ARCHS,
+                    help='with CUDA: the GPUs\' compute capabilities to build for (env CUDA_ARCH; default '
+                         '"%(default)s"); one, e.g. CUDA_ARCH=90 for an H100, builds much faster')
     ap.add_argument('--blas', default=os.environ.get('BLAS') or 'open', choices=BLAS_CHOICES,
                     help='the BLAS to link (env BLAS; default %(default)s)')
     ap.add_argument('--opt', default=os.environ.get('CAFFE_OPT') or '-O2',
@@ -392,7 +443,7 @@ def main(argv=None):
         check_tree(user_tree)
     source_id = 'tree:' + tree_digest(user_tree) if user_tree else 'sdist:' + SDIST_SHA256
     import numpy
-    config = makefile_config(cuda, args.blas, args.opt, args.openmp, args.share_col)
+    config = makefile_config(cuda, args.blas, args.opt, args.openmp, args.share_col, args.cuda_arch)
     # The venv's path is in the config (numpy's headers) but not in the build: keep it out of the key.
     portable_config = config.replace(sys.prefix, '<venv>')
     key = hashlib.sha256('\n'.join([RECIPE_VERSION, source_id, portable_config, sys.version,
@@ -412,7 +463,7 @@ def main(argv=None):
                 shutil.copytree(user_tree, src, ignore=shutil.ignore_patterns('.git', '.build_*', '.temp_*', 'build'))
             else:
                 src = unpack(fetch_sdist(), tmp)
-            build(src, config, args.openmp, args.share_col)
+            build(src, config, args.openmp, args.share_col, bool(cuda))
             wheel = make_wheel(src, cached, key)
     else:
         log(f'using the cached build {wheel}')
