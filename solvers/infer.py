@@ -6,7 +6,6 @@ and a color overlay of the labels on the image (`NAME_overlay.png`, `NAME_<outpu
 """
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +39,6 @@ def read_image(path):
 
 def load_deploy_net(name, weights, width=1.0):
     """The model's deploy net with trained weights; it must take one 3-channel `data` input."""
-    import caffe
-
     import surgery
     from solvers import runs
 
@@ -49,9 +46,7 @@ def load_deploy_net(name, weights, width=1.0):
     if not Path(weights).is_file():
         raise runs.SetupError(f'weights {weights} not found: pass a .caffemodel written by training')
     param = runs.net_param(name, 'deploy', width)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = runs.write_net(param, Path(tmp) / 'deploy.prototxt')
-        net = caffe.Net(str(path), caffe.TEST)
+    net = surgery.instantiate(param)
     if list(net.inputs) != ['data'] or net.blobs['data'].channels != 3:
         shapes = {k: net.blobs[k].data.shape for k in net.inputs}
         raise runs.SetupError(f'fcn-infer feeds one 3-channel image as `data`; {name} takes {shapes}')

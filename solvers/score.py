@@ -5,7 +5,6 @@ blob, its top the loss (SIFT Flow has two: score_sem/sem/loss and score_geo/geo/
 """
 import argparse
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,8 +101,6 @@ def parse_args(argv):
 
 def load_test_net(model, split, weights, width=1.0, data_root=None, data=None):
     """A caffe.Net (TEST phase) of the model's split with trained weights, everything validated first."""
-    import caffe
-
     import surgery
     from solvers import runs
 
@@ -115,11 +112,7 @@ def load_test_net(model, split, weights, width=1.0, data_root=None, data=None):
         raise runs.SetupError(f'weights {weights} not found: pass the .caffemodel that training wrote '
                               f'(e.g. {runs.model_dir(model) / "snapshot"}/train_iter_N.caffemodel)')
     param = runs.resolve_data(runs.net_param(model, split, width), runs.model_dir(model), data_root, data)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = runs.write_net(param, Path(tmp) / f'{split}.prototxt')
-        net = caffe.Net(str(path), caffe.TEST)
-    surgery.load_weights(net, str(weights))
-    return net, param
+    return surgery.instantiate(param, weights=str(weights)), param
 
 
 def main(argv=None):
