@@ -8,7 +8,12 @@ Source: the pinned PyPI source distribution brocolli-caffe==9.0.2 (BVLC Caffe wi
 extra layers), checked against its sha256, or a BVLC-layout tree named by CAFFE_SRC.
 The result is cached as a wheel in ~/.cache/fcn/caffe-<key>, keyed by the source,
 the generated Makefile.config, the Python version and numpy's ABI, so another clone
-on the same machine installs in seconds.  CUDA=1 builds with CUDA.
+on the same machine installs in seconds.
+
+CUDA=1 builds with CUDA (toolkit from CUDA_HOME, nvcc on PATH or /usr/local/cuda; cuBLAS and cuRAND from it or
+from the PyPI wheels nvidia-cublas and nvidia-curand in the venv), patched for CUDA 13:
+  CUDA_ARCH='75 90'    compute capabilities to build for (default: 7.5 to 9.0; part of the cache key);
+                       one, e.g. CUDA_ARCH=90 for H100/H200, builds much faster
 
 CPU speed options (each part of the cache key; `make bench` measures them):
   BLAS=open|mkl|blis   Debian's OpenBLAS (default), Intel MKL from PyPI (pip install mkl-devel
@@ -259,7 +264,7 @@ def makefile_config(cuda, blas='open', opt='-O2', openmp=False, share_col=False,
     if '-march=native' in opt:
         lines.append(f'# -march=native is -march={native_arch()} here')
     patched = list(dict.fromkeys(name for name, _ in OPENMP_PATCHES * openmp + SHARE_COL_PATCHES * share_col
-                                 + CUDA_PATCHES * bool(cuda)))
+                                 + CUDA_PATCHES * bool(cuda) + [('gpu-on-cpu', None)] * bool(cuda)))
     if patched:
         lines.append('# patched: ' + ', '.join(patched))
     return '\n'.join(lines) + '\n'
@@ -322,6 +327,32 @@ CUDA_PATCHES = [
 ]
 
 
+GPU_ON_CPU = '''#else  // no .cu: on the GPU, run the CPU code (added by fcn's build_caffe.py)
+template <typename Dtype>
+void {cls}<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {{
+  Forward_cpu(bottom, top);
+}}
+template <typename Dtype>
+void {cls}<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
+    const vector<Blob<Dtype>*>& bottom) {{
+  Backward_cpu(top, propagate_down, bottom);
+}}
+'''
+
+
+def gpu_on_cpu(src):
+    """brocolli's extra layers (ReLU6, Upsample, ...) declare GPU passes that only CPU_ONLY builds stub out and no
+    .cu defines, so a CUDA libcaffe.so has undefined symbols: let those passes run the CPU code, as Caffe's own
+    Layer does by default."""
+    for cpp in sorted((src / 'src/caffe/layers').glob('*.cpp')):
+        if cpp.with_suffix('.cu').exists():
+            continue
+        text = cpp.read_text()
+        text = re.sub(r'^[ \t]*STUB_GPU\((\w+)\);\n',
+                      lambda m: m[0] + GPU_ON_CPU.format(cls=m[1]), text, flags=re.MULTILINE)
+        cpp.write_text(text)
+
+
 def lift_read_limit(src):
     """Caffe refuses weights files over 512 MiB (the published VGG16 caffemodel is 553 MB): allow protobuf's 2 GiB.
     BVLC master already does; a tree without the literal limit is left as it is."""
@@ -333,6 +364,8 @@ def lift_read_limit(src):
 def patch_source(src, openmp, share_col=False, cuda=False):
     """Apply the recipe's patches; SetupError when the source is not what they were written for."""
     lift_read_limit(src)
+    if cuda:
+        gpu_on_cpu(src)
     patches = [MAKEFILE_PATCH] + [p for _, p in OPENMP_PATCHES * openmp + SHARE_COL_PATCHES * share_col
                                   + CUDA_PATCHES * cuda]
     for rel, old, new, count in patches:
