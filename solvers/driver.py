@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -178,9 +179,9 @@ def resume(solver, path):
 
     state = read_state(path, solver.net)
     surgery.load_weights(solver.net, state.learned_net)  # validates shapes in Python before Caffe copies
-    tmp = runs.write_atomic(Path(path).parent / '.partial' / 'resume.solverstate', state.SerializeToString())
-    solver.restore(str(tmp))
-    tmp.unlink()
+    with tempfile.TemporaryDirectory() as tmp:  # the state with its weights' path made absolute
+        restored = runs.write_atomic(Path(tmp) / 'resume.solverstate', state.SerializeToString())
+        solver.restore(str(restored))
     order = Path(path).with_suffix('.data.json')
     if order.is_file():
         saved = json.loads(order.read_text())
