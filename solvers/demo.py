@@ -97,7 +97,9 @@ def run_stage(name, base_lr, previous, args, data, log):
     import surgery
 
     out = args.out / name
-    solver_path = runs.prepare(name, out, args.width, data=data, solver_overrides={'base_lr': base_lr})
+    # A fixed random_seed makes Caffe's dropout masks, and so the whole demo, repeat from run to run.
+    solver_path = runs.prepare(name, out, args.width, data=data,
+                               solver_overrides={'base_lr': base_lr, 'random_seed': args.seed})
     param = runs.read_prototxt(solver_path.parent / 'train.prototxt', caffe.proto.caffe_pb2.NetParameter())
     solver = caffe.SGDSolver(str(solver_path))
     if previous is None:
