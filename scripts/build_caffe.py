@@ -41,7 +41,7 @@ SDIST = 'brocolli-caffe'
 SDIST_VERSION = '9.0.2'
 SDIST_SHA256 = 'c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a'
 CACHE = Path(os.environ.get('FCN_CACHE', Path.home() / '.cache' / 'fcn'))
-RECIPE_VERSION = '4'  # bump when the build recipe changes, to invalidate caches
+RECIPE_VERSION = '5'  # bump when the build recipe changes, to invalidate caches
 BLAS_CHOICES = ('open', 'mkl', 'blis')
 CUDA_ARCHS = '75 80 86 89 90'  # compute capabilities; CUDA 13's nvcc rejects anything below 7.5
 
@@ -272,6 +272,16 @@ def makefile_config(cuda, blas='open', opt='-O2', openmp=False, share_col=False,
 
 # --- source patches ------------------------------------------------------------
 
+# Max pooling starts its argmax at -1 and only moves it on `x > max`, which a NaN never passes: the backward pass
+# then writes below the diff buffer and corrupts the heap. `!(x <= max)` is the same test for numbers and takes
+# the NaN, so it propagates (as in other frameworks) and the driver's NaN check stops training cleanly.
+NAN_MAX_POOL_PATCHES = [
+    ('src/caffe/layers/pooling_layer.cpp', 'if (bottom_data[index] > top_data[pool_index]) {',
+     'if (!(bottom_data[index] <= top_data[pool_index])) {', 1),
+    ('src/caffe/layers/pooling_layer.cu', 'if (bottom_slice[h * width + w] > maxval) {',
+     'if (!(bottom_slice[h * width + w] <= maxval)) {', 1),
+]
+
 # Caffe's Makefile appends its own -O2 after Makefile.config's flags, which would override CAFFE_OPT.
 MAKEFILE_PATCH = ('Makefile', 'COMMON_FLAGS += -DNDEBUG -O2', 'COMMON_FLAGS += -DNDEBUG', 1)
 
@@ -366,8 +376,8 @@ def patch_source(src, openmp, share_col=False, cuda=False):
     lift_read_limit(src)
     if cuda:
         gpu_on_cpu(src)
-    patches = [MAKEFILE_PATCH] + [p for _, p in OPENMP_PATCHES * openmp + SHARE_COL_PATCHES * share_col
-                                  + CUDA_PATCHES * cuda]
+    optional = OPENMP_PATCHES * openmp + SHARE_COL_PATCHES * share_col + CUDA_PATCHES * cuda
+    patches = [MAKEFILE_PATCH, *NAN_MAX_POOL_PATCHES] + [p for _, p in optional]
     for rel, old, new, count in patches:
         path = src / rel
         text = path.read_text()
