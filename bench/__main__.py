@@ -30,11 +30,16 @@ SCALING_MODEL = 'voc-fcn8s'
 
 # --- measuring the machine's load ------------------------------------------------
 
-def cpu_busy_s():
-    """Seconds of CPU time the whole machine has spent busy since boot (all cores)."""
+def cpu_busy_s(niced=None):
+    """Seconds of CPU time the whole machine has spent busy since boot (all cores).
+
+    niced=True: only the time of processes at a positive nice (which yield to the benchmark's
+    normal-priority threads), niced=False: all but that.
+    """
     fields = [int(v) for v in Path('/proc/stat').read_text().split('\n')[0].split()[1:]]
     user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf('SC_CLK_TCK')
+    normal = user + system + irq + softirq + steal
+    return {True: nice, False: normal, None: normal + nice}[niced] / os.sysconf('SC_CLK_TCK')
 
 
 def children_cpu_s():
@@ -42,21 +47,21 @@ def children_cpu_s():
     return r.ru_utime + r.ru_stime
 
 
-def others_load(seconds=3.0):
+def others_load(seconds=3.0, niced=None):
     """Cores used by other processes over the next `seconds` (we are idle meanwhile)."""
-    busy = cpu_busy_s()
+    busy = cpu_busy_s(niced)
     time.sleep(seconds)
-    return (cpu_busy_s() - busy) / seconds
+    return (cpu_busy_s(niced) - busy) / seconds
 
 
 def wait_quiet(limit, max_wait):
-    """Wait (up to max_wait s) until other processes use less than `limit` cores; return their load."""
+    """Wait (up to max_wait s) until other normal-priority processes use less than `limit` cores."""
     deadline = time.monotonic() + max_wait
-    load = others_load()
+    load = others_load(niced=False)
     while load > limit and time.monotonic() < deadline:
         tqdm.write(f'[bench] others use {load:.2f} cores; waiting for a quiet machine')
         time.sleep(10)
-        load = others_load()
+        load = others_load(niced=False)
     return load
 
 
@@ -73,17 +78,19 @@ def run_job(python, job, args):
     threads = str(args.threads)
     env = os.environ | {'OMP_NUM_THREADS': threads, 'OPENBLAS_NUM_THREADS': threads, 'MKL_NUM_THREADS': threads,
                         'PYTHONPATH': os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get('PYTHONPATH')]))}
-    busy, own, wall = cpu_busy_s(), children_cpu_s(), time.monotonic()
+    busy, niced, own, wall = cpu_busy_s(), cpu_busy_s(niced=True), children_cpu_s(), time.monotonic()
     proc = subprocess.run([python, '-m', 'bench.worker', str(job_file)], env=env, cwd=HERE.parent,
                           capture_output=True, text=True)
     wall = time.monotonic() - wall
     others = max(0.0, (cpu_busy_s() - busy) - (children_cpu_s() - own)) / wall
+    others_niced = (cpu_busy_s(niced=True) - niced) / wall  # the workers run at nice 0: this is others'
     if proc.returncode or not Path(job['result']).exists():
         tail = '\n'.join((proc.stdout + proc.stderr).strip().split('\n')[-15:])
         raise RuntimeError(f'benchmark job {name} failed (exit {proc.returncode}); job in {job_file}:\n{tail}')
     result = json.loads(Path(job['result']).read_text())
     keep = {k: job[k] for k in ('label', 'model', 'size', 'width', 'framework', 'mode') if k in job}
-    return keep | result | {'others_load': round(others, 2), 'others_load_before': round(load_before, 2)}
+    return keep | result | {'others_load': round(others, 2), 'others_niced_load': round(others_niced, 2),
+                            'others_load_before': round(load_before, 2)}
 
 
 def write_nets(model, size, width, scratch):
@@ -139,7 +146,8 @@ def describe(run):
     check = run.get('check') or {}
     worst = f'  rel.err {max(check.values()):.1e}' if check else '  (reference)'
     return (f'[bench] {run["label"]:>10} {run["model"]} {run["size"]} {run["mode"]:>7}: {run["median_s"]:.3f} s, '
-            f'peak {run["maxrss_mb"]:.0f} MB{worst}, others used {run["others_load"]:.2f} cores')
+            f'peak {run["maxrss_mb"]:.0f} MB{worst}, others used {run["others_load"]:.2f} cores '
+            f'({run["others_niced_load"]:.2f} of them niced)')
 
 
 # --- summarizing -------------------------------------------------------------------
@@ -160,7 +168,8 @@ def summarize(runs, ceilings):
                # (sums over every pixel, in float32 on both sides) are reported beside it
                'output_rel_error': fwd and (fwd.get('check') or {}).get('output'),
                'grad_rel_error': max((train.get('check') or {}).values(), default=None) if train else None,
-               'others_load': max(r['others_load'] for r in (fwd, train) if r)}
+               'others_load': max(r['others_load'] for r in (fwd, train) if r),
+               'others_niced_load': max(r['others_niced_load'] for r in (fwd, train) if r)}
         row['train_gflops'] = train and flops['train'] / train['median_s'] / 1e9
         row['forward_gflops'] = fwd and flops['forward'] / fwd['median_s'] / 1e9
         torch_train = by_key.get((model, size, 'pytorch', 'train'))
