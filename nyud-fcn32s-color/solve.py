@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train nyud-fcn32s-color as the reference does (python nyud-fcn32s-color/solve.py --help); the logic is in solvers.driver."""
+"""Train nyud-fcn32s-color as the reference does (see --help); the logic lives in solvers.driver."""
 import sys
 from pathlib import Path
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train siftflow-fcn16s as the reference does (python siftflow-fcn16s/solve.py --help); the logic is in solvers.driver."""
+"""Train siftflow-fcn16s as the reference does (see --help); the logic lives in solvers.driver."""
 import sys
 from pathlib import Path
 
