@@ -8,6 +8,7 @@ VOC and SBD share one "universe" of images: id 2011_NNNNNN is the same picture i
 re-annotates VOC images. With the same count and seed, the VOC val images that are in SBD train are left
 out of seg11valid, exactly as the real seg11valid is derived (datalayers.tools.seg11valid).
 """
+import io
 from pathlib import Path
 
 import numpy as np
@@ -158,9 +159,15 @@ def save_png(path, array):
     Image.fromarray(array).save(path)
 
 
+# scipy stamps the creation time into the 116-byte text header; a fixed header keeps a seed's output identical.
+MAT_HEADER = b'MATLAB 5.0 MAT-file, Platform: posix, Created by: fcn-data synth'.ljust(116)
+
+
 def save_mat(path, variables):
     path.parent.mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(path, variables, do_compression=True)
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, variables, do_compression=True)
+    path.write_bytes(MAT_HEADER + buffer.getvalue()[len(MAT_HEADER):])
 
 
 def write_split(path, ids):

@@ -297,6 +297,8 @@ def parse_args(name, argv):
                     help='where snapshots, the log and the curve go (default: %(default)s)')
     ap.add_argument('--width', type=float, default=1.0, help='train a reduced-width variant (default 1)')
     ap.add_argument('--base-lr', type=float, help="override the solver's base_lr (e.g. for a reduced-width variant)")
+    ap.add_argument('--seed', type=int, help="seed Caffe's random numbers (dropout) for a repeatable run "
+                    '(default: unseeded, as the reference)')
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.steps < 1:
         ap.error('--rounds and --steps must be at least 1')
@@ -308,6 +310,8 @@ def run(name, args):
 
     use_device(args.gpu)
     overrides = {'base_lr': args.base_lr} if args.base_lr else {}
+    if args.seed is not None:
+        overrides['random_seed'] = args.seed
     solver_path = runs.prepare(name, args.out, args.width, args.data_root, solver_overrides=overrides)
     train_param = runs.read_prototxt(solver_path.parent / f'{runs.check_model(name).splits[0]}.prototxt',
                                      caffe_pb2.NetParameter())
