@@ -8,8 +8,9 @@ ILSVRC trunk (which would have to be downloaded). Each stage uses the training d
 SGD steps, the four metrics printed after each round, atomic snapshots and a log.
 
 Outputs (in --out, default demo-output/): data/ (the synthetic dataset), voc-fcn{32,16,8}s/ (snapshots and
-per-stage logs), log.jsonl and learning_curve.png (all stages), overlay.png and labels.png (FCN-8s on a
-held-out image), scores.json (the final FCN-8s scores).
+per-stage logs), log.jsonl and learning_curve.png (all stages), overlay.png (held-out images: image, ground
+truth, FCN-8s prediction), labels.png (the first prediction as a palette PNG), scores.json (the final FCN-8s
+scores).
 """
 import argparse
 import json
@@ -113,17 +114,22 @@ def run_stage(name, base_lr, previous, args, data, log):
     return runs.latest_snapshot(out), rows[-1]['scores']['score']
 
 
-def write_overlay(weights, args, data):
-    """Segment the first held-out image with the final net: overlay.png and labels.png in --out."""
+def write_overlay(weights, args, data, count=4):
+    """Segment the first held-out images with the final net: overlay.png (image | ground truth | prediction,
+    a row per image) and labels.png (the first prediction as a palette PNG) in --out."""
+    from datalayers.io import read_label_png
     from solvers import infer
 
     voc = Path(data['voc_dir'])
-    first = (voc / 'ImageSets' / 'Segmentation' / 'seg11valid.txt').read_text().split()[0]
-    rgb = infer.read_image(voc / 'JPEGImages' / f'{first}.jpg')
+    ids = (voc / 'ImageSets' / 'Segmentation' / 'seg11valid.txt').read_text().split()[:count]
     net = infer.load_deploy_net('voc-fcn8s', weights, args.width)
-    labels = infer.segment(net, rgb, infer.image_mean('voc-fcn8s'))['score']
-    infer.overlay(rgb, labels).save(args.out / 'overlay.png')
-    infer.label_png(labels).save(args.out / 'labels.png')
+    rows = []
+    for id_ in ids:
+        rgb = infer.read_image(voc / 'JPEGImages' / f'{id_}.jpg')
+        pred = infer.segment(net, rgb, infer.image_mean('voc-fcn8s'))['score']
+        rows.append((rgb, read_label_png(voc / 'SegmentationClass' / f'{id_}.png'), pred))
+    infer.comparison(rows).save(args.out / 'overlay.png')
+    infer.label_png(rows[0][2]).save(args.out / 'labels.png')
     return args.out / 'overlay.png'
 
 

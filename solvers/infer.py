@@ -77,6 +77,19 @@ def overlay(rgb, labels, alpha=0.5):
     return Image.fromarray(np.where(keep, rgb, mixed.round()).astype(np.uint8))
 
 
+def comparison(rows, scale=3):
+    """One picture, a row per image: the image, its ground truth, the prediction over the image; enlarged
+    (nearest neighbour, so label edges stay sharp). `rows` holds (rgb, truth, prediction) triples."""
+    tiles = [[Image.fromarray(rgb), label_png(truth).convert('RGB'), overlay(rgb, pred)] for rgb, truth, pred in rows]
+    h, w = max(t[0].height for t in tiles), max(t[0].width for t in tiles)
+    sheet = Image.new('RGB', (3 * w * scale, len(tiles) * h * scale), 'white')
+    for r, row in enumerate(tiles):
+        for c, tile in enumerate(row):
+            big = tile.resize((tile.width * scale, tile.height * scale), Image.NEAREST)
+            sheet.paste(big, (c * w * scale, r * h * scale))
+    return sheet
+
+
 def write_results(stem, rgb, label_maps, out):
     """Write the label PNG and overlay of every output; returns the written paths."""
     out = Path(out)
