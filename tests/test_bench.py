@@ -14,9 +14,9 @@ from google.protobuf import text_format
 
 import caffe
 
+from bench import ceiling, flops, nets, worker
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # bench/ is run from the checkout (python -m bench), not installed
-from bench import ceiling, flops, nets, worker  # noqa: E402
 
 WIDTH, SIZE = 0.0625, 48
 MODELS = ('voc-fcn32s', 'voc-fcn16s', 'voc-fcn8s')
