@@ -40,9 +40,9 @@ def parse_args(argv):
     ap.add_argument('--width', type=float, default=1 / 8, help='channel width of the nets (default 1/8)')
     ap.add_argument('--count', type=int, default=160, help='synthetic images in the universe (default 160: '
                     '120 SBD train, 40 VOC seg11valid)')
-    ap.add_argument('--rounds', type=int, nargs=3, default=(3, 2, 3), metavar=('R32', 'R16', 'R8'),
-                    help='rounds per stage (default 3 2 3)')
-    ap.add_argument('--steps', type=int, default=150, help='SGD steps per round (default 150)')
+    ap.add_argument('--rounds', type=int, nargs=3, default=(4, 3, 4), metavar=('R32', 'R16', 'R8'),
+                    help='rounds per stage (default 4 3 4)')
+    ap.add_argument('--steps', type=int, default=200, help='SGD steps per round (default 200)')
     ap.add_argument('--seed', type=int, default=0, help='seed of the dataset and the trunk initialization')
     return ap.parse_args(argv)
 
