@@ -58,6 +58,12 @@ def segment(net, rgb, mean):
     """{output blob: H x W uint8 label map} for one RGB image, at the image's own size."""
     data = preprocess(rgb, mean)
     net.blobs['data'].reshape(1, *data.shape)
+    net.reshape()
+    # Caffe aborts on a layer whose output vanishes (an image smaller than the net's pooling allows).
+    empty = [name for name, blob in net.blobs.items() if blob.count == 0]
+    if empty:
+        raise ValueError(f'a {rgb.shape[1]}x{rgb.shape[0]} image is too small for this net: '
+                         f'{empty[0]} comes out empty; use a larger image')
     net.blobs['data'].data[0] = data
     net.forward()
     return {out: net.blobs[out].data[0].argmax(0).astype(np.uint8) for out in net.outputs}

@@ -355,3 +355,15 @@ def test_fcn_infer_bad_inputs(trained, tmp_path):
         result = subprocess.run([INFER, 'voc-fcn8s', '--weights', w, '--width', WIDTH, image, '--out', tmp_path],
                                 capture_output=True, text=True, env=ENV, timeout=120)
         assert result.returncode == 2 and message in result.stderr, (image, result.stderr[-2000:])
+
+
+def test_infer_refuses_an_image_too_small_for_the_net():
+    """FCN-GoogLeNet keeps the classifier's small padding: a tiny image would empty pool5 and abort Caffe."""
+    import netgen
+    import surgery
+    from solvers import infer
+
+    net = surgery.instantiate(netgen.net('voc-fcn-googlenet', 'deploy', width=1 / 16))
+    with pytest.raises(ValueError, match='too small for this net: pool5'):
+        infer.segment(net, np.zeros((20, 24, 3), np.uint8), (0, 0, 0))
+    assert infer.segment(net, np.zeros((40, 48, 3), np.uint8), (0, 0, 0))['score'].shape == (40, 48)
