@@ -15,12 +15,16 @@ from the PyPI wheels nvidia-cublas and nvidia-curand in the venv), patched for C
   CUDA_ARCH='75 90'    compute capabilities to build for (default: 7.5 to 9.0; part of the cache key);
                        one, e.g. CUDA_ARCH=90 for H100/H200, builds much faster
 
-CPU speed options (each part of the cache key; `make bench` measures them):
-  BLAS=open|mkl|blis   Debian's OpenBLAS (default), Intel MKL from PyPI (pip install mkl-devel
-                       into the venv), or Debian's BLIS (apt-get install libblis-dev)
-  CAFFE_OPT='-O2'      compiler optimization flags, e.g. '-O3 -march=native'
-  CAFFE_OPENMP=1       run im2col/col2im over channels on OpenMP threads (results unchanged)
-  CAFFE_SHARE_COL=1    one im2col buffer shared by all convolutions instead of one each (less memory)
+CPU speed options (each part of the cache key; `make bench` measures them; bench/README.md has the numbers):
+  BLAS=mkl|open|blis   Intel MKL from PyPI (default; installed into the venv, about 1 GB), Debian's OpenBLAS,
+                       or Debian's BLIS (apt-get install libblis-dev)
+  CAFFE_OPT='-O3 -march=native'   compiler flags (default; the build is for this machine's CPU)
+  CAFFE_OPENMP=0       keep im2col/col2im, ReLU and max pooling on one thread (default: OpenMP threads)
+  CAFFE_SHARE_COL=0    one im2col buffer per convolution, as Caffe has it (default: one shared buffer)
+  CAFFE_COL_TILES=0    whole-image im2col for every convolution, as Caffe has it (default: large convolutions
+                       on tiles of output rows; CAFFE_COL_TILE_MB, read at run time, sets the tile size)
+Caffe as published: BLAS=open CAFFE_OPT=-O2 CAFFE_OPENMP=0 CAFFE_SHARE_COL=0 CAFFE_COL_TILES=0.
+The Crop fix and NaN-safe max pooling are always applied.
 """
 
 import argparse
@@ -41,8 +45,15 @@ SDIST = 'brocolli-caffe'
 SDIST_VERSION = '9.0.2'
 SDIST_SHA256 = 'c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a'
 CACHE = Path(os.environ.get('FCN_CACHE', Path.home() / '.cache' / 'fcn'))
-RECIPE_VERSION = '5'  # bump when the build recipe changes, to invalidate caches
+RECIPE_VERSION = '6'  # bump when the build recipe changes, to invalidate caches
 BLAS_CHOICES = ('open', 'mkl', 'blis')
+DEFAULT_BLAS = 'mkl'
+DEFAULT_OPT = '-O3 -march=native'  # built where it runs; -march is in the cache key
+SPEED_FLAGS = [  # flag, environment variable, what it does; see the patches below
+    ('--openmp', 'CAFFE_OPENMP', 'im2col/col2im, ReLU, max pooling on OpenMP threads'),
+    ('--share-col', 'CAFFE_SHARE_COL', 'one im2col buffer for all convolutions'),
+    ('--col-tiles', 'CAFFE_COL_TILES', 'large convolutions on cache-sized tiles of output rows'),
+]
 CUDA_ARCHS = '75 80 86 89 90'  # compute capabilities; CUDA 13's nvcc rejects anything below 7.5
 
 
@@ -191,14 +202,38 @@ def native_arch():
     return next((line.split()[-1] for line in out.splitlines() if line.strip().startswith('-march=')), 'unknown')
 
 
+MKL_PACKAGES = ['mkl-devel==2026.2.0', 'intel-openmp==2026.2.0']  # headers, libmkl_rt, libiomp5
+
+
+def ensure_mkl():
+    """Intel MKL comes from PyPI into the venv (about 1 GB): installed here when the venv lacks it."""
+    prefix = Path(sys.prefix)
+    if (prefix / 'include' / 'mkl.h').exists() and (prefix / 'lib' / 'libiomp5.so').exists():
+        return
+    log('BLAS=mkl: installing Intel MKL from PyPI into the venv (BLAS=open uses Debian\'s OpenBLAS instead)')
+    try:
+        run([sys.executable, '-m', 'pip', 'install', '--quiet', *MKL_PACKAGES])
+    except subprocess.CalledProcessError:
+        raise SetupError(f'pip could not install {" ".join(MKL_PACKAGES)}: is PyPI reachable? '
+                         'BLAS=open builds with Debian\'s OpenBLAS instead') from None
+
+
 def blas_config(blas, multiarch, openmp):
     """Makefile.config lines and extra rpaths for the chosen BLAS, or SetupError naming what is missing."""
+    if blas == 'open' and openmp:
+        # OpenBLAS's own threads and OpenMP's, both spinning between calls, fight over the cores (a tiled
+        # FCN-8s iteration took twice as long): Debian's OpenMP build of OpenBLAS shares one thread pool.
+        inc, lib = Path(f'/usr/include/{multiarch}/openblas-openmp'), Path(f'/usr/lib/{multiarch}/openblas-openmp')
+        if not (inc / 'cblas.h').exists() or not (lib / 'libopenblas.so').exists():
+            raise SetupError(f'BLAS=open with OpenMP needs the OpenMP build of OpenBLAS ({inc}/cblas.h): '
+                             'apt-get install libopenblas-openmp-dev, or build with CAFFE_OPENMP=0')
+        lines = ['BLAS := open', f'BLAS_INCLUDE := {inc}', f'BLAS_LIB := {lib}']
+        return lines + ['CXXFLAGS += -fopenmp', 'LINKFLAGS += -fopenmp'], [str(lib)]
     if blas == 'open':
         inc = Path(f'/usr/include/{multiarch}/openblas-pthread')
         if not (inc / 'cblas.h').exists():
             raise SetupError(f'BLAS=open needs OpenBLAS ({inc}/cblas.h): apt-get install libopenblas-dev')
-        lines = ['BLAS := open', f'BLAS_INCLUDE := {inc}']
-        return lines + (['CXXFLAGS += -fopenmp', 'LINKFLAGS += -fopenmp'] if openmp else []), []
+        return ['BLAS := open', f'BLAS_INCLUDE := {inc}'], []
     if blas == 'mkl':
         prefix = Path(sys.prefix)
         libs = sorted((prefix / 'lib').glob('libmkl_rt.so*'))
@@ -224,7 +259,7 @@ def blas_config(blas, multiarch, openmp):
     raise SetupError(f'BLAS={blas!r} is not one of {", ".join(BLAS_CHOICES)}')
 
 
-def makefile_config(cuda, blas='open', opt='-O2', openmp=False, share_col=False, cuda_archs=CUDA_ARCHS):
+def makefile_config(cuda, blas='open', opt='-O2', options=(), cuda_archs=CUDA_ARCHS):
     import numpy
     py_include = sysconfig.get_paths()['include']
     py_libdir = sysconfig.get_config_var('LIBDIR')
@@ -234,7 +269,7 @@ def makefile_config(cuda, blas='open', opt='-O2', openmp=False, share_col=False,
     include_dirs = [py_include, numpy.get_include(), '/usr/local/include', '/usr/include/hdf5/serial']
     lib_dirs = [py_libdir, '/usr/local/lib', '/usr/lib', f'/usr/lib/{multiarch}/hdf5/serial']
     rpaths = ['\\$$ORIGIN', py_libdir]
-    blas_lines, blas_rpaths = blas_config(blas, multiarch, openmp)
+    blas_lines, blas_rpaths = blas_config(blas, multiarch, 'openmp' in options)
     rpaths += blas_rpaths
     lines = [
         '# generated by scripts/build_caffe.py',
@@ -263,10 +298,11 @@ def makefile_config(cuda, blas='open', opt='-O2', openmp=False, share_col=False,
     ]
     if '-march=native' in opt:
         lines.append(f'# -march=native is -march={native_arch()} here')
-    patched = list(dict.fromkeys(name for name, _ in OPENMP_PATCHES * openmp + SHARE_COL_PATCHES * share_col
-                                 + CUDA_PATCHES * bool(cuda) + [('gpu-on-cpu', None)] * bool(cuda)))
-    if patched:
-        lines.append('# patched: ' + ', '.join(patched))
+    patches = chosen_patches(options)
+    names = list(dict.fromkeys(name for name, _ in patches)) + ['gpu-on-cpu'] * bool(cuda)
+    # The patches' text is in the cache key: editing one rebuilds.
+    digest = hashlib.sha256(repr([p for _, p in patches]).encode()).hexdigest()[:12]
+    lines.append(f'# patched: {", ".join(names)} (patch digest {digest})')
     return '\n'.join(lines) + '\n'
 
 
@@ -281,6 +317,14 @@ NAN_MAX_POOL_PATCHES = [
     ('src/caffe/layers/pooling_layer.cu', 'if (bottom_slice[h * width + w] > maxval) {',
      'if (!(bottom_slice[h * width + w] <= maxval)) {', 1),
 ]
+
+# This Caffe's Crop copies each innermost row once per element of that row (500 times over for the FCNs'
+# 21 x 500 x 500 `score` crop: 14% of a training iteration); BVLC master copies it once.  Same result.
+CROP_PATCH = ('src/caffe/layers/crop_layer.cpp',
+              '    for (int i = 0; i < top[0]->shape(cur_dim); ++i) {\n'
+              '      // prepare index vector reduced(red) and with offsets(off)\n',
+              '    {  // one copy per row (patched by fcn\'s build_caffe.py)\n'
+              '      // prepare index vector reduced(red) and with offsets(off)\n', 1)
 
 # Caffe's Makefile appends its own -O2 after Makefile.config's flags, which would override CAFFE_OPT.
 MAKEFILE_PATCH = ('Makefile', 'COMMON_FLAGS += -DNDEBUG -O2', 'COMMON_FLAGS += -DNDEBUG', 1)
@@ -298,6 +342,21 @@ OPENMP_PATCHES = [
                        '    auto data_im = im_base + static_cast<size_t>(channel) * channel_size;\n'
                        '    auto data_col = col_base + channel * col_channel;\n',
                        2)),  # im2col_cpu and col2im_cpu
+    # ReLU is one elementwise loop per pass.
+    ('openmp-relu', ('src/caffe/layers/relu_layer.cpp', '  for (int i = 0; i < count; ++i) {\n',
+                     '#pragma omp parallel for schedule(static)\n  for (int i = 0; i < count; ++i) {\n', 2)),
+    # Max pooling's forward pass: the rows of one output plane are independent (its backward pass is not,
+    # where windows overlap, and costs a quarter as much).
+    ('openmp-max-pool', ('src/caffe/layers/pooling_layer.cpp',
+                         '    caffe_set(top_count, Dtype(-FLT_MAX), top_data);\n'
+                         '    // The main loop\n'
+                         '    for (int n = 0; n < bottom[0]->num(); ++n) {\n'
+                         '      for (int c = 0; c < channels_; ++c) {\n',
+                         '    caffe_set(top_count, Dtype(-FLT_MAX), top_data);\n'
+                         '    // The main loop\n'
+                         '    for (int n = 0; n < bottom[0]->num(); ++n) {\n'
+                         '      for (int c = 0; c < channels_; ++c) {\n'
+                         '#pragma omp parallel for schedule(static)\n', 1)),
 ]
 
 
@@ -312,6 +371,32 @@ SHARE_COL_PATCHES = [
                            '  }\n'
                            '  Blob<Dtype>& col_buffer_ = shared_col_buffer();\n',
                            1)),
+]
+
+
+# Large convolutions run on tiles of output rows (scripts/col_tiles.inc says how); the hooks hand them over.
+def col_tiles_hook(signature, call):
+    return signature, signature + ('  const ConvGemm fcn_gemm = FCN_CONV_GEMM;\n'
+                                   f'  if (fcn_gemm.t.rows) return {call};\n')
+
+
+COL_TILES_PATCHES = [
+    ('col-tiles', ('src/caffe/layers/base_conv_layer.cpp',
+                   '#include "caffe/util/math_functions.hpp"\n\nnamespace caffe {\n',
+                   '#include "caffe/util/math_functions.hpp"\n\n#include <cstdlib>\n\nnamespace caffe {\n\n'
+                   + (Path(__file__).parent / 'col_tiles.inc').read_text(), 1)),
+    ('col-tiles', ('src/caffe/layers/base_conv_layer.cpp', *col_tiles_hook(
+        'void BaseConvolutionLayer<Dtype>::forward_cpu_gemm(const Dtype* input,\n'
+        '    const Dtype* weights, Dtype* output, bool skip_im2col) {\n',
+        'tiled_forward(fcn_gemm, input, weights, output)'), 1)),
+    ('col-tiles', ('src/caffe/layers/base_conv_layer.cpp', *col_tiles_hook(
+        'void BaseConvolutionLayer<Dtype>::backward_cpu_gemm(const Dtype* output,\n'
+        '    const Dtype* weights, Dtype* input) {\n',
+        'tiled_backward(fcn_gemm, output, weights, input)'), 1)),
+    ('col-tiles', ('src/caffe/layers/base_conv_layer.cpp', *col_tiles_hook(
+        'void BaseConvolutionLayer<Dtype>::weight_cpu_gemm(const Dtype* input,\n'
+        '    const Dtype* output, Dtype* weights) {\n',
+        'tiled_weight(fcn_gemm, input, output, weights)'), 1)),
 ]
 
 
@@ -371,26 +456,36 @@ def lift_read_limit(src):
     path.write_text(re.sub(r'SetTotalBytesLimit\(\s*\d+\s*\)', 'SetTotalBytesLimit(2147483647)', text))
 
 
-def patch_source(src, openmp, share_col=False, cuda=False):
+ALWAYS_PATCHES = [('makefile-opt', MAKEFILE_PATCH), ('crop-once', CROP_PATCH)] + \
+    [('nan-max-pool', p) for p in NAN_MAX_POOL_PATCHES]
+OPTIONAL_PATCHES = {'openmp': OPENMP_PATCHES, 'share_col': SHARE_COL_PATCHES, 'col_tiles': COL_TILES_PATCHES,
+                    'cuda': CUDA_PATCHES}
+
+
+def chosen_patches(options):
+    """(name, patch) for every patch a build with these options applies, in order."""
+    return ALWAYS_PATCHES + [p for option, patches in OPTIONAL_PATCHES.items() if option in options for p in patches]
+
+
+def patch_source(src, options):
     """Apply the recipe's patches; SetupError when the source is not what they were written for."""
     lift_read_limit(src)
-    if cuda:
+    if 'cuda' in options:
         gpu_on_cpu(src)
-    optional = OPENMP_PATCHES * openmp + SHARE_COL_PATCHES * share_col + CUDA_PATCHES * cuda
-    patches = [MAKEFILE_PATCH, *NAN_MAX_POOL_PATCHES] + [p for _, p in optional]
-    for rel, old, new, count in patches:
+    for _, (rel, old, new, count) in chosen_patches(options):
         path = src / rel
         text = path.read_text()
         if text.count(old) != count:
             raise SetupError(f'cannot patch {rel}: expected {count} occurrence(s) of {old.strip()!r}; this Caffe '
-                             'source differs from the pinned one (unset CAFFE_OPENMP, CAFFE_SHARE_COL, CUDA)')
+                             'source differs from the pinned one (CAFFE_OPENMP=0 CAFFE_SHARE_COL=0 '
+                             'CAFFE_COL_TILES=0 leave most of it alone)')
         path.write_text(text.replace(old, new))
 
 
 # --- build and package ---------------------------------------------------------
 
-def build(src, config, openmp=False, share_col=False, cuda=False):
-    patch_source(src, openmp, share_col, cuda)
+def build(src, config, options):
+    patch_source(src, options)
     (src / 'Makefile.config').write_text(config)
     jobs = str(os.cpu_count() or 2)
     try:
@@ -466,27 +561,33 @@ def main(argv=None):
     ap.add_argument('--cuda-arch', default=os.environ.get('CUDA_ARCH') or CUDA_ARCHS,
                     help='with CUDA: the GPUs\' compute capabilities to build for (env CUDA_ARCH; default '
                          '"%(default)s"); one, e.g. CUDA_ARCH=90 for an H100, builds much faster')
-    ap.add_argument('--blas', default=os.environ.get('BLAS') or 'open', choices=BLAS_CHOICES,
-                    help='the BLAS to link (env BLAS; default %(default)s)')
-    ap.add_argument('--opt', default=os.environ.get('CAFFE_OPT') or '-O2',
-                    help="compiler optimization flags (env CAFFE_OPT; default %(default)s), e.g. '-O3 -march=native'")
-    ap.add_argument('--openmp', action='store_true', default=os.environ.get('CAFFE_OPENMP', '0') not in ('', '0'),
-                    help='im2col/col2im on OpenMP threads (env CAFFE_OPENMP=1)')
-    ap.add_argument('--share-col', action='store_true',
-                    default=os.environ.get('CAFFE_SHARE_COL', '0') not in ('', '0'),
-                    help='one im2col buffer for all convolutions (env CAFFE_SHARE_COL=1)')
+    ap.add_argument('--blas', default=os.environ.get('BLAS') or None, choices=BLAS_CHOICES,
+                    help=f'the BLAS to link (env BLAS; default {DEFAULT_BLAS}, with CUDA open)')
+    ap.add_argument('--opt', default=os.environ.get('CAFFE_OPT') or None,
+                    help=f"compiler optimization flags (env CAFFE_OPT; default '{DEFAULT_OPT}', with CUDA -O2: "
+                         "nvcc gets them too)")
+    for flag, env, what in SPEED_FLAGS:
+        ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=os.environ.get(env, '1') not in ('', '0'),
+                        help=f'{what} (env {env}=0 turns it off; default on)')
     ap.add_argument('--force', action='store_true', help='rebuild even when a cached build exists')
     args = ap.parse_args(argv)
     if sys.prefix == sys.base_prefix:
         raise SetupError('run this with the virtual environment\'s Python (make caffe does)')
 
     cuda = find_cuda() if args.cuda else None
+    # CUDA builds keep the configuration they were tested with; their speed is on the GPU.
+    args.blas = args.blas or ('open' if cuda else DEFAULT_BLAS)
+    args.opt = args.opt or ('-O2' if cuda else DEFAULT_OPT)
     user_tree = Path(args.src).resolve() if args.src else None
     if user_tree:
         check_tree(user_tree)
     source_id = 'tree:' + tree_digest(user_tree) if user_tree else 'sdist:' + SDIST_SHA256
     import numpy
-    config = makefile_config(cuda, args.blas, args.opt, args.openmp, args.share_col, args.cuda_arch)
+    options = {name for name in ('openmp', 'share_col', 'col_tiles') if getattr(args, name)}
+    options |= {'cuda'} if cuda else set()
+    if args.blas == 'mkl':
+        ensure_mkl()
+    config = makefile_config(cuda, args.blas, args.opt, options, args.cuda_arch)
     # The venv's path is in the config (numpy's headers) but not in the build: keep it out of the key.
     portable_config = config.replace(sys.prefix, '<venv>')
     key = hashlib.sha256('\n'.join([RECIPE_VERSION, source_id, portable_config, sys.version,
@@ -498,7 +599,7 @@ def main(argv=None):
     wheel = next(cached.glob('*.whl'), None)
     if wheel is None or args.force:
         log(f'building {"CUDA" if cuda else "CPU-only"} Caffe with BLAS={args.blas}, {args.opt}'
-            f'{", OpenMP im2col" if args.openmp else ""}{", shared im2col buffer" if args.share_col else ""}'
+            f'{"".join(", " + name for name in sorted(options))}'
             f' (cache key {key[:12]}); this takes a few minutes')
         with tempfile.TemporaryDirectory(prefix='fcn-caffe-') as tmp:
             if user_tree:  # build a copy: the user's tree is left as it is
@@ -506,7 +607,7 @@ def main(argv=None):
                 shutil.copytree(user_tree, src, ignore=shutil.ignore_patterns('.git', '.build_*', '.temp_*', 'build'))
             else:
                 src = unpack(fetch_sdist(), tmp)
-            build(src, config, args.openmp, args.share_col, bool(cuda))
+            build(src, config, options)
             wheel = make_wheel(src, cached, key)
     else:
         log(f'using the cached build {wheel}')
