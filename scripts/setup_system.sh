@@ -2,7 +2,7 @@
 # Install the Debian packages that building Caffe needs, if any are missing.
 set -euo pipefail
 packages=(build-essential protobuf-compiler libprotobuf-dev libgoogle-glog-dev libgflags-dev
-  libhdf5-dev libopenblas-dev libboost-system-dev libboost-thread-dev libboost-filesystem-dev
+  libhdf5-dev libopenblas-dev libopenblas-openmp-dev libboost-system-dev libboost-thread-dev libboost-filesystem-dev
   libboost-regex-dev libboost-python-dev)
 missing=()
 for p in "${packages[@]}"; do
