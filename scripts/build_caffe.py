@@ -319,7 +319,7 @@ NAN_MAX_POOL_PATCHES = [
 ]
 
 # This Caffe's Crop copies each innermost row once per element of that row (500 times over for the FCNs'
-# 21 x 500 x 500 `score` crop: 14% of a training iteration); BVLC master copies it once (and is left as it is).
+# 21 x 500 x 500 `score` crop: 11% of a training iteration); BVLC master copies it once (and is left as it is).
 CROP_PATCH = ('src/caffe/layers/crop_layer.cpp',
               '    for (int i = 0; i < top[0]->shape(cur_dim); ++i) {\n'
               '      // prepare index vector reduced(red) and with offsets(off)\n',
@@ -583,7 +583,7 @@ def main(argv=None):
         check_tree(user_tree)
     source_id = 'tree:' + tree_digest(user_tree) if user_tree else 'sdist:' + SDIST_SHA256
     import numpy
-    options = {name for name in ('openmp', 'share_col', 'col_tiles') if getattr(args, name)}
+    options = {name for name in (flag[2:].replace('-', '_') for flag, _, _ in SPEED_FLAGS) if getattr(args, name)}
     options |= {'cuda'} if cuda else set()
     if args.blas == 'mkl':
         ensure_mkl()
