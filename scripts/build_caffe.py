@@ -45,6 +45,7 @@ SDIST = 'brocolli-caffe'
 SDIST_VERSION = '9.0.2'
 SDIST_SHA256 = 'c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a'
 CACHE = Path(os.environ.get('FCN_CACHE', Path.home() / '.cache' / 'fcn'))
+SDIST_TARBALL = CACHE / 'src' / f'{SDIST}-{SDIST_VERSION}.tar.gz'  # fetched once, hash-checked
 RECIPE_VERSION = '6'  # bump when the build recipe changes, to invalidate caches
 BLAS_CHOICES = ('open', 'mkl', 'blis')
 DEFAULT_BLAS = 'mkl'
@@ -82,8 +83,8 @@ def sha256(path):
 
 def fetch_sdist():
     """Download the pinned sdist into the cache (once) and verify its hash."""
-    dest = CACHE / 'src'
-    tarball = dest / f'{SDIST}-{SDIST_VERSION}.tar.gz'
+    tarball = SDIST_TARBALL
+    dest = tarball.parent
     if tarball.exists() and sha256(tarball) == SDIST_SHA256:
         return tarball
     dest.mkdir(parents=True, exist_ok=True)

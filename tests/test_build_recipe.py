@@ -17,7 +17,7 @@ CPU_OPTIONS = ('openmp', 'share_col', 'col_tiles')
 
 @pytest.fixture(scope='module')
 def sdist():
-    tarball = build_caffe.CACHE / 'src' / f'{build_caffe.SDIST}-{build_caffe.SDIST_VERSION}.tar.gz'
+    tarball = build_caffe.SDIST_TARBALL
     if not tarball.exists():
         pytest.skip(f'the pinned Caffe sdist is not cached at {tarball} (make caffe fetches it)')
     return tarball
