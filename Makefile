@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # the model folders that fcn-netgen writes (each holds a deploy.prototxt)
 MODELS := $(sort $(patsubst %/deploy.prototxt,%,$(wildcard */deploy.prototxt)))
 
-.PHONY: help setup setup-system venv caffe test lint demo nets bench clean $(MODELS)
+.PHONY: help setup setup-system venv caffe test lint demo nets bench clean fresh-check $(MODELS)
 
 help:
 	@echo "make demo     the staged FCN-32s -> 16s -> 8s pipeline on a synthetic VOC dataset"
@@ -16,6 +16,7 @@ help:
 	@echo "make nets     regenerate every model's prototxts;  make MODEL  one model"
 	@echo "make bench    Caffe vs PyTorch CPU speed and memory"
 	@echo "make clean    remove .venv and caches in the tree (not the build cache)"
+	@echo "make fresh-check  make test and make demo in a bare Debian 12 root from a clean clone (root; KEEP=1 keeps it)"
 
 setup: setup-system venv caffe
 
@@ -54,6 +55,10 @@ $(MODELS): setup
 bench: setup
 	$(PIP) install --quiet -e '.[bench]'
 	$(PY) -m bench
+
+# A new user's machine: a bare Debian 12 root, a clean clone of HEAD, an empty build cache.
+fresh-check:
+	@bash scripts/fresh_check.sh $(if $(KEEP),--keep)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -17,7 +17,7 @@ from the PyPI wheels nvidia-cublas and nvidia-curand in the venv), patched for C
 
 CPU speed options (each part of the cache key; `make bench` measures them; bench/README.md has the numbers):
   BLAS=mkl|open|blis   Intel MKL from PyPI (default; installed into the venv, about 1 GB), Debian's OpenBLAS,
-                       or Debian's BLIS (apt-get install libblis-dev)
+                       or Debian's BLIS (all three installed by make setup-system)
   CAFFE_OPT='-O3 -march=native'   compiler flags (default; the build is for this machine's CPU)
   CAFFE_OPENMP=0       keep im2col/col2im, ReLU and max pooling on one thread (default: OpenMP threads)
   CAFFE_SHARE_COL=0    one im2col buffer per convolution, as Caffe has it (default: one shared buffer)
@@ -227,14 +227,16 @@ def blas_config(blas, multiarch, openmp):
         inc, lib = Path(f'/usr/include/{multiarch}/openblas-openmp'), Path(f'/usr/lib/{multiarch}/openblas-openmp')
         if not (inc / 'cblas.h').exists() or not (lib / 'libopenblas.so').exists():
             raise SetupError(f'BLAS=open with OpenMP needs the OpenMP build of OpenBLAS ({inc}/cblas.h): '
-                             'apt-get install libopenblas-openmp-dev, or build with CAFFE_OPENMP=0')
+                             'apt-get install libopenblas-openmp-dev (make setup-system does), or build with CAFFE_OPENMP=0')
         lines = ['BLAS := open', f'BLAS_INCLUDE := {inc}', f'BLAS_LIB := {lib}']
         return lines + ['CXXFLAGS += -fopenmp', 'LINKFLAGS += -fopenmp'], [str(lib)]
     if blas == 'open':
-        inc = Path(f'/usr/include/{multiarch}/openblas-pthread')
-        if not (inc / 'cblas.h').exists():
-            raise SetupError(f'BLAS=open needs OpenBLAS ({inc}/cblas.h): apt-get install libopenblas-dev')
-        return ['BLAS := open', f'BLAS_INCLUDE := {inc}'], []
+        # Named explicitly: libopenblas.so on the default path is whichever variant Debian's alternatives chose.
+        inc, lib = Path(f'/usr/include/{multiarch}/openblas-pthread'), Path(f'/usr/lib/{multiarch}/openblas-pthread')
+        if not (inc / 'cblas.h').exists() or not (lib / 'libopenblas.so').exists():
+            raise SetupError(f'BLAS=open needs the pthreads build of OpenBLAS ({inc}/cblas.h): '
+                             'apt-get install libopenblas-pthread-dev (make setup-system does)')
+        return ['BLAS := open', f'BLAS_INCLUDE := {inc}', f'BLAS_LIB := {lib}'], [str(lib)]
     if blas == 'mkl':
         prefix = Path(sys.prefix)
         libs = sorted((prefix / 'lib').glob('libmkl_rt.so*'))
@@ -253,7 +255,8 @@ def blas_config(blas, multiarch, openmp):
     if blas == 'blis':
         inc, lib = Path(f'/usr/include/{multiarch}/blis-pthread'), Path(f'/usr/lib/{multiarch}/blis-pthread')
         if not (inc / 'cblas.h').exists() or not (lib / 'libblis.so').exists():
-            raise SetupError(f'BLAS=blis needs BLIS ({inc}/cblas.h, {lib}/libblis.so): apt-get install libblis-dev')
+            raise SetupError(f'BLAS=blis needs BLIS ({inc}/cblas.h, {lib}/libblis.so): '
+                             'apt-get install libblis-pthread-dev (make setup-system does)')
         # Caffe's Makefile knows no BLIS: its CBLAS interface is linked like any other library.
         lines = ['BLAS := blis', f'BLAS_INCLUDE := {inc}', f'BLAS_LIB := {lib}', 'LIBRARIES += blis']
         return lines + (['CXXFLAGS += -fopenmp', 'LINKFLAGS += -fopenmp'] if openmp else []), [str(lib)]
