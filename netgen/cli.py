@@ -6,6 +6,8 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+from fcn.cli import tool
+
 EPILOG = """examples:
   fcn-netgen --list
   fcn-netgen voc-fcn8s                      write voc-fcn8s/{train,val,deploy,solver}.prototxt
@@ -76,6 +78,7 @@ def check(netgen, names):
     return stale
 
 
+@tool('fcn-netgen')
 def main(argv=None):
     args = parser().parse_args(argv)
     os.environ.setdefault('GLOG_minloglevel', '2')  # before Caffe is first imported: keep its log quiet

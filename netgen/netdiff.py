@@ -14,7 +14,7 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from caffe.proto import caffe_pb2
+from fcn.cli import tool
 
 # Caffe's defaults for repeated fields, which protobuf cannot declare: an empty list means [default]
 REPEATED_DEFAULTS = {('ConvolutionParameter', 'pad'): 0, ('ConvolutionParameter', 'stride'): 1,
@@ -55,6 +55,8 @@ def read(path):
         raise UnreadableError(f'cannot read {path}: {e}') from e
     if not content.strip():
         raise UnreadableError(f'{path} is empty: expected a net or solver prototxt')
+    from caffe.proto import caffe_pb2
+
     errors = []
     for message in (caffe_pb2.NetParameter(), caffe_pb2.SolverParameter()):
         try:
@@ -128,7 +130,7 @@ def compare_messages(a, b, where, prefix='', structural=False, skip=()):
 def canonical_blobs(net):
     """Rename every blob to its order of first appearance, so that structural diffs ignore blob names."""
     names = {}
-    canonical = caffe_pb2.NetParameter()
+    canonical = type(net)()
     canonical.CopyFrom(net)
     for layer in canonical.layer:
         for blobs in (layer.bottom, layer.top):
@@ -171,7 +173,7 @@ def diff(a, b, structural=False):
     """Differences between two parsed prototxts (nets or solvers)."""
     if type(a) is not type(b):
         return [Difference('file', 'kind', type(a).__name__, type(b).__name__)]
-    compare = compare_nets if isinstance(a, caffe_pb2.NetParameter) else compare_solvers
+    compare = compare_nets if a.DESCRIPTOR.name == 'NetParameter' else compare_solvers
     return compare(a, b, structural)
 
 
@@ -179,6 +181,7 @@ def diff_files(path_a, path_b, structural=False):
     return diff(read(path_a), read(path_b), structural)
 
 
+@tool('fcn-netdiff')
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog='fcn-netdiff', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,

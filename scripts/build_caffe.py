@@ -226,8 +226,8 @@ def blas_config(blas, multiarch, openmp):
         # FCN-8s iteration took twice as long): Debian's OpenMP build of OpenBLAS shares one thread pool.
         inc, lib = Path(f'/usr/include/{multiarch}/openblas-openmp'), Path(f'/usr/lib/{multiarch}/openblas-openmp')
         if not (inc / 'cblas.h').exists() or not (lib / 'libopenblas.so').exists():
-            raise SetupError(f'BLAS=open with OpenMP needs the OpenMP build of OpenBLAS ({inc}/cblas.h): '
-                             'apt-get install libopenblas-openmp-dev (make setup-system does), or build with CAFFE_OPENMP=0')
+            raise SetupError(f'BLAS=open with OpenMP needs the OpenMP build of OpenBLAS ({inc}/cblas.h): apt-get '
+                             'install libopenblas-openmp-dev (make setup-system does), or build with CAFFE_OPENMP=0')
         lines = ['BLAS := open', f'BLAS_INCLUDE := {inc}', f'BLAS_LIB := {lib}']
         return lines + ['CXXFLAGS += -fopenmp', 'LINKFLAGS += -fopenmp'], [str(lib)]
     if blas == 'open':

@@ -4,6 +4,11 @@ import os
 # Caffe logs every layer it builds at INFO level; keep warnings and errors (set before caffe is imported).
 os.environ.setdefault('GLOG_minloglevel', '2')
 
-from solvers.driver import main  # noqa: E402
-
 __all__ = ['main']
+
+
+def __getattr__(name):  # MODEL/solve.py calls solvers.main; importing the package loads nothing heavy
+    if name == 'main':
+        from solvers.driver import main
+        return main
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import netgen
+from fcn.cli import tool
 from solvers import driver, runs
 from solvers.curve import plot_curve
 from solvers.metrics import format_scores
@@ -133,6 +134,7 @@ def write_overlay(weights, args, data, count=4):
     return args.out / 'overlay.png'
 
 
+@tool('demo')
 def main(argv=None):
     import datalayers
     import surgery

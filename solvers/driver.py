@@ -17,18 +17,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from caffe.proto import caffe_pb2
 from tqdm import tqdm
 
 import netgen
+from fcn import registry
+from fcn.cli import tool
 from solvers import runs
 from solvers.metrics import format_scores
 from solvers.runs import SetupError
 from solvers.score import evaluate, outputs, split_size
 
-# Rounds x steps of the reference solve.py scripts.
-SCHEDULES = {'voc': (25, 4000), 'nyud': (50, 2000), 'siftflow': (50, 2000), 'pascalcontext': (50, 8000)}
-ATONCE_SCHEDULE = (75, 4000)
 
 
 class Diverged(Exception):
@@ -36,8 +34,8 @@ class Diverged(Exception):
 
 
 def schedule(name):
-    model = runs.check_model(name)
-    return ATONCE_SCHEDULE if name.endswith('atonce') else SCHEDULES[model.dataset]
+    runs.check_model(name)
+    return registry.schedule(name)
 
 
 def use_device(gpu=None):
@@ -135,6 +133,8 @@ def snapshot(solver, out):
     base = next(partial.glob(f'*_iter_{solver.iter}.caffemodel')).name[:-len('.caffemodel')]
     model, state_path = Path(out) / f'{base}.caffemodel', Path(out) / f'{base}.solverstate'
     os.replace(partial / model.name, model)
+    from caffe.proto import caffe_pb2
+
     state = caffe_pb2.SolverState.FromString((partial / state_path.name).read_bytes())
     state.learned_net = str(model.resolve())
     runs.write_atomic(Path(out) / f'{base}.data.json',
@@ -154,6 +154,8 @@ def read_state(path, net):
     path = Path(path)
     if not path.is_file():
         raise SetupError(f'--resume {path}: no such file; pass a .solverstate written by a previous run')
+    from caffe.proto import caffe_pb2
+
     try:
         state = caffe_pb2.SolverState.FromString(path.read_bytes())
     except Exception as err:  # protobuf raises DecodeError or RuntimeError depending on the backend
@@ -307,6 +309,7 @@ def parse_args(name, argv):
 
 def run(name, args):
     import caffe
+    from caffe.proto import caffe_pb2
 
     use_device(args.gpu)
     overrides = {'base_lr': args.base_lr} if args.base_lr else {}
@@ -325,6 +328,7 @@ def run(name, args):
     return 0
 
 
+@tool(prog=lambda name, argv=None: name)
 def main(name, argv=None):
     """Entry point of MODEL/solve.py: returns the exit status."""
     import datalayers

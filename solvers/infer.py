@@ -13,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from datalayers import palette
+from fcn.cli import tool
 from datalayers.datasets import CONTEXT_MEAN, NYUD_MEAN_BGR, NYUD_MEAN_HHA, SIFTFLOW_MEAN, VOC_MEAN, preprocess
 
 MEANS = {'voc': VOC_MEAN, 'nyud': NYUD_MEAN_BGR, 'siftflow': SIFTFLOW_MEAN, 'pascalcontext': CONTEXT_MEAN}
@@ -123,6 +124,7 @@ def parse_args(argv):
     return ap.parse_args(argv)
 
 
+@tool('fcn-infer')
 def main(argv=None):
     import surgery
     from solvers import driver, runs

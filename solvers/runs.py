@@ -10,7 +10,6 @@ import re
 import tempfile
 from pathlib import Path
 
-from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 import netgen
@@ -50,6 +49,8 @@ def net_param(name, split, width=1.0):
     check_model(name)
     path = model_dir(name) / f'{split}.prototxt'
     if width == 1.0 and path.exists():
+        from caffe.proto import caffe_pb2
+
         return read_prototxt(path, caffe_pb2.NetParameter())
     return netgen.net(name, split, width=width)
 
@@ -57,6 +58,8 @@ def net_param(name, split, width=1.0):
 def solver_param(name):
     path = model_dir(name) / 'solver.prototxt'
     if path.exists():
+        from caffe.proto import caffe_pb2
+
         return read_prototxt(path, caffe_pb2.SolverParameter())
     return netgen.solver(name)
 
@@ -107,12 +110,19 @@ def resolve_data(param, base, data_root=None, data=None):
     return param
 
 
+def current_umask():
+    mask = os.umask(0o022)  # reading it means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path, data):
     """Write bytes or text so that `path` is either the old file or the complete new one, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide a run from colleagues
         with os.fdopen(fd, 'wb') as f:
             f.write(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)

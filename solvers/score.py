@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from fcn.cli import tool
 from solvers.metrics import fast_hist, format_scores, scores
 
 
@@ -115,6 +116,7 @@ def load_test_net(model, split, weights, width=1.0, data_root=None, data=None):
     return surgery.instantiate(param, weights=str(weights)), param
 
 
+@tool('fcn-score')
 def main(argv=None):
     import json
 

@@ -8,10 +8,16 @@
 - `check_trained_trunk(net)`: refuse a trunk that is all zero or still at its fillers
 """
 from .bilinear import interp, upsample_filt
-from .nets import instantiate, read_prototxt
 from .transplant import Move, Report, expand_score, init_color_d, init_two_stream, transplant
 from .weights import LoadReport, WeightsError, check_trained_trunk, load_weights, read_caffemodel, validate
 
 __all__ = ['transplant', 'interp', 'upsample_filt', 'expand_score', 'init_color_d', 'init_two_stream',
            'load_weights', 'check_trained_trunk', 'validate', 'read_caffemodel', 'instantiate', 'read_prototxt',
            'WeightsError', 'Report', 'Move', 'LoadReport']
+
+
+def __getattr__(name):  # instantiating a net needs Caffe: imported on first use, so `import surgery` does not load it
+    if name in ('instantiate', 'read_prototxt'):
+        from . import nets
+        return getattr(nets, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

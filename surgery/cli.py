@@ -6,10 +6,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from caffe.proto import caffe_pb2
+from fcn.cli import tool
 
 from .bilinear import interp
-from .nets import instantiate
 from .transplant import transplant
 from .weights import WeightsError, load_weights, read_caffemodel
 
@@ -40,7 +39,7 @@ def save_layers(net, layers, out):
         net.save(str(full))
         param = read_caffemodel(full)
         keep = set(layers)
-        trimmed = caffe_pb2.NetParameter(name=param.name)
+        trimmed = type(param)(name=param.name)
         trimmed.layer.extend(layer for layer in param.layer if layer.name in keep)
         part = Path(tmp) / 'part.caffemodel'
         part.write_bytes(trimmed.SerializeToString())
@@ -49,6 +48,8 @@ def save_layers(net, layers, out):
 
 
 def run_transplant(args):
+    from .nets import instantiate
+
     src = instantiate(args.src_net, weights=args.src_weights)
     dst = instantiate(args.dst_net)
     report = transplant(dst, src, suffix=args.suffix, strict=args.strict)
@@ -62,6 +63,8 @@ def run_transplant(args):
 
 
 def run_convert(args):
+    from .nets import instantiate
+
     import netgen  # only convert needs the model declarations
 
     classifier, fcn = CONVERSIONS[args.model]
@@ -112,6 +115,7 @@ def parser():
     return p
 
 
+@tool('fcn-surgery')
 def main(argv=None):
     args = parser().parse_args(argv)
     if Path(args.out).resolve() == Path(getattr(args, 'weights', None) or args.src_weights).resolve():

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from caffe.proto import caffe_pb2
 from google.protobuf.message import DecodeError
 from tqdm import tqdm
 
@@ -45,6 +44,8 @@ def read_caffemodel(path):
     data = path.read_bytes()
     if not data:
         raise WeightsError(f'weights file {path} is empty: download or write it again')
+    from caffe.proto import caffe_pb2
+
     param = caffe_pb2.NetParameter()
     try:
         param.ParseFromString(data)
@@ -157,7 +158,7 @@ def _copy_by_layer(net, param, names, limit, path):
     for kind in ('layer', 'layers'):  # V1 layers stay V1: Caffe upgrades them as it would the whole file
         for layer in getattr(param, kind):
             if layer.name in names:
-                single = caffe_pb2.NetParameter(name=param.name)
+                single = type(param)(name=param.name)
                 getattr(single, kind).add().CopyFrom(layer)
                 parts.append((layer.name, single.SerializeToString()))
     too_big = [f'{name} ({len(data)} bytes)' for name, data in parts if len(data) >= limit]
@@ -229,7 +230,7 @@ def _filler_moments(filler, shape):
     """Mean and standard deviation of the values Caffe's filler draws for a blob of this shape."""
     count = int(np.prod(shape))
     fan_in, fan_out = count / shape[0], count / shape[1] if len(shape) > 1 else count
-    norm = caffe_pb2.FillerParameter
+    norm = type(filler)
     n = {norm.FAN_IN: fan_in, norm.FAN_OUT: fan_out, norm.AVERAGE: (fan_in + fan_out) / 2}[filler.variance_norm]
     if filler.type == 'gaussian':
         return filler.mean, filler.std

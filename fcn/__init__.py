@@ -1,0 +1,1 @@
+"""What the fcn tools share and that imports no Caffe: the model registry and the command-line kit."""
