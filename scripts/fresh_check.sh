@@ -5,6 +5,8 @@
 # configuration, CA bundle and PIP_*/SSL_* variables are carried in). Everything made is unmounted and removed
 # at the end, also after a failure or Ctrl-C, unless --keep is given.
 set -uo pipefail
+# All in one function: bash reads a script as it runs, so an edit to this file cannot change a run under way.
+main() {
 usage="usage: scripts/fresh_check.sh [--keep]   (make fresh-check [KEEP=1])
   --keep   leave the root for inspection (its path is printed)"
 keep=0
@@ -63,9 +65,8 @@ step "mmdebstrap a bare bookworm root in $root" \
   /etc/apt/sources.list.d/debian.sources \
   || { echo "fresh-check: error: mmdebstrap failed" >&2; exit 1; }
 
-# The registries, reached as this host reaches them.
+# The registries, reached as this host reaches them (mmdebstrap already wrote the host's apt sources in).
 cp /etc/resolv.conf "$root/etc/resolv.conf"
-cp -r /etc/apt/sources.list.d/*.sources "$root/etc/apt/sources.list.d/" 2>/dev/null
 cp /etc/apt/apt.conf.d/* "$root/etc/apt/apt.conf.d/" 2>/dev/null
 cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
 for f in /etc/pip.conf /etc/xdg/pip/pip.conf /etc/xdg/pip/constraints.txt; do
@@ -110,3 +111,6 @@ verdict() { [ "$1" = 0 ] && echo PASS || echo FAIL; }
 cleanup
 echo "fresh-check: make test $(verdict "$test_rc") ($test_s s), make demo $(verdict "$demo_rc") ($demo_s s, mean IU $mean_iu)"
 [ "$test_rc" = 0 ] && [ "$demo_rc" = 0 ]
+}
+
+main "$@"

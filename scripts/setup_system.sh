@@ -24,9 +24,14 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "  ${sudo}apt-get update && ${sudo}apt-get install -y --no-install-recommends ${missing[*]}" >&2
   exit 1
 fi
-echo "[setup] apt-get update && apt-get install -y ${missing[*]}"
+echo "[setup] apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
 if ! apt-get update -qq; then
   echo "error: apt-get update failed: no network, or Debian's mirrors are unreachable" >&2; exit 1
 fi
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-  || { echo "error: apt-get install ${missing[*]} failed (see above)" >&2; exit 1; }
+log=$(mktemp)
+if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+  tail -n 30 "$log" >&2; rm -f "$log"
+  echo "error: apt-get install ${missing[*]} failed (see above)" >&2; exit 1
+fi
+rm -f "$log"
+echo "[setup] installed ${#missing[@]} Debian packages"
