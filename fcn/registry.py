@@ -1,57 +1,91 @@
-"""Every model, declared once, as data: no Caffe is imported here, so command-line tools can list models and
-print --help before pycaffe is built. netgen turns a declaration into nets and solvers."""
-from collections import OrderedDict
+"""Every dataset and every model, each declared once, as data.
+
+Nothing here imports Caffe, numpy or a reader: the command-line tools list models and answer --help from it
+before pycaffe is built, and every package reads from here what a dataset or a model is. netgen turns a model
+into nets and solvers; datalayers reads a dataset's files; solvers trains, scores and segments.
+
+Adding a dataset is one `declare(Dataset(...))` plus its reader (a Caffe Python data layer) and, for tests and
+demos, a synthetic writer; adding a model is one `declare(fcn(...))`.
+"""
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent  # the repository root
-
-VOC_MEAN = (104.00699, 116.66877, 122.67892)
-CHANNELS = {'color': 3, 'depth': 1, 'hha': 3}
+DATA = REPO / 'data'  # where datasets go by default (FCN_DATA or --data-root point elsewhere)
 DEPLOY_SIZE = 500
+SEED = 1337  # the reference data layers' seed
+CHANNELS = {'color': 3, 'depth': 1, 'hha': 3}
+
+
+def data_root(override=None):
+    """The folder that holds the datasets: --data-root, else $FCN_DATA, else the repository's data/."""
+    return Path(override or os.environ.get('FCN_DATA') or DATA).expanduser().resolve()
 
 
 @dataclass(frozen=True)
 class Task:
-    """One output of a net: the head's name suffix, its classes, its label top and its loss layer."""
+    """One output of a net: the head's name suffix, its class names (index = class), label top and loss layer."""
     suffix: str
-    classes: int
+    names: tuple
     label: str = 'label'
     loss: str = 'loss'
+
+    @property
+    def classes(self):
+        return len(self.names)
 
     @property
     def score(self):
         return 'score' + self.suffix
 
 
-TASKS = {
-    'voc': (Task('', 21),),
-    'nyud': (Task('', 40),),
-    'siftflow': (Task('_sem', 33, 'sem'), Task('_geo', 3, 'geo', 'loss_geo')),
-    'pascalcontext': (Task('', 60),),
-    'ilsvrc': (Task('', 1000),),
-}
-SPLITS = {'voc': ('train', 'val'), 'pascalcontext': ('train', 'val'),
-          'nyud': ('trainval', 'test'), 'siftflow': ('trainval', 'test'), 'ilsvrc': ()}
+@dataclass(frozen=True)
+class Source:
+    """Where one split's images come from: a Caffe Python data layer (`module`.`layer`) and its param_str, keys in
+    the reference's order. In string values '{root}' is the data folder as the reference names it ('../data') and
+    '{split}' the split; `TOPS` stands for the model's modalities and 'label'."""
+    module: str
+    layer: str
+    params: dict
 
-SOLVER_COMMON = dict(lr_policy='fixed', weight_decay=0.0005, display=20, average_loss=20,
-                     test_interval=999999999, test_initialization=False, momentum=0.99, iter_size=1)
-SNAPSHOT = dict(snapshot_prefix='snapshot/train')
-SOLVER_DATASET = {
-    'voc': dict(test_iter=736, max_iter=100000, snapshot=4000, **SNAPSHOT),
-    'nyud': dict(test_iter=654, max_iter=300000, snapshot=2000, **SNAPSHOT),
-    'siftflow': dict(test_iter=200, max_iter=300000),
-    'pascalcontext': dict(test_iter=5105, max_iter=300000, snapshot=4000, **SNAPSHOT),
-}
+
+TOPS = '<the model modalities and label>'
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset: its outputs, its (train, evaluation) splits and their sources, the image mean of each input
+    modality (BGR; NYUDv2's depth is log depth), the solver values and the reference solve.py's rounds x steps."""
+    name: str
+    title: str
+    tasks: tuple
+    sources: dict
+    means: dict
+    solver: dict
+    schedule: tuple
+    reference_root: str = '../data'  # the reference's data path in its nets (PASCAL-Context's is '../../data')
+
+    @property
+    def splits(self):
+        return tuple(self.sources)
+
+    def dirs(self, root):
+        """{param_str key: folder} of every '*_dir' parameter under the data folder `root`, e.g.
+        {'sbdd_dir': ROOT/sbdd/dataset, 'voc_dir': ROOT/pascal/VOC2011}."""
+        return {key: Path(root) / value.removeprefix('{root}/') for source in self.sources.values()
+                for key, value in source.params.items() if key.endswith('_dir')}
 
 
 @dataclass(frozen=True)
 class Model:
-    """A model declaration. `stride` is the head's output stride (32, 16, 8; 0 for a classifier);
-    `modalities` the input images (NYUDv2: color, depth, hha); `fusion` 'early' (channel concat before the
-    trunk) or 'late' (one trunk per modality, averaged scores); `skip_scales` fixed Scale factors on the
-    pool skips (at-once training); `data_root` the data folder in param_str paths when it is not the dataset's
-    usual one (the reference's own quirk); `solver_values` what differs from the dataset's solver."""
+    """A model declaration. `stride` is the head's output stride (32, 16, 8; 0 for a classifier); `init_from` the
+    model whose trained weights start it (None: the converted ILSVRC trunk); `modalities` the input images
+    (NYUDv2: color, depth, hha); `fusion` 'early' (channel concat before the trunk) or 'late' (one trunk per
+    modality, averaged scores); `skip_scales` fixed Scale factors on the pool skips (at-once training);
+    `data_root` the data folder in param_str paths when it is not the dataset's usual one (the reference's own
+    quirk); `solver_values` what differs from the dataset's solver; `schedule` rounds x steps when not the
+    dataset's."""
     name: str
     dataset: str
     trunk: str = 'vgg16'
@@ -63,19 +97,36 @@ class Model:
     normalize: bool = False
     data_root: str | None = None
     solver_values: dict = field(default_factory=dict)
+    schedule: tuple | None = None
+
+    @property
+    def data(self):
+        return DATASETS[self.dataset]
 
     @property
     def splits(self):
-        return SPLITS[self.dataset]
+        return self.data.splits
 
     @property
     def tasks(self):
-        return TASKS[self.dataset]
+        return self.data.tasks
+
+    @property
+    def rounds_steps(self):
+        return self.schedule or self.data.schedule
 
     @property
     def classifier(self):
         """The ILSVRC classifier whose converted weights start this model's trunk."""
         return f'ilsvrc-{self.trunk}'
+
+    @property
+    def surgery(self):
+        """How the converted trunk becomes this model's first weights: 'load' by layer name, or the NYUDv2
+        fusion initializations (surgery.init_color_d, surgery.init_two_stream); None when a trained stage does."""
+        if self.init_from is not None:
+            return None
+        return {'early': 'init_color_d', 'late': 'init_two_stream'}.get(self.fusion, 'load')
 
     @property
     def files(self):
@@ -90,12 +141,117 @@ class Model:
         (BGR minus mean, 3 channels) and `depth` (log depth minus mean, 1 channel) and keeps its Concat inside
         the net, so deploy and train nets share every layer after the input; the two-stream color-hha nets
         take `color` and `hha` (3 channels each)."""
-        if self.dataset == 'ilsvrc':
-            return {'data': 3}
         if self.fusion is None:
             return {'data': CHANNELS[self.modalities[0]]}
         return {m: CHANNELS[m] for m in self.modalities}
 
+    @property
+    def mean(self):
+        """The mean its (single) input image has subtracted: nyud-fcn32s-hha is fed HHA images."""
+        return self.data.means[self.modalities[0]]
+
+
+DATASETS = {}
+MODELS = {}
+
+
+def declare(entry):
+    """Add a Dataset or a Model to the registry (a name is declared once)."""
+    table = DATASETS if isinstance(entry, Dataset) else MODELS
+    if entry.name in table:
+        raise ValueError(f'{entry.name!r} is declared twice')
+    if isinstance(entry, Model) and entry.dataset not in DATASETS:
+        raise ValueError(f'model {entry.name!r}: unknown dataset {entry.dataset!r}')
+    table[entry.name] = entry
+    return entry
+
+
+def get(name):
+    """The Model called `name` (or `name` itself when it is a Model), or a ValueError listing the models."""
+    if isinstance(name, Model):
+        return name
+    if name not in MODELS:
+        raise ValueError(f'unknown model {name!r}; fcn-netgen --list shows the models: {", ".join(MODELS)}')
+    return MODELS[name]
+
+
+def trainable(name):
+    """The Model of a trainable FCN, or a ValueError listing them."""
+    model = get(name)
+    if not model.splits:
+        raise ValueError(f'{model.name} is a classifier net, not an FCN to train: choose one of '
+                         f'{", ".join(n for n, m in MODELS.items() if m.splits)}')
+    return model
+
+
+def conversion_target(trunk):
+    """The FCN whose trunk `fcn-surgery convert TRUNK` writes: the first model that starts from that trunk."""
+    return next(m for m in MODELS.values() if m.trunk == trunk and m.stride and m.init_from is None)
+
+
+# --- the datasets ------------------------------------------------------------------------------------------
+
+SOLVER_COMMON = dict(lr_policy='fixed', weight_decay=0.0005, display=20, average_loss=20,
+                     test_interval=999999999, test_initialization=False, momentum=0.99, iter_size=1)
+SNAPSHOT = dict(snapshot_prefix='snapshot/train')
+VOC_MEAN = (104.00699, 116.66877, 122.67892)
+
+VOC_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
+               'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train',
+               'tvmonitor')
+NYUD_CLASSES = ('wall', 'floor', 'cabinet', 'bed', 'chair', 'sofa', 'table', 'door', 'window', 'bookshelf', 'picture',
+                'counter', 'blinds', 'desk', 'shelves', 'curtain', 'dresser', 'pillow', 'mirror', 'floor mat',
+                'clothes', 'ceiling', 'books', 'refridgerator', 'television', 'paper', 'towel', 'shower curtain',
+                'box', 'whiteboard', 'person', 'night stand', 'toilet', 'sink', 'lamp', 'bathtub', 'bag',
+                'otherstructure', 'otherfurniture', 'otherprop')
+SIFTFLOW_CLASSES = ('awning', 'balcony', 'bird', 'boat', 'bridge', 'building', 'bus', 'car', 'cow', 'crosswalk',
+                    'desert', 'door', 'fence', 'field', 'grass', 'moon', 'mountain', 'person', 'plant', 'pole',
+                    'river', 'road', 'rock', 'sand', 'sea', 'sidewalk', 'sign', 'sky', 'staircase', 'streetlight',
+                    'sun', 'tree', 'window')
+SIFTFLOW_GEO_CLASSES = ('sky', 'horizontal', 'vertical')
+CONTEXT_59 = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow', 'diningtable',
+              'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor', 'bag',
+              'bed', 'bench', 'book', 'building', 'cabinet', 'ceiling', 'clothes', 'computer', 'cup', 'door',
+              'fence', 'floor', 'flower', 'food', 'grass', 'ground', 'keyboard', 'light', 'mountain', 'mouse',
+              'curtain', 'platform', 'sign', 'plate', 'road', 'rock', 'shelves', 'sidewalk', 'sky', 'snow',
+              'bedcloth', 'track', 'tree', 'truck', 'wall', 'water', 'window', 'wood')
+# PASCAL-Context's 59-class list spells three classes differently from its full label list.
+CONTEXT_RENAMES = {'diningtable': 'table', 'bedcloth': 'bedclothes', 'clothes': 'cloth'}
+
+declare(Dataset(
+    'voc', 'PASCAL VOC 2011 (train: SBD)', (Task('', VOC_CLASSES),),
+    {'train': Source('voc_layers', 'SBDDSegDataLayer',
+                     dict(sbdd_dir='{root}/sbdd/dataset', seed=SEED, split='train', mean=VOC_MEAN)),
+     'val': Source('voc_layers', 'VOCSegDataLayer',
+                   dict(voc_dir='{root}/pascal/VOC2011', seed=SEED, split='seg11valid', mean=VOC_MEAN))},
+    means={'color': VOC_MEAN}, solver=dict(test_iter=736, max_iter=100000, snapshot=4000, **SNAPSHOT),
+    schedule=(25, 4000)))
+NYUD_SOURCE = Source('nyud_layers', 'NYUDSegDataLayer', dict(tops=TOPS, seed=SEED, nyud_dir='{root}/nyud',
+                                                             split='{split}'))
+declare(Dataset(
+    'nyud', 'NYUDv2 (40 classes)', (Task('', NYUD_CLASSES),), {'trainval': NYUD_SOURCE, 'test': NYUD_SOURCE},
+    means={'color': (116.190, 97.203, 92.318), 'hha': (132.431, 94.076, 118.477), 'depth': 7.844},
+    solver=dict(test_iter=654, max_iter=300000, snapshot=2000, **SNAPSHOT), schedule=(50, 2000)))
+SIFTFLOW_SOURCE = Source('siftflow_layers', 'SIFTFlowSegDataLayer',
+                         dict(siftflow_dir='{root}/sift-flow', seed=SEED, split='{split}'))
+declare(Dataset(
+    'siftflow', 'SIFT Flow',
+    (Task('_sem', SIFTFLOW_CLASSES, 'sem'), Task('_geo', SIFTFLOW_GEO_CLASSES, 'geo', 'loss_geo')),
+    {'trainval': SIFTFLOW_SOURCE, 'test': SIFTFLOW_SOURCE}, means={'color': (114.578, 115.294, 108.353)},
+    solver=dict(test_iter=200, max_iter=300000), schedule=(50, 2000)))
+CONTEXT_SOURCE = Source('pascalcontext_layers', 'PASCALContextSegDataLayer',
+                        dict(context_dir='{root}/pascal-context', voc_dir='{root}/pascal', split='{split}', seed=SEED))
+declare(Dataset(
+    'pascalcontext', 'PASCAL-Context (59 classes)', (Task('', ('background', *CONTEXT_59)),),
+    {'train': CONTEXT_SOURCE, 'val': CONTEXT_SOURCE}, means={'color': (104.007, 116.669, 122.679)},
+    solver=dict(test_iter=5105, max_iter=300000, snapshot=4000, **SNAPSHOT), schedule=(50, 8000),
+    reference_root='../../data'))
+# The ILSVRC classifiers: deploy nets only, named as the published caffemodels.
+declare(Dataset('ilsvrc', 'ILSVRC 2012 classification', (Task('', tuple(f'class {i}' for i in range(1000))),),
+                {}, means={'color': VOC_MEAN}, solver={}, schedule=()))
+
+
+# --- the models --------------------------------------------------------------------------------------------
 
 def fcn(name, dataset, stride=32, base_lr=1e-10, **kwargs):
     solver_values = dict(base_lr=base_lr, **kwargs.pop('solver', {}))
@@ -109,11 +265,12 @@ def classifier(trunk):
 ALEXNET_SOLVER = dict(momentum=0.9, iter_size=20)  # normalized loss, minibatch 20 by accumulation (CVPR sec. 4.3)
 COLOR_HHA = dict(modalities=('color', 'hha'), fusion='late')
 
-MODELS = OrderedDict((m.name, m) for m in [
+for entry in [
     fcn('voc-fcn32s', 'voc'),
     fcn('voc-fcn16s', 'voc', 16, 1e-12, init_from='voc-fcn32s', data_root='../../data'),  # as the reference
     fcn('voc-fcn8s', 'voc', 8, 1e-14, init_from='voc-fcn16s'),
-    fcn('voc-fcn8s-atonce', 'voc', 8, skip_scales={'pool4': 0.01, 'pool3': 0.0001}, solver=dict(max_iter=300000)),
+    fcn('voc-fcn8s-atonce', 'voc', 8, skip_scales={'pool4': 0.01, 'pool3': 0.0001}, solver=dict(max_iter=300000),
+        schedule=(75, 4000)),
     fcn('voc-fcn-alexnet', 'voc', 32, 1e-4, trunk='caffenet', normalize=True, solver=ALEXNET_SOLVER),
     fcn('voc-fcn-googlenet', 'voc', 32, 5e-5, trunk='googlenet', normalize=True, solver=ALEXNET_SOLVER),
     fcn('nyud-fcn32s-color', 'nyud'),
@@ -131,25 +288,7 @@ MODELS = OrderedDict((m.name, m) for m in [
     classifier('vgg16'),
     classifier('caffenet'),
     classifier('googlenet'),
-])
-
-
-def get(name):
-    """The Model called `name`, or a ValueError listing the models."""
-    if name not in MODELS:
-        raise ValueError(f'unknown model {name!r}; fcn-netgen --list shows the models: {", ".join(MODELS)}')
-    return MODELS[name]
-
-
-DATA_ROOT = {'pascalcontext': '../../data'}  # the reference's paths, kept as they are
-
-# Rounds x steps of the reference solve.py scripts.
-SCHEDULES = {'voc': (25, 4000), 'nyud': (50, 2000), 'siftflow': (50, 2000), 'pascalcontext': (50, 8000)}
-ATONCE_SCHEDULE = (75, 4000)
-
-
-def schedule(name):
-    """(rounds, steps) of the reference's solve.py for model `name`."""
-    return ATONCE_SCHEDULE if name.endswith('atonce') else SCHEDULES[get(name).dataset]
+]:
+    declare(entry)
 
 CLASSIFIER_SIZE = {'vgg16': 224, 'caffenet': 227, 'googlenet': 224}

@@ -4,10 +4,10 @@ from pathlib import Path
 import caffe
 from caffe import layers as L
 from caffe import params as P
+from caffe.net_spec import assign_proto
 from caffe.proto import caffe_pb2
 
-from fcn.registry import (CLASSIFIER_SIZE, DATA_ROOT, DEPLOY_SIZE, MODELS, REPO, SOLVER_COMMON, SOLVER_DATASET,
-                          VOC_MEAN, Model, Task, get)
+from fcn.registry import CLASSIFIER_SIZE, DEPLOY_SIZE, MODELS, REPO, SOLVER_COMMON, TOPS, Model, Task, get
 
 from . import pieces
 
@@ -17,26 +17,18 @@ __all__ = ['MODELS', 'REPO', 'Model', 'Task', 'get', 'net', 'solver', 'generate'
 
 def data_params(model, split):
     """(module, layer class, param_str dict, tops) of the model's Python data layer for `split`."""
-    dataset, seed = model.dataset, 1337
-    root = model.data_root or DATA_ROOT.get(dataset, '../data')
-    if dataset == 'voc' and split == 'train':
-        return 'voc_layers', 'SBDDSegDataLayer', dict(
-            sbdd_dir=f'{root}/sbdd/dataset', seed=seed, split='train', mean=VOC_MEAN), ('data', 'label')
-    if dataset == 'voc':
-        return 'voc_layers', 'VOCSegDataLayer', dict(
-            voc_dir=f'{root}/pascal/VOC2011', seed=seed, split='seg11valid', mean=VOC_MEAN), ('data', 'label')
-    if dataset == 'nyud':
-        images = ('data',) if model.fusion is None else model.modalities
-        return 'nyud_layers', 'NYUDSegDataLayer', dict(
-            tops=[*model.modalities, 'label'], seed=seed, nyud_dir=f'{root}/nyud', split=split), (*images, 'label')
-    if dataset == 'siftflow':
-        return 'siftflow_layers', 'SIFTFlowSegDataLayer', dict(
-            siftflow_dir=f'{root}/sift-flow', seed=seed, split=split), ('data', 'sem', 'geo')
-    if dataset == 'pascalcontext':
-        return 'pascalcontext_layers', 'PASCALContextSegDataLayer', dict(
-            context_dir=f'{root}/pascal-context', voc_dir=f'{root}/pascal', split=split, seed=seed), \
-            ('data', 'label')
-    raise ValueError(f'{model.name} has no data layer')
+    source = model.data.sources[split]
+    root = model.data_root or model.data.reference_root
+    params = {key: fill(value, root, split, model) for key, value in source.params.items()}
+    images = ('data',) if model.fusion is None else model.modalities
+    return source.module, source.layer, params, (*images, *(task.label for task in model.tasks))
+
+
+def fill(value, root, split, model):
+    """A declared param_str value with the placeholders of fcn.registry.Source filled in."""
+    if value == TOPS:
+        return [*model.modalities, 'label']
+    return value.format(root=root, split=split) if isinstance(value, str) else value
 
 
 def data_layer(n, model, split, overrides=None):
@@ -130,20 +122,20 @@ def classifier_net(n, model, width):
     n.prob = L.Softmax(top)
 
 
-def net(name, split, width=1.0, data=None):
-    """The NetParameter of model `name` for `split` (one of model.splits, or 'deploy').
+def net(model, split, width=1.0, data=None):
+    """The NetParameter of `model` (a Model or its name) for `split` (one of model.splits, or 'deploy').
 
     width: scales every channel count except the classes (same topology); data: param_str overrides for the
     data layer, e.g. {'sbdd_dir': '/tmp/synth/sbdd/dataset'}."""
-    model = get(name)
+    model = get(model)
     if split != 'deploy' and split not in model.splits:
-        raise ValueError(f'{name} has no split {split!r}; choose one of {", ".join((*model.splits, "deploy"))}')
+        raise ValueError(f'{model.name} has no split {split!r}; choose one of {", ".join((*model.splits, "deploy"))}')
     if not (isinstance(width, (int, float)) and 0 < width <= 1):
         raise ValueError(f'width must be a number in (0, 1], got {width!r}')
     if data and split == 'deploy':
         raise ValueError('a deploy net has no data layer: drop the data overrides or choose a train/test split')
     n = caffe.NetSpec()
-    if model.dataset == 'ilsvrc':
+    if not model.stride:
         size = CLASSIFIER_SIZE[model.trunk]
         input_layer(n, model, (size, size))
         classifier_net(n, model, width)
@@ -161,14 +153,14 @@ def net(name, split, width=1.0, data=None):
 
 # --- solvers and files ----------------------------------------------------------------------------------
 
-def solver(name, **overrides):
-    """The SolverParameter of model `name`; keyword arguments override any solver field."""
-    model = get(name)
+def solver(model, **overrides):
+    """The SolverParameter of `model` (a Model or its name); keyword arguments override any solver field."""
+    model = get(model)
     if not model.splits:
-        raise ValueError(f'{name} is a classifier net: it has no solver')
+        raise ValueError(f'{model.name} is a classifier net: it has no solver')
     train, test = model.splits
     values = dict(train_net=f'{train}.prototxt', test_net=f'{test}.prototxt', **SOLVER_COMMON)
-    values.update(SOLVER_DATASET[model.dataset])
+    values.update(model.data.solver)
     values.update(model.solver_values)
     fields = caffe_pb2.SolverParameter.DESCRIPTOR.fields_by_name
     unknown = sorted(set(overrides) - set(fields))
@@ -177,32 +169,25 @@ def solver(name, **overrides):
     values.update(overrides)
     proto = caffe_pb2.SolverParameter()
     for key, value in values.items():
-        if hasattr(getattr(proto, key), 'extend'):  # repeated: test_net, test_iter
-            getattr(proto, key).extend(value if isinstance(value, (list, tuple)) else [value])
-        else:
-            setattr(proto, key, value)
+        assign_proto(proto, key, value)
     return proto
 
 
-def text(proto):
-    """Deterministic prototxt text of a message."""
-    return str(proto)
-
-
-def generate(name, width=1.0, data=None):
-    """{file name: text} of everything model `name` writes."""
-    model = get(name)
-    files = {f'{split}.prototxt': text(net(name, split, width, data)) for split in model.splits}
-    files['deploy.prototxt'] = text(net(name, 'deploy', width))
+def generate(model, width=1.0, data=None):
+    """{file name: prototxt text} of everything `model` writes."""
+    model = get(model)
+    files = {f'{split}.prototxt': str(net(model, split, width, data)) for split in model.splits}
+    files['deploy.prototxt'] = str(net(model, 'deploy', width))
     if model.splits:
-        files['solver.prototxt'] = text(solver(name))
+        files['solver.prototxt'] = str(solver(model))
     return files
 
 
-def write(name, out_dir=None, width=1.0, data=None):
+def write(model, out_dir=None, width=1.0, data=None):
     """Write the model's nets, deploy.prototxt and solver.prototxt into out_dir (default REPO / name)."""
-    out = Path(out_dir) if out_dir is not None else REPO / name
-    files = generate(name, width, data)
+    model = get(model)
+    out = Path(out_dir) if out_dir is not None else REPO / model.name
+    files = generate(model, width, data)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for filename, content in files.items():
