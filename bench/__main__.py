@@ -21,6 +21,7 @@ from google.protobuf import text_format
 from tqdm import tqdm
 
 from bench.ceiling import SHAPES as SGEMM_SHAPES
+from fcn import cli
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / 'out'
@@ -268,7 +269,7 @@ def parse_args(argv):
     ap.add_argument('--size', type=int, default=500, help='square input size for --models (default: %(default)s)')
     ap.add_argument('--scaling', type=int, nargs='*', default=[250, 500, 750, 1000],
                     help=f'square input sizes for {SCALING_MODEL} (default: %(default)s; none to skip)')
-    ap.add_argument('--width', type=float, default=1.0, help='channel width multiplier (default: full VGG16)')
+    cli.add_width(ap, what='the nets')
     ap.add_argument('--repeat', type=int, default=5, help='timed iterations; the median is reported')
     ap.add_argument('--warmup', type=int, default=1, help='untimed iterations first')
     ap.add_argument('--threads', type=int, default=2, help='threads for every BLAS and for PyTorch')

@@ -120,16 +120,14 @@ def run_data_layer(job):
 
 def run_caffe(job):
     import numpy as np
-    from google.protobuf import text_format
 
     import caffe
-    from caffe.proto import caffe_pb2
-
     from bench import flops
     from bench.ceiling import loaded_blas
+    from surgery import read_prototxt
     caffe.set_mode_cpu()
     baseline = maxrss_mb()
-    net_param = text_format.Parse(Path(job['net']).read_text(), caffe_pb2.NetParameter())
+    net_param = read_prototxt(job['net'])
     net = caffe.Net(job['net'], caffe.TEST)
     weights = init_weights(net, job['seed'])
     if job.get('weights') and not Path(job['weights']).exists():

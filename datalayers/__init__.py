@@ -2,7 +2,7 @@
 
 Importing this package does not import Caffe; the layers live in datalayers.layers.
 """
-from .io import DatasetError, palette
+from .io import DatasetError, label_image, palette
 from .params import ParamError
 
-__all__ = ['DatasetError', 'ParamError', 'palette']
+__all__ = ['DatasetError', 'ParamError', 'label_image', 'palette']

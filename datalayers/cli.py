@@ -2,11 +2,11 @@
 import argparse
 import sys
 
+from fcn import cli
+
 from . import tools
 from .datasets import DATASETS
-from .io import DatasetError
-from .params import ParamError
-from .synth import MIN_COUNT, data_params, synthesize
+from .synth import MIN_COUNT, dir_overrides, synthesize
 
 
 def size_arg(text):
@@ -21,7 +21,7 @@ def size_arg(text):
 def cmd_synth(args):
     root = synthesize(args.dataset, args.out, count=args.count, seed=args.seed, size=args.size)
     print(f"wrote a synthetic {args.dataset} dataset of {args.count} images to {root}")
-    print(f"data layer param_str keys: {data_params(args.dataset, root)}")
+    print(f"data layer param_str keys: {dir_overrides(args.dataset, root)}")
     return 0
 
 
@@ -89,13 +89,10 @@ def parser():
     return p
 
 
+@cli.tool('fcn-data')
 def main(argv=None):
     args = parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except (DatasetError, ParamError, ValueError, OSError) as e:
-        print(f"fcn-data {args.command}: error: {e}", file=sys.stderr)
-        return 1
+    return args.run(args)
 
 
 if __name__ == '__main__':

@@ -8,19 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from fcn import registry
+
 from .io import (DatasetError, check_label, check_raw_values, check_same_size, read_class_list, read_gray16,
                  read_label_png, read_mat, read_rgb, read_sbdd_cls, read_split)
 
-VOC_MEAN = (104.00699, 116.66877, 122.67892)
-NYUD_MEAN_BGR = (116.190, 97.203, 92.318)
-NYUD_MEAN_HHA = (132.431, 94.076, 118.477)
-NYUD_MEAN_LOGD = 7.844
-SIFTFLOW_MEAN = (114.578, 115.294, 108.353)
-CONTEXT_MEAN = (104.007, 116.669, 122.679)
 SIFTFLOW_SUBDIR = 'spatial_envelope_256x256_static_8outdoorcategories'
 NOT_SPLITS = {'classes', 'README', 'readme'}
-# PASCAL-Context's 59-class list spells three classes differently from its full label list.
-CONTEXT_RENAMES = {'diningtable': 'table', 'bedcloth': 'bedclothes', 'clothes': 'cloth'}
 
 
 def preprocess(rgb, mean):
@@ -39,6 +33,8 @@ class Dataset:
     source = ''       # where to download the real dataset
     split_dir = ''    # where the split files live, relative to root
     tops = ()         # the arrays one sample provides, in the reference's top order
+    declared = None   # its registry.Dataset: class names per task, image mean per modality
+    layer = ''        # the Caffe data layer (datalayers.layers) that reads it
 
     def __init__(self, root):
         self.root = Path(root)
@@ -72,9 +68,11 @@ class VOC(Dataset):
               "  JPEGImages/{id}.jpg\n"
               "  SegmentationClass/{id}.png           palette PNG, class index per pixel, 255 = void")
     tops = ('data', 'label')
-    n_classes = 21
+    layer = 'VOCSegDataLayer'
+    declared = registry.DATASETS['voc']
+    n_classes = declared.tasks[0].classes
 
-    def __init__(self, root, mean=VOC_MEAN):
+    def __init__(self, root, mean=declared.means['color']):
         super().__init__(root)
         self.mean = mean
 
@@ -92,6 +90,7 @@ class VOC(Dataset):
 class SBDD(VOC):
     name, key, data_folder = 'SBD', 'sbdd', 'sbdd'
     source = 'http://home.bharathh.info/pubs/codes/SBD/download.html (benchmark.tgz, folder benchmark_RELEASE/dataset)'
+    layer = 'SBDDSegDataLayer'
     split_dir = ''
     layout = ("  {split}.txt          one image id per line (train.txt, val.txt)\n"
               "  img/{id}.jpg\n"
@@ -115,7 +114,9 @@ class NYUD(Dataset):
               "  data/hha/img_{id}.png            HHA encoding, 3 channels\n"
               "  segmentation/img_{id}.mat        variable 'segmentation', classes 1..40, 0 = void")
     tops = ('color', 'depth', 'hha', 'label')
-    n_classes = 40
+    layer = 'NYUDSegDataLayer'
+    declared = registry.DATASETS['nyud']
+    n_classes = declared.tasks[0].classes
 
     def paths(self, id_):
         return {'color': self.root / 'data' / 'images' / f'img_{id_}.png',
@@ -134,11 +135,11 @@ class NYUD(Dataset):
         return out
 
     def _load_color(self, path):
-        return preprocess(read_rgb(path), NYUD_MEAN_BGR)
+        return preprocess(read_rgb(path), self.declared.means['color'])
 
     def _load_hha(self, path):
         hha = read_rgb(path).astype(np.float32)  # HHA is not flipped to BGR, as in the reference
-        hha -= np.asarray(NYUD_MEAN_HHA, dtype=np.float32)
+        hha -= np.asarray(self.declared.means['hha'], dtype=np.float32)
         return hha.transpose(2, 0, 1).copy()
 
     def _load_depth(self, path):
@@ -146,7 +147,7 @@ class NYUD(Dataset):
         if depth.ndim != 2 or (depth <= 0).any():
             raise DatasetError(f"{path}: depth must be a single-channel map of positive millimetres "
                                f"(log depth is fed); found zeros or negative values, fill holes first")
-        return (np.log(depth) - np.float32(NYUD_MEAN_LOGD))[np.newaxis].astype(np.float32)
+        return (np.log(depth) - np.float32(self.declared.means['depth']))[np.newaxis].astype(np.float32)
 
     def _load_label(self, path):
         raw = read_mat(path, 'segmentation')
@@ -162,7 +163,9 @@ class SIFTFlow(Dataset):
               f"  SemanticLabels/{SIFTFLOW_SUBDIR}/{{id}}.mat   variable S, 1..33, 0 = void\n"
               f"  GeoLabels/{SIFTFLOW_SUBDIR}/{{id}}.mat        variable S, 1..3, -1 = void")
     tops = ('data', 'sem', 'geo')
-    n_sem, n_geo = 33, 3
+    layer = 'SIFTFlowSegDataLayer'
+    declared = registry.DATASETS['siftflow']
+    n_sem, n_geo = (task.classes for task in declared.tasks)
 
     def load(self, id_, tops=None):
         image_path = self.root / 'Images' / SIFTFLOW_SUBDIR / f'{id_}.jpg'
@@ -173,7 +176,7 @@ class SIFTFlow(Dataset):
         geo = self._label(geo_path, range(-1, self.n_geo + 1))
         for path, label in ((sem_path, sem), (geo_path, geo)):
             check_same_size(rgb, label, image_path, path)
-        return {'data': preprocess(rgb, SIFTFLOW_MEAN), 'sem': sem[np.newaxis], 'geo': geo[np.newaxis]}
+        return {'data': preprocess(rgb, self.declared.means['color']), 'sem': sem[np.newaxis], 'geo': geo[np.newaxis]}
 
     @staticmethod
     def _label(path, allowed):
@@ -192,7 +195,9 @@ class PASCALContext(Dataset):
               "  context_dir/trainval/{id}.mat    variable LabelMap, raw labels per pixel\n"
               "  voc_dir/VOC2010/ImageSets/Main/{split}.txt, voc_dir/VOC2010/JPEGImages/{id}.jpg")
     tops = ('data', 'label')
-    n_classes = 60
+    layer = 'PASCALContextSegDataLayer'
+    declared = registry.DATASETS['pascalcontext']
+    n_classes = declared.tasks[0].classes
 
     def __init__(self, context_dir, voc_dir):
         super().__init__(context_dir)
@@ -209,7 +214,7 @@ class PASCALContext(Dataset):
         for number, name in task_names.items():
             if number == 0:  # some copies of the list name the background too
                 continue
-            raw_name = CONTEXT_RENAMES.get(name, name)
+            raw_name = registry.CONTEXT_RENAMES.get(name, name)
             if raw_name not in by_name:
                 raise DatasetError(f"class {name!r} of {self.root / '59_labels.txt'} is not in "
                                    f"{self.root / 'labels.txt'}")
@@ -226,7 +231,7 @@ class PASCALContext(Dataset):
         raw = read_mat(label_path, 'LabelMap')
         check_raw_values(raw, range(len(self.lookup)), label_path)
         check_same_size(rgb, raw, image_path, label_path)
-        return {'data': preprocess(rgb, CONTEXT_MEAN), 'label': self.lookup[raw][np.newaxis]}
+        return {'data': preprocess(rgb, self.declared.means['color']), 'label': self.lookup[raw][np.newaxis]}
 
 
 DATASETS = {cls.key: cls for cls in (VOC, SBDD, NYUD, SIFTFlow, PASCALContext)}

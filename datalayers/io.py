@@ -8,8 +8,10 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
+from fcn.cli import BadInput
 
-class DatasetError(Exception):
+
+class DatasetError(BadInput):
     """Missing or bad dataset files; the message names the file and what was expected."""
 
 
@@ -59,13 +61,19 @@ def read_label_png(path):
     return np.array(im, dtype=np.uint8)
 
 
-def write_label_png(path, label):
-    """Write an H x W class map as a palette PNG with the VOC colors (the SegmentationClass format)."""
+def label_image(label):
+    """An H x W class map as a palette ('P') image in the VOC colors, as write_label_png saves it."""
     label = np.asarray(label)
     if label.ndim != 2 or label.min(initial=0) < 0 or label.max(initial=0) > 255:
         raise ValueError(f"a label PNG needs a 2-D map of values 0..255, got shape {label.shape}")
     im = Image.fromarray(label.astype(np.uint8), mode='P')
     im.putpalette(palette().ravel().tolist())
+    return im
+
+
+def write_label_png(path, label):
+    """Write an H x W class map as a palette PNG with the VOC colors (the SegmentationClass format)."""
+    im = label_image(label)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     im.save(path)
 

@@ -10,8 +10,10 @@ import random
 import caffe
 import numpy as np
 
+from fcn.registry import VOC_MEAN
+
 from . import params as P
-from .datasets import NYUD, SBDD, VOC, VOC_MEAN, PASCALContext, SIFTFlow
+from .datasets import NYUD, SBDD, VOC, PASCALContext, SIFTFlow
 from .io import DatasetError
 
 ORDER = {'randomize': (P.boolean, True), 'seed': (P.seed, None)}

@@ -19,7 +19,9 @@ from PIL import Image
 from skimage.draw import ellipse, polygon
 from tqdm import tqdm
 
-from .datasets import SIFTFLOW_SUBDIR
+from fcn import registry
+
+from .datasets import DATASETS, SIFTFLOW_SUBDIR
 from .io import write_label_png
 from .tools import seg11valid
 
@@ -45,18 +47,7 @@ VOC_PRESENT = (0, 1, 7, 12, 15)              # background, aeroplane, car, dog, 
 NYUD_STUFF, NYUD_THINGS = (1, 2), (4, 5, 7, 9)  # wall, floor; bed, chair, table, window (raw 1-based)
 SIFTFLOW_STUFF, SIFTFLOW_THINGS = (28, 22), (6, 32, 8)  # sky, road; building, tree, car (raw 1-based)
 SIFTFLOW_GEO = {28: 1, 22: 2, 6: 3, 32: 3, 8: 3}     # sky, horizontal, vertical
-SIFTFLOW_NAMES = ('awning', 'balcony', 'bird', 'boat', 'bridge', 'building', 'bus', 'car', 'cow', 'crosswalk',
-                  'desert', 'door', 'fence', 'field', 'grass', 'moon', 'mountain', 'person', 'plant', 'pole',
-                  'river', 'road', 'rock', 'sand', 'sea', 'sidewalk', 'sign', 'sky', 'staircase', 'streetlight',
-                  'sun', 'tree', 'window')
-CONTEXT_59 = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow', 'diningtable',
-              'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor', 'bag',
-              'bed', 'bench', 'book', 'building', 'cabinet', 'ceiling', 'clothes', 'computer', 'cup', 'door',
-              'fence', 'floor', 'flower', 'food', 'grass', 'ground', 'keyboard', 'light', 'mountain', 'mouse',
-              'curtain', 'platform', 'sign', 'plate', 'road', 'rock', 'shelves', 'sidewalk', 'sky', 'snow',
-              'bedcloth', 'track', 'tree', 'truck', 'wall', 'water', 'window', 'wood')
-# The full-list spellings, and full-list classes outside the 59 (they become background).
-CONTEXT_RAW_SPELLING = {'diningtable': 'table', 'bedcloth': 'bedclothes', 'clothes': 'cloth'}
+# Full-list classes outside the 59 (they become background); the 59 and their full-list spellings are the registry's.
 CONTEXT_EXTRA = ('accordion', 'air conditioner', 'bird cage', 'clothes tree', 'pool table', 'tableware')
 CONTEXT_STUFF, CONTEXT_THINGS = ('sky', 'grass'), ('person', 'table', 'cat', 'air conditioner')  # raw names
 
@@ -78,12 +69,12 @@ def synthesize(dataset, out_dir, count=40, seed=0, size=None):
     return WRITERS[dataset](Path(out_dir), count, seed, size)
 
 
-def data_params(dataset, root):
-    """The param_str overrides that point a net's data layer at a synthesized (or real) dataset."""
-    root = str(root)
-    keys = {'voc': ('voc_dir',), 'sbdd': ('sbdd_dir',), 'nyud': ('nyud_dir',), 'siftflow': ('siftflow_dir',),
-            'pascalcontext': ('context_dir', 'voc_dir')}[dataset]
-    return {key: root for key in keys}
+def dir_overrides(dataset, root):
+    """The param_str overrides that point a net's data layer at a synthesized (or real) dataset: every '*_dir'
+    key of the registry's source whose layer reads `dataset`, set to `root`."""
+    layer = DATASETS[dataset].layer
+    source = next(s for data in registry.DATASETS.values() for s in data.sources.values() if s.layer == layer)
+    return {key: str(root) for key in source.params if key.endswith('_dir')}
 
 
 # --- scenes ------------------------------------------------------------------------------------------------
@@ -290,11 +281,11 @@ def siftflow_id(index):
 
 def write_siftflow(out, count, seed, size):
     slots = {c: i for i, c in enumerate(SIFTFLOW_STUFF + SIFTFLOW_THINGS)}
-    geo_of = np.zeros(len(SIFTFLOW_NAMES) + 1, dtype=np.int16)
+    geo_of = np.zeros(len(registry.SIFTFLOW_CLASSES) + 1, dtype=np.int16)
     for sem, geo in SIFTFLOW_GEO.items():
         geo_of[sem] = geo
-    names = np.array(SIFTFLOW_NAMES, dtype=object)[None]
-    geo_names = np.array(('sky', 'horizontal', 'vertical'), dtype=object)[None]
+    names = np.array(registry.SIFTFLOW_CLASSES, dtype=object)[None]
+    geo_names = np.array(registry.SIFTFLOW_GEO_CLASSES, dtype=object)[None]
     for index in progress('siftflow', count):
         rng = np.random.default_rng([seed, index, 33])
         h, w = image_size(rng, size)
@@ -315,8 +306,8 @@ def write_siftflow(out, count, seed, size):
 
 def context_lists():
     """labels.txt (full list, alphabetical, spelled as the full list spells them) and 59_labels.txt."""
-    raw = sorted({CONTEXT_RAW_SPELLING.get(n, n) for n in CONTEXT_59} | set(CONTEXT_EXTRA))
-    return ({i: n for i, n in enumerate(raw, 1)}, {i: n for i, n in enumerate(CONTEXT_59, 1)})
+    raw = sorted({registry.CONTEXT_RENAMES.get(n, n) for n in registry.CONTEXT_59} | set(CONTEXT_EXTRA))
+    return ({i: n for i, n in enumerate(raw, 1)}, {i: n for i, n in enumerate(registry.CONTEXT_59, 1)})
 
 
 def write_pascalcontext(out, count, seed, size):

@@ -1,12 +1,34 @@
-"""What every fcn command-line tool shares: how a missing pycaffe is reported.
+"""The command-line kit every fcn tool uses: the shared options, one error format, documented exit codes.
+
+    PROG: error: MESSAGE     on standard error, for every failure
+    0  success    1  runtime failure    2  bad usage or input    130  interrupted (Ctrl-C)
 
 Each tool parses its arguments (and answers --help) before it imports Caffe, so both work on a machine where
-`make setup` has not built pycaffe yet; a command that needs Caffe then says so in one line and exits 1.
+`make setup` has not built pycaffe yet; a command that needs Caffe then says so and exits 1. Caffe's own log
+level comes from the environment only: GLOG_minloglevel (default 2 here: warnings and errors), read by glog
+when Caffe is first imported.
 """
+import argparse
 import functools
+import os
 import sys
+from fractions import Fraction
+from pathlib import Path
 
+from fcn import registry
+
+os.environ.setdefault('GLOG_minloglevel', '2')
+
+OK, FAILURE, BAD_INPUT, INTERRUPTED = 0, 1, 2, 130
 PYCAFFE_MISSING = 'pycaffe is not installed in this environment: run make setup'
+
+
+class BadInput(Exception):
+    """Bad usage or input, found before any harm: the message says what to do (exit status 2)."""
+
+
+class Failure(Exception):
+    """A run that started could not finish (exit status 1)."""
 
 
 def pycaffe_missing(err):
@@ -14,19 +36,77 @@ def pycaffe_missing(err):
     return isinstance(err, ModuleNotFoundError) and (err.name or '').partition('.')[0] == 'caffe'
 
 
+def error(prog, message, status):
+    print(f'{prog}: error: {message}', file=sys.stderr)
+    return status
+
+
 def tool(prog):
-    """Decorate a tool's main: a missing pycaffe becomes `PROG: error: ...` and exit status 1.
+    """Decorate a tool's main so that every failure is one `PROG: error: ...` line and its exit status.
     `prog` is the program's name, or a function of main's arguments that gives it."""
     def decorate(main):
         @functools.wraps(main)
         def run(*args, **kwargs):
+            name = prog(*args, **kwargs) if callable(prog) else prog
             try:
                 return main(*args, **kwargs)
             except ModuleNotFoundError as err:
                 if not pycaffe_missing(err):
                     raise
-                name = prog(*args, **kwargs) if callable(prog) else prog
-                print(f'{name}: error: {PYCAFFE_MISSING}', file=sys.stderr)
-                return 1
+                return error(name, PYCAFFE_MISSING, FAILURE)
+            except (BadInput, ValueError) as err:
+                return error(name, err, BAD_INPUT)
+            except (Failure, OSError) as err:
+                return error(name, err, FAILURE)
+            except KeyboardInterrupt:
+                print(f'{name}: interrupted', file=sys.stderr)
+                return INTERRUPTED
         return run
     return decorate
+
+
+# --- options -----------------------------------------------------------------------------------------------
+
+def width(text):
+    """A channel width factor: a number or a fraction in (0, 1], e.g. 0.125 or 1/8."""
+    try:
+        value = float(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(
+            f'width must be a number or fraction such as 0.25 or 1/16, got {text!r}') from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f'width must be in (0, 1], got {text!r}')
+    return value
+
+
+def model(text):
+    """A model name -> its registry declaration."""
+    try:
+        return registry.get(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def trainable(text):
+    """A trainable FCN's name -> its registry declaration."""
+    try:
+        return registry.trainable(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_width(ap, default=1.0, what='the nets'):
+    ap.add_argument('--width', type=width, default=default, metavar='W',
+                    help=f'channel width of {what}, a number or fraction such as 0.125 or 1/8 '
+                         f'(default {Fraction(default).limit_denominator()}); reduced widths run fast')
+
+
+def add_device(ap):
+    ap.add_argument('--gpu', type=int, metavar='N', help='run on GPU N (needs a CUDA build: CUDA=1 make caffe); '
+                    'default: the CPU')
+
+
+def add_data_root(ap):
+    ap.add_argument('--data-root', type=Path, metavar='DIR',
+                    help='the folder holding the datasets as data/ lays them out (default: $FCN_DATA, else '
+                         f'{registry.DATA})')

@@ -1,4 +1,4 @@
-"""netgen: every FCN model from one short declaration, built with Caffe's NetSpec (see docs/CONTRACTS.md).
+"""netgen: every FCN model from one short declaration, built with Caffe's NetSpec (see docs/ARCHITECTURE.md).
 
 The declarations (fcn.registry) import no Caffe; the builders load it on first use."""
 from fcn.registry import MODELS, REPO, Model, Task, get

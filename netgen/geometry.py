@@ -1,12 +1,8 @@
 """Geometry of a net, computed by walking its layers: output stride, receptive field, where each output's first
 pixel sits in the input (coord_map's shift), crop offsets, conv depth, and parameter counts (from Caffe)."""
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
-
-from caffe.proto import caffe_pb2
 
 SPATIAL = ('Convolution', 'Pooling')
 GLOBAL = None  # receptive field / stride of a layer that sees the whole input (InnerProduct, global pooling)
@@ -120,14 +116,9 @@ def _fixed(layer):
 def parameter_counts(proto):
     """{layer: learned parameters} of the net, from the blob shapes of the net instantiated in Caffe; layers
     whose every param has lr_mult 0 (the fixed bilinear upsampling, at-once skip scales) count 0."""
-    import caffe  # pycaffe prints its log at import; callers set GLOG_minloglevel first if they care
+    from surgery.nets import instantiate  # loads Caffe, which logs at import: callers set GLOG_minloglevel first
 
-    with tempfile.NamedTemporaryFile('w', suffix='.prototxt', delete=False) as f:
-        f.write(str(proto))
-    try:
-        net = caffe.Net(f.name, caffe.TEST)
-    finally:
-        os.unlink(f.name)
+    net = instantiate(proto)
     layers = {layer.name: layer for layer in proto.layer}
     return {name: 0 if _fixed(layers[name]) else sum(math.prod(blob.shape) for blob in blobs)
             for name, blobs in net.params.items()}
@@ -167,9 +158,3 @@ def report(proto):
               f'receptive field {_fmt(t["receptive_field"])}, stride {_fmt(t["stride"])}',
               'origin: input coordinate of the centre of output pixel 0 (0 = aligned with the input)']
     return '\n'.join(lines)
-
-
-def parse(text):
-    """NetParameter from prototxt text."""
-    from google.protobuf import text_format
-    return text_format.Parse(text, caffe_pb2.NetParameter())

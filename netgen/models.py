@@ -70,8 +70,8 @@ def fcn_net(n, model, width, train):
     else:
         if model.fusion == 'early':
             n.data = L.Concat(*(n[m] for m in model.modalities))
-        first_conv = 'conv1_1_bgrd' if model.fusion == 'early' else 'conv1_1'
-        streams = {'': trunk(n, n.data, width, train=train, first_conv=first_conv)}
+        renamed = {'first_conv': 'conv1_1_bgrd'} if model.fusion == 'early' else {}  # a 4-channel conv1_1
+        streams = {'': trunk(n, n.data, width, train=train, **renamed)}
         reference = n.data
 
     def score_of(suffix):

@@ -136,7 +136,8 @@ def caffenet(n, bottom, width=1.0, first_pad=100):
     return {'pool5': n.pool5}
 
 
-def caffenet_fcn(n, bottom, width=1.0, suffix='', train=True, first_conv=None):
+def caffenet_fcn(n, bottom, width=1.0, train=True):
+    """FCN-AlexNet's trunk: CaffeNet with fc6/fc7 as convolutions."""
     features = caffenet(n, bottom, width)
     features['fc7'] = fully_connected(n, features['pool5'], 6, width, train=train, param=None, multiple=2)
     return features
@@ -157,9 +158,9 @@ def inception(n, bottom, stage, width):
     return n[p + 'output']
 
 
-def googlenet(n, bottom, width=1.0, first_pad=3):
+def googlenet(n, bottom, width=1.0):
     """GoogLeNet conv1 .. inception_5b, without the auxiliary classifiers."""
-    bottom = conv_relu(n, 'conv1/7x7_s2', 'conv1/relu_7x7', bottom, scaled(64, width), 7, pad=first_pad, stride=2)
+    bottom = conv_relu(n, 'conv1/7x7_s2', 'conv1/relu_7x7', bottom, scaled(64, width), 7, pad=3, stride=2)
     n['pool1/3x3_s2'] = max_pool(bottom, 3, 2)
     n['pool1/norm1'] = L.LRN(n['pool1/3x3_s2'], **LRN)
     bottom = conv_relu(n, 'conv2/3x3_reduce', 'conv2/relu_3x3_reduce', n['pool1/norm1'], scaled(64, width), 1)
@@ -177,7 +178,8 @@ def googlenet(n, bottom, width=1.0, first_pad=3):
     return features
 
 
-def googlenet_fcn(n, bottom, width=1.0, suffix='', train=True, first_conv=None):
+def googlenet_fcn(n, bottom, width=1.0, train=True):
+    """FCN-GoogLeNet's trunk: GoogLeNet up to inception_5b and its dropout."""
     # no extra padding: without fc layers the classifier's own pad 3 already yields an output covering any input
     # size (Caffe's pooling rounds up); the final average pooling and the auxiliary classifiers are discarded
     features = googlenet(n, bottom, width)

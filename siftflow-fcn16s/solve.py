@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Train siftflow-fcn16s as the reference does (see --help); the logic lives in solvers.driver."""
+"""Train the model this folder is named after, as the reference does (see --help); the logic is solvers.driver."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, from any working directory
+here = Path(__file__).resolve().parent
+sys.path.insert(0, str(here.parent))  # the repository root, from any working directory
 import solvers  # noqa: E402
 
 if __name__ == '__main__':
-    sys.exit(solvers.main('siftflow-fcn16s'))
+    sys.exit(solvers.main(here.name))

@@ -1,8 +1,4 @@
-"""Training, scoring and inference for the FCN models (see docs/CONTRACTS.md)."""
-import os
-
-# Caffe logs every layer it builds at INFO level; keep warnings and errors (set before caffe is imported).
-os.environ.setdefault('GLOG_minloglevel', '2')
+"""Training, scoring and inference for the FCN models (see docs/ARCHITECTURE.md)."""
 
 __all__ = ['main']
 

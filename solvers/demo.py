@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-import netgen
-from fcn.cli import tool
+from fcn import cli, registry
 from solvers import driver, runs
 from solvers.curve import plot_curve
 from solvers.metrics import format_scores
@@ -36,25 +35,26 @@ STAGES = (('voc-fcn32s', 1e-8), ('voc-fcn16s', 1e-8), ('voc-fcn8s', 1e-8))
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog='python -m solvers.demo', description=__doc__.split('\n\n')[0],
                                  epilog='Takes a few minutes on 2 CPU cores with the defaults.')
-    ap.add_argument('--out', type=Path, default=Path(netgen.REPO) / 'demo-output',
+    ap.add_argument('--out', type=Path, default=registry.REPO / 'demo-output',
                     help='output directory (default: %(default)s)')
-    ap.add_argument('--width', type=float, default=1 / 8, help='channel width of the nets (default 1/8)')
+    cli.add_width(ap, default=1 / 8)
     ap.add_argument('--count', type=int, default=160, help='synthetic images in the universe (default 160: '
                     '120 SBD train, 40 VOC seg11valid)')
     ap.add_argument('--rounds', type=int, nargs=3, default=(4, 3, 4), metavar=('R32', 'R16', 'R8'),
                     help='rounds per stage (default 4 3 4)')
     ap.add_argument('--steps', type=int, default=200, help='SGD steps per round (default 200)')
     ap.add_argument('--seed', type=int, default=0, help='seed of the dataset and the trunk initialization')
+    cli.add_device(ap)
     return ap.parse_args(argv)
 
 
-def synthesize(out, count, seed):
-    """The SBD-format train split and the VOC seg11valid split, as param_str overrides for the data layers."""
+def synthesize(root, count, seed):
+    """The SBD-format train split and the VOC seg11valid split, laid out under `root` as data/ lays them out."""
     from datalayers.synth import synthesize
 
-    root = Path(out) / 'data'
-    return {'sbdd_dir': str(synthesize('sbdd', root, count=count, seed=seed)),
-            'voc_dir': str(synthesize('voc', root, count=count, seed=seed))}
+    synthesize('sbdd', root / 'sbdd', count=count, seed=seed)
+    synthesize('voc', root / 'pascal', count=count, seed=seed)
+    return root
 
 
 # Mean-subtracted pixels spread over about +-60: the first layer divides by this so activations start near 1.
@@ -62,7 +62,7 @@ PIXEL_SCALE = 64.0
 NOISE = 0.1  # of the He standard deviation, on top of the identity
 
 
-def init_trunk(net, param, seed):
+def init_trunk(net, seed):
     """The demo's stand-in for the converted ILSVRC trunk: a trunk that starts by passing the image through.
 
     A randomly initialized plain 16-layer net learns far too slowly for a demo, so every trunk layer starts as
@@ -71,7 +71,9 @@ def init_trunk(net, param, seed):
     start at zero as the reference's do; the upsampling layers are left to surgery.interp.
     """
     rng = np.random.default_rng(seed)
-    fixed = set(driver.upsampling_layers(param))
+    import surgery
+
+    fixed = set(surgery.upsampling_layers(net))
     trunk = [name for name in net.params if name not in fixed and not name.startswith('score')]
     for index, name in enumerate(trunk):
         blobs = net.params[name]
@@ -92,78 +94,73 @@ def init_trunk(net, param, seed):
             blobs[1].data[...] = 0
 
 
-def run_stage(name, base_lr, previous, args, data, log):
+def run_stage(model, base_lr, previous, args, data_root, log):
     """Train one stage with the driver; returns (its last caffemodel, its last round's scores)."""
     import caffe
 
     import surgery
 
-    out = args.out / name
+    out = args.out / model.name
     # A fixed random_seed makes Caffe's dropout masks, and so the whole demo, repeat from run to run.
-    solver_path = runs.prepare(name, out, args.width, data=data,
-                               solver_overrides={'base_lr': base_lr, 'random_seed': args.seed})
-    param = runs.read_prototxt(solver_path.parent / 'train.prototxt', caffe.proto.caffe_pb2.NetParameter())
-    solver = caffe.SGDSolver(str(solver_path))
+    prepared = runs.prepare(model, out, args.width, data_root,
+                            solver_overrides={'base_lr': base_lr, 'random_seed': args.seed})
+    param = prepared.train_net
+    solver = caffe.SGDSolver(str(prepared.solver))
     if previous is None:
-        init_trunk(solver.net, param, args.seed)
+        init_trunk(solver.net, args.seed)
     else:
         surgery.load_weights(solver.net, str(previous))  # copy by name: trunk, score_fr, earlier skips
-    surgery.interp(solver.net, driver.upsampling_layers(param))
-    rounds = args.rounds[[s for s, _ in STAGES].index(name)]
-    rows = driver.train(solver, rounds, args.steps, out, outputs(param), log=log, label=f'{name}: ',
+    surgery.interp(solver.net)
+    rounds = args.rounds[[s for s, _ in STAGES].index(model.name)]
+    rows = driver.train(solver, rounds, args.steps, out, outputs(param), log=log, label=f'{model.name}: ',
                         echo=lambda line: print(line, flush=True))
     return runs.latest_snapshot(out), rows[-1]['scores']['score']
 
 
-def write_overlay(weights, args, data, count=4):
+def write_overlay(weights, args, data_root, count=4):
     """Segment the first held-out images with the final net: overlay.png (image | ground truth | prediction,
     a row per image) and labels.png (the first prediction as a palette PNG) in --out."""
     from datalayers.io import read_label_png
     from solvers import infer
 
-    voc = Path(data['voc_dir'])
+    model = registry.get('voc-fcn8s')
+    voc = model.data.dirs(data_root)['voc_dir']
     ids = (voc / 'ImageSets' / 'Segmentation' / 'seg11valid.txt').read_text().split()[:count]
-    net = infer.load_deploy_net('voc-fcn8s', weights, args.width)
+    net = infer.load_deploy_net(model, weights, args.width)
     rows = []
     for id_ in ids:
         rgb = infer.read_image(voc / 'JPEGImages' / f'{id_}.jpg')
-        pred = infer.segment(net, rgb, infer.image_mean('voc-fcn8s'))['score']
+        pred = infer.segment(net, rgb, model.mean)['score']
         rows.append((rgb, read_label_png(voc / 'SegmentationClass' / f'{id_}.png'), pred))
     infer.comparison(rows).save(args.out / 'overlay.png')
-    infer.label_png(rows[0][2]).save(args.out / 'labels.png')
+    infer.label_image(rows[0][2]).save(args.out / 'labels.png')
     return args.out / 'overlay.png'
 
 
-@tool('demo')
+@cli.tool('demo')
 def main(argv=None):
-    import datalayers
-    import surgery
+    from solvers.device import use_device
 
     args = parse_args(argv)
     args.out = args.out.resolve()
     start = time.time()
-    try:
-        driver.use_device(None)
-        print(f'synthesizing {args.count} VOC/SBD-format images into {args.out / "data"}', flush=True)
-        data = synthesize(args.out, args.count, args.seed)
-        log = args.out / 'log.jsonl'
-        log.unlink(missing_ok=True)
-        weights = None
-        for name, base_lr in STAGES:
-            print(f'--- {name} at width {args.width:g}, base_lr {base_lr:g}'
-                  + (f', from {weights.name} of the previous stage' if weights else ', stand-in trunk'),
-                  flush=True)
-            weights, final = run_stage(name, base_lr, weights, args, data, log)
-        plot_curve(log, args.out / 'learning_curve.png', title='demo: FCN-32s -> 16s -> 8s')
-        overlay = write_overlay(weights, args, data)
-    except (runs.SetupError, datalayers.DatasetError, surgery.WeightsError, driver.Diverged) as err:
-        print(f'demo: error: {err}', file=sys.stderr)
-        return 2
+    use_device(args.gpu)
+    print(f'synthesizing {args.count} VOC/SBD-format images into {args.out / "data"}', flush=True)
+    data_root = synthesize(args.out / 'data', args.count, args.seed)
+    log = args.out / 'log.jsonl'
+    log.unlink(missing_ok=True)
+    weights = None
+    for name, base_lr in STAGES:
+        print(f'--- {name} at width {args.width:g}, base_lr {base_lr:g}'
+              + (f', from {weights.name} of the previous stage' if weights else ', stand-in trunk'), flush=True)
+        weights, final = run_stage(registry.get(name), base_lr, weights, args, data_root, log)
+    plot_curve(log, args.out / 'learning_curve.png', title='demo: FCN-32s -> 16s -> 8s')
+    overlay = write_overlay(weights, args, data_root)
     runs.write_atomic(args.out / 'scores.json', json.dumps(final, indent=1))
     print(f'\nFCN-8s on the held-out synthetic seg11valid split: {format_scores(final)}')
     print(f'wrote {overlay}, {args.out / "learning_curve.png"}, {args.out / "scores.json"} '
           f'in {time.time() - start:.0f} s')
-    return 0
+    return cli.OK
 
 
 if __name__ == '__main__':

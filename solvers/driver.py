@@ -10,7 +10,6 @@ import gc
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,74 +19,40 @@ import numpy as np
 from tqdm import tqdm
 
 import netgen
-from fcn import registry
-from fcn.cli import tool
+from fcn import cli, registry
 from solvers import runs
-from solvers.metrics import format_scores
+from solvers.device import use_device
+from solvers.metrics import format_scores, valid_pixels
 from solvers.runs import SetupError
 from solvers.score import evaluate, outputs, split_size
 
 
-
-class Diverged(Exception):
+class Diverged(cli.Failure):
     """The loss became NaN or infinite."""
-
-
-def schedule(name):
-    runs.check_model(name)
-    return registry.schedule(name)
-
-
-def use_device(gpu=None):
-    """CPU by default; --gpu N is probed in a child process first (a CPU-only Caffe aborts on set_device)."""
-    import caffe
-
-    if gpu is None:
-        caffe.set_mode_cpu()
-        return
-    probe = subprocess.run([sys.executable, '-c', f'import caffe; caffe.set_device({int(gpu)}); caffe.set_mode_gpu()'],
-                           capture_output=True, text=True)
-    if 'CPU-only' in probe.stderr:
-        raise SetupError(f'--gpu {gpu}: this pycaffe is a CPU-only build. Rebuild it with CUDA '
-                         '(`make caffe CUDA=1`, needs the CUDA toolkit), or run with --cpu.')
-    if probe.returncode != 0:
-        last = (probe.stderr.strip().splitlines() or ['no message'])[-1]
-        raise SetupError(f'--gpu {gpu}: GPU {gpu} is not usable ({last}); pick another with --gpu N or use --cpu')
-    caffe.set_device(int(gpu))
-    caffe.set_mode_gpu()
-
-
-# --- weights -------------------------------------------------------------------------------------------------
-
-def upsampling_layers(param):
-    """The Deconvolution layers: fixed bilinear interpolation, filled by surgery.interp before training."""
-    return [layer.name for layer in param.layer if layer.type == 'Deconvolution']
 
 
 def trunk_weights(trunk):
     """Where `fcn-surgery convert` is asked to write the converted ILSVRC trunk (the reference's ilsvrc-nets/)."""
-    return Path(netgen.REPO) / 'ilsvrc-nets' / f'{trunk}-fcn.caffemodel'
+    return registry.REPO / 'ilsvrc-nets' / f'{trunk}-fcn.caffemodel'
 
 
-def default_weights(name):
+def default_weights(model):
     """The previous stage's trained weights, or the converted ILSVRC trunk, as the reference solve.py uses."""
-    model = runs.check_model(name)
     if model.init_from is None:
         return trunk_weights(model.trunk)
-    prev = runs.model_dir(model.init_from)
+    prev = registry.REPO / model.init_from
     final = prev / f'{model.init_from}.caffemodel'
     found = final if final.is_file() else runs.latest_snapshot(prev / 'snapshot')
     if found is None:
-        raise SetupError(f'{name} starts from the trained {model.init_from}, but neither {final} nor a snapshot in '
-                         f'{prev / "snapshot"} exists: train it first (python {model.init_from}/solve.py) '
-                         'or pass --weights')
+        raise SetupError(f'{model.name} starts from the trained {model.init_from}, but neither {final} nor a '
+                         f'snapshot in {prev / "snapshot"} exists: train it first (python {model.init_from}/solve.py)'
+                         ' or pass --weights')
     return found
 
 
-def check_weights(name, weights):
+def check_weights(model, weights):
     weights = Path(weights)
     if not weights.is_file():
-        model = runs.check_model(name)
         convert = f'fcn-surgery convert {model.trunk} --weights ILSVRC.caffemodel --out {trunk_weights(model.trunk)}'
         hint = f'make the converted ILSVRC trunk with `{convert}`' if model.init_from is None \
             else 'train the previous stage first'
@@ -95,26 +60,19 @@ def check_weights(name, weights):
     return weights
 
 
-# Models whose first layers differ from the VGG16 trunk: surgery builds them from a net holding the trunk.
-FUSION_INITS = {'nyud-fcn32s-color-d': 'init_color_d', 'nyud-fcn32s-color-hha': 'init_two_stream'}
-
-
-def initialize(solver, name, weights, param, width=1.0):
-    """Load the starting weights (validated in Python first), as the reference solve.py does, and make the
-    upsampling bilinear. A trunk start is checked to be trained; the NYUDv2 fusion nets go through surgery."""
+def initialize(solver, model, weights, width=1.0):
+    """Load the checked starting weights, as the reference solve.py does, and make the upsampling bilinear. A
+    trunk start is checked to be trained; the NYUDv2 fusion nets are built from the trunk by surgery."""
     import surgery
-    from surgery.cli import CONVERSIONS
 
-    weights = check_weights(name, weights)
-    if name in FUSION_INITS and runs.check_model(name).init_from is None:
-        trunk_net = CONVERSIONS['vgg16'][1]  # the net `fcn-surgery convert vgg16` wrote the trunk for
-        vgg = surgery.instantiate(netgen.net(trunk_net, 'deploy', width=width), weights=str(weights))
-        getattr(surgery, FUSION_INITS[name])(solver.net, vgg)
-    else:
+    if model.surgery in (None, 'load'):
         surgery.load_weights(solver.net, str(weights))
-    if runs.check_model(name).init_from is None:
+    else:  # a net holding the converted VGG16 trunk, from which surgery builds the fused first layers
+        trunk_net = netgen.net(registry.conversion_target('vgg16'), 'deploy', width=width)
+        getattr(surgery, model.surgery)(solver.net, surgery.instantiate(trunk_net, weights=str(weights)))
+    if model.init_from is None:
         surgery.check_trained_trunk(solver.net)
-    surgery.interp(solver.net, upsampling_layers(param))
+    surgery.interp(solver.net)
 
 
 # --- snapshots and resume ------------------------------------------------------------------------------------
@@ -144,18 +102,14 @@ def snapshot(solver, out):
     return model
 
 
-def blob_shape(blob):
-    return tuple(blob.shape.dim) if blob.HasField('shape') else \
-        tuple(d for d in (blob.num, blob.channels, blob.height, blob.width))
-
-
 def read_state(path, net):
     """Parse and check a solverstate against the net, so Caffe's CHECKs cannot abort the process."""
+    from caffe.proto import caffe_pb2
+    from surgery.weights import blob_shape
+
     path = Path(path)
     if not path.is_file():
         raise SetupError(f'--resume {path}: no such file; pass a .solverstate written by a previous run')
-    from caffe.proto import caffe_pb2
-
     try:
         state = caffe_pb2.SolverState.FromString(path.read_bytes())
     except Exception as err:  # protobuf raises DecodeError or RuntimeError depending on the backend
@@ -200,12 +154,6 @@ def losses(net, outs):
     return {o.loss: float(net.blobs[o.loss].data.flat[0]) for o in outs}
 
 
-def valid_pixels(net, outs):
-    o = outs[0]
-    gt = net.blobs[o.label].data
-    return int(((gt >= 0) & (gt < net.blobs[o.score].channels)).sum())
-
-
 def nonfinite_params(net):
     """The first layer with a NaN or infinite weight, or None. Checked after every update because one more
     forward pass would be too late: Caffe's max pooling indexes out of bounds on NaN and corrupts memory."""
@@ -230,7 +178,7 @@ def train_round(solver, steps, outs, desc):
         if broken:
             raise Diverged(f'the weights of {broken} became non-finite at iteration {solver.iter} (loss {now})')
         loss = now[first.loss]
-        valid = valid_pixels(solver.net, outs)
+        valid = valid_pixels(solver.net.blobs[first.label].data, solver.net.blobs[first.score].channels)
         total += loss if first.summed else loss * valid
         pixels += valid
         bar.set_postfix(loss=f'{loss:.4g}', refresh=False)
@@ -279,75 +227,90 @@ def train(solver, rounds, steps, out, outs, n_val=None, log=None, label='', echo
 
 # --- command line --------------------------------------------------------------------------------------------
 
-def parse_args(name, argv):
-    rounds, steps = schedule(name)
-    ap = argparse.ArgumentParser(prog=f'{name}/solve.py', description=(
-        f'Train {name} as the reference does: {rounds} rounds of {steps} SGD steps, scored on the '
-        f'{runs.eval_split(name)} split after each round. Snapshots, log.jsonl and log.png go to --out.'))
-    device = ap.add_mutually_exclusive_group()
-    device.add_argument('--gpu', type=int, metavar='N', help='train on GPU N (needs a CUDA build of Caffe)')
-    device.add_argument('--cpu', action='store_true', help='train on the CPU (the default)')
+def parser(model=None):
+    """MODEL/solve.py's options (`model` given: its folder's), or fcn-train's (MODEL first)."""
+    what = f'{model.name} as the reference does: {model.rounds_steps[0]} rounds of {model.rounds_steps[1]} SGD ' \
+        f'steps, scored on the {model.splits[1]} split after each round' if model else \
+        'an FCN as the reference does: the rounds of SGD steps of its solve.py, scored after each round'
+    ap = argparse.ArgumentParser(prog=f'{model.name}/solve.py' if model else 'fcn-train', description=(
+        f'Train {what}. Snapshots, log.jsonl and log.png go to --out.'))
+    if model is None:
+        ap.add_argument('model', type=cli.trainable, metavar='MODEL', help='the model to train, e.g. voc-fcn32s '
+                        '(fcn-netgen --list shows them)')
     start = ap.add_mutually_exclusive_group()
     start.add_argument('--weights', type=Path, help="starting weights (default: the previous stage's trained "
                        'weights, or the converted ILSVRC trunk)')
     start.add_argument('--resume', type=Path, metavar='SOLVERSTATE', help='continue a run from its .solverstate')
-    ap.add_argument('--rounds', type=int, default=rounds, help=f'rounds in all, counted from iteration 0 '
-                    f'(default {rounds})')
-    ap.add_argument('--steps', type=int, default=steps, help=f'SGD steps per round (default {steps})')
-    ap.add_argument('--data-root', type=Path, help="directory that replaces the reference's ../data")
-    ap.add_argument('--out', type=Path, default=runs.model_dir(name) / 'snapshot',
-                    help='where snapshots, the log and the curve go (default: %(default)s)')
-    ap.add_argument('--width', type=float, default=1.0, help='train a reduced-width variant (default 1)')
+    ap.add_argument('--rounds', type=int, help='rounds in all, counted from iteration 0 (default: the reference\'s'
+                    + (f', {model.rounds_steps[0]})' if model else ')'))
+    ap.add_argument('--steps', type=int, help='SGD steps per round (default: the reference\'s'
+                    + (f', {model.rounds_steps[1]})' if model else ')'))
+    cli.add_data_root(ap)
+    ap.add_argument('--out', type=Path, help='where snapshots, the log and the curve go (default: MODEL/snapshot)')
+    cli.add_width(ap, what='the nets to train')
     ap.add_argument('--base-lr', type=float, help="override the solver's base_lr (e.g. for a reduced-width variant)")
     ap.add_argument('--seed', type=int, help="seed Caffe's random numbers (dropout) for a repeatable run "
                     '(default: unseeded, as the reference)')
+    cli.add_device(ap)
+    return ap
+
+
+def parse_args(argv, model=None):
+    ap = parser(model)
     args = ap.parse_args(argv)
+    args.model = model or args.model
+    rounds, steps = args.model.rounds_steps
+    args.rounds = rounds if args.rounds is None else args.rounds
+    args.steps = steps if args.steps is None else args.steps
+    args.out = args.out or runs.model_dir(args.model) / 'snapshot'
     if args.rounds < 1 or args.steps < 1:
         ap.error('--rounds and --steps must be at least 1')
     return args
 
 
-def run(name, args):
+def run(args):
     import caffe
-    from caffe.proto import caffe_pb2
 
+    model = args.model
     use_device(args.gpu)
     overrides = {'base_lr': args.base_lr} if args.base_lr else {}
     if args.seed is not None:
         overrides['random_seed'] = args.seed
-    solver_path = runs.prepare(name, args.out, args.width, args.data_root, solver_overrides=overrides)
-    train_param = runs.read_prototxt(solver_path.parent / f'{runs.check_model(name).splits[0]}.prototxt',
-                                     caffe_pb2.NetParameter())
-    weights = None if args.resume else check_weights(name, args.weights or default_weights(name))
-    solver = caffe.SGDSolver(str(solver_path))
+    weights = None if args.resume else check_weights(model, args.weights or default_weights(model))
+    prepared = runs.prepare(model, args.out, args.width, args.data_root, solver_overrides=overrides)
+    solver = caffe.SGDSolver(str(prepared.solver))
     if args.resume:
         resume(solver, args.resume)
     else:
-        initialize(solver, name, weights, train_param, args.width)
-    train(solver, args.rounds, args.steps, args.out, outputs(train_param), label=f'{name}: ')
-    return 0
+        initialize(solver, model, weights, args.width)
+    train(solver, args.rounds, args.steps, args.out, outputs(prepared.train_net), label=f'{model.name}: ')
+    return cli.OK
 
 
-@tool(prog=lambda name, argv=None: name)
 def main(name, argv=None):
-    """Entry point of MODEL/solve.py: returns the exit status."""
-    import datalayers
-    import surgery
-
+    """MODEL/solve.py: train the model its folder is named after."""
     try:
-        args = parse_args(name, argv)
-        return run(name, args)
-    except (SetupError, datalayers.DatasetError, surgery.WeightsError) as err:
-        print(f'{name}: error: {err}', file=sys.stderr)
-        return 2
-    except Diverged as err:
-        print(f'{name}: {err}', file=sys.stderr)
-        # A NaN inside a step already made Caffe's max pooling write out of bounds (its argmax stays -1):
-        # freeing the net would abort. Every snapshot is complete on disk, so leave without tearing Caffe down.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(3)
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        gc.collect()  # free the solver now: left to interpreter shutdown, Caffe's teardown can crash
+        model = registry.trainable(name)
+    except ValueError as err:
+        return cli.error(f'{name}/solve.py', err, cli.BAD_INPUT)
+    return train_command(argv, model)
+
+
+def train_command(argv=None, model=None):
+    """fcn-train MODEL (or MODEL/solve.py): returns the exit status."""
+    prog = f'{model.name}/solve.py' if model else 'fcn-train'
+
+    @cli.tool(prog)
+    def command():
+        try:
+            return run(parse_args(argv, model))
+        except Diverged as err:
+            cli.error(prog, err, cli.FAILURE)
+            # A NaN inside a step already made Caffe's max pooling write out of bounds (its argmax stays -1):
+            # freeing the net would abort. Every snapshot is complete on disk, so leave without tearing Caffe down.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(cli.FAILURE)
+        finally:
+            gc.collect()  # free the solver now: left to interpreter shutdown, Caffe's teardown can crash
+    return command()

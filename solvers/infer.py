@@ -12,19 +12,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from datalayers import palette
-from fcn.cli import tool
-from datalayers.datasets import CONTEXT_MEAN, NYUD_MEAN_BGR, NYUD_MEAN_HHA, SIFTFLOW_MEAN, VOC_MEAN, preprocess
-
-MEANS = {'voc': VOC_MEAN, 'nyud': NYUD_MEAN_BGR, 'siftflow': SIFTFLOW_MEAN, 'pascalcontext': CONTEXT_MEAN}
-
-
-def image_mean(name):
-    """The BGR mean the model's data layer subtracts (nyud-fcn32s-hha is fed HHA images)."""
-    from solvers import runs
-
-    model = runs.check_model(name)
-    return NYUD_MEAN_HHA if name.endswith('-hha') and model.dataset == 'nyud' else MEANS[model.dataset]
+from datalayers import label_image, palette
+from datalayers.datasets import preprocess
+from fcn import cli
 
 
 def read_image(path):
@@ -38,19 +28,17 @@ def read_image(path):
         raise ValueError(f'{path} is not an image Pillow can read ({err})') from None
 
 
-def load_deploy_net(name, weights, width=1.0):
+def load_deploy_net(model, weights, width=1.0):
     """The model's deploy net with trained weights; it must take one 3-channel `data` input."""
+    import netgen
     import surgery
-    from solvers import runs
 
-    runs.check_model(name)
     if not Path(weights).is_file():
-        raise runs.SetupError(f'weights {weights} not found: pass a .caffemodel written by training')
-    param = runs.net_param(name, 'deploy', width)
-    net = surgery.instantiate(param)
+        raise cli.BadInput(f'weights {weights} not found: pass a .caffemodel written by training')
+    net = surgery.instantiate(netgen.net(model, 'deploy', width))
     if list(net.inputs) != ['data'] or net.blobs['data'].channels != 3:
         shapes = {k: net.blobs[k].data.shape for k in net.inputs}
-        raise runs.SetupError(f'fcn-infer feeds one 3-channel image as `data`; {name} takes {shapes}')
+        raise cli.BadInput(f'fcn-infer feeds one 3-channel image as `data`; {model.name} takes {shapes}')
     surgery.load_weights(net, str(weights))
     return net
 
@@ -70,12 +58,6 @@ def segment(net, rgb, mean):
     return {out: net.blobs[out].data[0].argmax(0).astype(np.uint8) for out in net.outputs}
 
 
-def label_png(labels):
-    im = Image.fromarray(labels, mode='P')
-    im.putpalette(palette(256).ravel().tolist())
-    return im
-
-
 def overlay(rgb, labels, alpha=0.5):
     """The image with each labelled pixel blended toward its class color; void (255) pixels untouched."""
     colors = palette(256)[labels].astype(np.float32)
@@ -87,7 +69,7 @@ def overlay(rgb, labels, alpha=0.5):
 def comparison(rows, scale=3):
     """One picture, a row per image: the image, its ground truth, the prediction over the image; enlarged
     (nearest neighbour, so label edges stay sharp). `rows` holds (rgb, truth, prediction) triples."""
-    tiles = [[Image.fromarray(rgb), label_png(truth).convert('RGB'), overlay(rgb, pred)] for rgb, truth, pred in rows]
+    tiles = [[Image.fromarray(rgb), label_image(truth).convert('RGB'), overlay(rgb, pred)] for rgb, truth, pred in rows]
     h, w = max(t[0].height for t in tiles), max(t[0].width for t in tiles)
     sheet = Image.new('RGB', (3 * w * scale, len(tiles) * h * scale), 'white')
     for r, row in enumerate(tiles):
@@ -104,7 +86,7 @@ def write_results(stem, rgb, label_maps, out):
     written = []
     for name, labels in label_maps.items():
         base = stem if len(label_maps) == 1 else f'{stem}_{name}'
-        label_png(labels).save(out / f'{base}.png')
+        label_image(labels).save(out / f'{base}.png')
         overlay(rgb, labels).save(out / f'{base}_overlay.png')
         written += [out / f'{base}.png', out / f'{base}_overlay.png']
     return written
@@ -113,35 +95,27 @@ def write_results(stem, rgb, label_maps, out):
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog='fcn-infer', description=__doc__.split('\n\n')[0] + ' ' + __doc__.split(
         '\n\n')[1].replace('\n', ' '))
-    ap.add_argument('model', help='model name, e.g. voc-fcn8s')
+    ap.add_argument('model', type=cli.trainable, metavar='MODEL', help='model name, e.g. voc-fcn8s')
     ap.add_argument('images', nargs='+', type=Path, metavar='IMAGE', help='images to segment (JPEG, PNG, ...)')
     ap.add_argument('--weights', required=True, type=Path, help='trained .caffemodel')
     ap.add_argument('--out', required=True, type=Path, help='directory for the label maps and overlays')
-    ap.add_argument('--width', type=float, default=1.0, help='channel width of a reduced-width variant (default 1)')
-    device = ap.add_mutually_exclusive_group()
-    device.add_argument('--gpu', type=int, metavar='N', help='run on GPU N (needs a CUDA build of Caffe)')
-    device.add_argument('--cpu', action='store_true', help='run on the CPU (the default)')
+    cli.add_width(ap, what='the net the weights were trained for')
+    cli.add_device(ap)
     return ap.parse_args(argv)
 
 
-@tool('fcn-infer')
+@cli.tool('fcn-infer')
 def main(argv=None):
-    import surgery
-    from solvers import driver, runs
+    from solvers.device import use_device
 
     args = parse_args(argv)
-    try:
-        rgbs = {path: read_image(path) for path in args.images}  # every image checked before any work
-        driver.use_device(args.gpu)
-        net = load_deploy_net(args.model, args.weights, args.width)
-        mean = image_mean(args.model)
-        for path, rgb in tqdm(rgbs.items(), desc='segmenting', unit='img', disable=len(rgbs) < 2):
-            for written in write_results(path.stem, rgb, segment(net, rgb, mean), args.out):
-                print(written)
-    except (runs.SetupError, surgery.WeightsError, ValueError) as err:
-        print(f'fcn-infer: error: {err}', file=sys.stderr)
-        return 2
-    return 0
+    rgbs = {path: read_image(path) for path in args.images}  # every image checked before any work
+    use_device(args.gpu)
+    net = load_deploy_net(args.model, args.weights, args.width)
+    for path, rgb in tqdm(rgbs.items(), desc='segmenting', unit='img', disable=len(rgbs) < 2):
+        for written in write_results(path.stem, rgb, segment(net, rgb, args.model.mean), args.out):
+            print(written)
+    return cli.OK
 
 
 if __name__ == '__main__':

@@ -10,14 +10,23 @@ import numpy as np
 METRICS = ('overall_acc', 'mean_acc', 'mean_iu', 'fwavacc')
 
 
+def valid(gt, n):
+    """The pixels that count: ground truth in [0, n) (void 255 and anything else out of range do not)."""
+    return (gt >= 0) & (gt < n)
+
+
+def valid_pixels(gt, n):
+    return int(valid(gt, n).sum())
+
+
 def fast_hist(gt, pred, n):
     """n x n confusion matrix of integer label arrays gt and pred (any shape); pixels with gt outside [0, n) skip."""
     gt = np.asarray(gt).ravel().astype(np.int64)
     pred = np.asarray(pred).ravel().astype(np.int64)
     if gt.shape != pred.shape:
         raise ValueError(f'ground truth has {gt.size} pixels but prediction has {pred.size}: they must match')
-    valid = (gt >= 0) & (gt < n)
-    return np.bincount(n * gt[valid] + pred[valid], minlength=n ** 2).reshape(n, n)
+    keep = valid(gt, n)
+    return np.bincount(n * gt[keep] + pred[keep], minlength=n ** 2).reshape(n, n)
 
 
 def per_class_iu(hist):

@@ -1,113 +1,43 @@
-"""Where a model's nets, data, weights and outputs are, resolved before Caffe is called.
+"""Where a run's nets, data, weights and outputs are, resolved before Caffe is called.
 
-The reference runs `solve.py` from inside the model folder: its solver names the nets relative to that
-folder and the data layers read '../data/...'. Here every path is resolved against the model folder (or
-against --data-root) and the nets that are run are written, with absolute paths, into a run directory.
+The reference runs `solve.py` from inside the model folder: its solver names the nets relative to that folder
+and the data layers read '../data/...'. Here netgen writes the nets a run trains with the data folders made
+absolute (--data-root, else $FCN_DATA, else the repository's data/), into OUT/run/ beside the solver.
 """
-import ast
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from google.protobuf import text_format
 
 import netgen
+from fcn import registry
+from fcn.cli import BadInput
 
 
-class SetupError(Exception):
+class SetupError(BadInput):
     """Bad input found before any Caffe call: the message says what to do."""
 
 
-def check_model(name):
-    """The netgen Model of a trainable FCN model, or a SetupError listing the choices."""
-    model = netgen.MODELS.get(name)
-    if model is None or not model.splits:
-        choices = ', '.join(n for n, m in netgen.MODELS.items() if m.splits)
-        raise SetupError(f'unknown model {name!r}: choose one of {choices}')
-    return model
+def model_dir(model):
+    return registry.REPO / model.name
 
 
-def model_dir(name):
-    return Path(netgen.REPO) / name
-
-
-def eval_split(name):
-    return check_model(name).splits[1]
-
-
-def read_prototxt(path, message):
-    try:
-        return text_format.Parse(Path(path).read_text(), message)
-    except text_format.ParseError as err:
-        raise SetupError(f'{path} is not a valid prototxt ({err}): regenerate it with `fcn-netgen`') from err
-
-
-def net_param(name, split, width=1.0):
-    """The model's net for a split: the model folder's file at full width (what a user sees and may
-    have edited), netgen's reduced-width variant otherwise."""
-    check_model(name)
-    path = model_dir(name) / f'{split}.prototxt'
-    if width == 1.0 and path.exists():
-        from caffe.proto import caffe_pb2
-
-        return read_prototxt(path, caffe_pb2.NetParameter())
-    return netgen.net(name, split, width=width)
-
-
-def solver_param(name):
-    path = model_dir(name) / 'solver.prototxt'
-    if path.exists():
-        from caffe.proto import caffe_pb2
-
-        return read_prototxt(path, caffe_pb2.SolverParameter())
-    return netgen.solver(name)
-
-
-def data_params(layer):
-    """The param_str dict of a Python data layer (a Python literal, never eval'd)."""
-    try:
-        return ast.literal_eval(layer.python_param.param_str)
-    except (ValueError, SyntaxError) as err:
-        raise SetupError(f'data layer {layer.name!r} has a param_str that is not a Python literal: '
-                         f'{layer.python_param.param_str!r}') from err
-
-
-def python_layers(param):
-    return [layer for layer in param.layer if layer.type == 'Python']
-
-
-def under_data_root(value, data_root):
-    """'../data/pascal/VOC2011' -> DATA_ROOT/pascal/VOC2011: the part after the 'data' folder."""
-    parts = Path(value).parts
-    if 'data' not in parts:
-        return None
-    return Path(data_root) / Path(*parts[parts.index('data') + 1:])
-
-
-def resolve_data(param, base, data_root=None, data=None):
-    """Rewrite the data layers' '*_dir' paths in place: explicit `data` overrides first, then relative
-    paths under `data_root`, else against `base` (the model folder). Raises SetupError for a missing dir."""
-    for layer in python_layers(param):
-        params = data_params(layer)
-        for key, value in params.items():
-            if not key.endswith('_dir'):
-                continue
-            if data and key in data:
-                path = Path(data[key])
-            elif data_root is not None and under_data_root(value, data_root) is not None:
-                path = under_data_root(value, data_root)
-            else:
-                path = Path(base) / value
-            path = path.resolve()
-            if not path.is_dir():
-                rest = under_data_root(value, 'DIR')
-                hint = f'pass --data-root DIR holding {rest.relative_to("DIR")}' if rest else 'fix the path'
-                raise SetupError(f'data layer {layer.name!r} needs {key} = {path}, which is not a directory. '
-                                 f'Get the dataset (see data/README.md and `fcn-data --help`), or {hint}.')
-            params[key] = str(path)
-        layer.python_param.param_str = str(params)
-    return param
+def data_dirs(model, data_root=None, data=None):
+    """The param_str overrides that point the model's data layers at absolute folders: each '*_dir' under the data
+    root, or as given in `data` (which wins). A folder that does not exist is a SetupError saying where it goes."""
+    root = registry.data_root(data_root)
+    dirs = {key: str(path) for key, path in model.data.dirs(root).items()}
+    dirs.update(data or {})
+    for key, path in dirs.items():
+        if key.endswith('_dir') and not Path(path).is_dir():
+            inside = Path(path).is_relative_to(root) and key not in (data or {})
+            hint = f'pass --data-root DIR holding {Path(path).relative_to(root)}' if inside else 'fix the path'
+            raise SetupError(f'{model.name} reads {key} = {path}, which is not a directory. Get the dataset (see '
+                             f'data/*/README.md and `fcn-data --help`), or {hint}.')
+    return dirs
 
 
 def current_umask():
@@ -132,42 +62,38 @@ def write_atomic(path, data):
     return path
 
 
-def write_net(param, path):
-    return write_atomic(path, text_format.MessageToString(param))
+@dataclass(frozen=True)
+class Prepared:
+    """What `prepare` wrote: the solver's path and each split's NetParameter."""
+    solver: Path
+    nets: dict
+
+    @property
+    def train_net(self):
+        return next(iter(self.nets.values()))
 
 
-def prepare(name, out, width=1.0, data_root=None, data=None, solver_overrides=None, transform=None):
-    """Write the nets and solver that a run trains into out/run/ and return the solver's path.
+def prepare(model, out, width=1.0, data_root=None, data=None, solver_overrides=None, transform=None):
+    """Write the nets and solver that a run trains into out/run/ -> Prepared.
 
     The run solver names its nets absolutely, leaves snapshots to the driver (snapshot 0: the driver writes
     them atomically after each round) with prefix out/.partial/<reference prefix>, and takes `solver_overrides`
     (e.g. base_lr for the demo). `transform(param)` may edit each net (tests use it to drop dropout).
     """
-    check_model(name)
-    out = Path(out).resolve()
-    run = out / 'run'
-    solver = solver_param(name)
-    nets = {}
-    for field, split in zip(('train_net', 'test_net'), check_model(name).splits, strict=True):
-        param = resolve_data(net_param(name, split, width), model_dir(name), data_root, data)
-        if transform is not None:
-            param = transform(param) or param
-        nets[field] = write_net(param, run / f'{split}.prototxt')
-    solver.train_net = str(nets['train_net'])
-    del solver.test_net[:]
-    solver.test_net.append(str(nets['test_net']))
-    if not solver.test_iter:
-        solver.test_iter.append(1)
+    run = Path(out).resolve() / 'run'
+    dirs = data_dirs(model, data_root, data)
+    nets, paths = {}, {}
+    for split in model.splits:
+        param = netgen.net(model, split, width, dirs)
+        nets[split] = (transform(param) or param) if transform is not None else param
+        paths[split] = write_atomic(run / f'{split}.prototxt', text_format.MessageToString(nets[split]))
+    solver = netgen.solver(model, **(solver_overrides or {}))
+    train, test = model.splits
+    solver.train_net = str(paths[train])
+    solver.test_net[:] = [str(paths[test])]
     solver.snapshot = 0
-    solver.snapshot_prefix = str(out / '.partial' / snapshot_stem(solver))
-    for key, value in (solver_overrides or {}).items():
-        setattr(solver, key, value)
-    return write_atomic(run / 'solver.prototxt', text_format.MessageToString(solver))
-
-
-def snapshot_stem(solver):
-    """The reference prefix 'snapshot/train' -> 'train' (the driver puts snapshots in its out dir)."""
-    return Path(solver.snapshot_prefix).name or 'train'
+    solver.snapshot_prefix = str(run.parent / '.partial' / (Path(solver.snapshot_prefix).name or 'train'))
+    return Prepared(write_atomic(run / 'solver.prototxt', text_format.MessageToString(solver)), nets)
 
 
 SNAPSHOT = re.compile(r'_iter_(\d+)\.caffemodel$')

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fcn.cli import tool
-from solvers.metrics import fast_hist, format_scores, scores
+from fcn import cli
+from solvers.metrics import fast_hist, format_scores, scores, valid_pixels
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Accumulator:
 
     def add(self, gt, pred, loss, summed):
         n = len(self.hist)
-        valid = int(((gt >= 0) & (gt < n)).sum())
+        valid = valid_pixels(gt, n)
         self.hist += fast_hist(gt, pred, n)
         self.loss += loss if summed else loss * valid
         self.pixels += valid
@@ -87,58 +87,51 @@ def evaluate(net, outs, n_images, progress=True):
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog='fcn-score', description='Score a trained FCN model on a split: overall '
                                  'accuracy, mean accuracy, mean IU, frequency-weighted IU, per-class IU and loss.')
-    ap.add_argument('model', help='model name, e.g. voc-fcn8s')
+    ap.add_argument('model', type=cli.trainable, metavar='MODEL', help='model name, e.g. voc-fcn8s')
     ap.add_argument('--weights', required=True, type=Path, help='trained .caffemodel')
     ap.add_argument('--split', help="split to score (default: the model's evaluation split, val or test)")
-    ap.add_argument('--data-root', type=Path, help="directory that replaces the reference's ../data")
-    ap.add_argument('--width', type=float, default=1.0, help='channel width of a reduced-width variant (default 1)')
+    cli.add_data_root(ap)
+    cli.add_width(ap, what='the net the weights were trained for')
     ap.add_argument('--images', type=int, help='score only the first N images')
     ap.add_argument('--json', type=Path, help='also write the results as JSON here')
-    device = ap.add_mutually_exclusive_group()
-    device.add_argument('--gpu', type=int, metavar='N', help='run on GPU N (needs a CUDA build of Caffe)')
-    device.add_argument('--cpu', action='store_true', help='run on the CPU (the default)')
+    cli.add_device(ap)
     return ap.parse_args(argv)
 
 
 def load_test_net(model, split, weights, width=1.0, data_root=None, data=None):
     """A caffe.Net (TEST phase) of the model's split with trained weights, everything validated first."""
+    import netgen
     import surgery
     from solvers import runs
 
-    split = split or runs.eval_split(model)
-    splits = runs.check_model(model).splits
-    if split not in splits:
-        raise runs.SetupError(f'{model} has the splits {", ".join(splits)}, not {split!r}')
+    split = split or model.splits[1]
+    if split not in model.splits:
+        raise runs.SetupError(f'{model.name} has the splits {", ".join(model.splits)}, not {split!r}')
     if not Path(weights).is_file():
         raise runs.SetupError(f'weights {weights} not found: pass the .caffemodel that training wrote '
                               f'(e.g. {runs.model_dir(model) / "snapshot"}/train_iter_N.caffemodel)')
-    param = runs.resolve_data(runs.net_param(model, split, width), runs.model_dir(model), data_root, data)
+    param = netgen.net(model, split, width, runs.data_dirs(model, data_root, data))
     return surgery.instantiate(param, weights=str(weights)), param
 
 
-@tool('fcn-score')
+@cli.tool('fcn-score')
 def main(argv=None):
     import json
 
-    import datalayers
-    import surgery
-    from solvers import driver, runs
+    from solvers import runs
+    from solvers.device import use_device
 
     args = parse_args(argv)
-    try:
-        driver.use_device(args.gpu)
-        net, param = load_test_net(args.model, args.split, args.weights, args.width, args.data_root)
-        outs = outputs(param)
-        results = evaluate(net, outs, args.images or split_size(net))
-    except (runs.SetupError, datalayers.DatasetError, surgery.WeightsError, ValueError) as err:
-        print(f'fcn-score: error: {err}', file=sys.stderr)
-        return 2
+    use_device(args.gpu)
+    net, param = load_test_net(args.model, args.split, args.weights, args.width, args.data_root)
+    outs = outputs(param)
+    results = evaluate(net, outs, args.images or split_size(net))
     for score, result in results.items():
         print(format_scores(result, score))
         print(f'{score}: per-class IU ' + ' '.join('-' if v is None else f'{v:.3f}' for v in result['per_class_iu']))
     if args.json:
         runs.write_atomic(args.json, json.dumps(results, indent=1))
-    return 0
+    return cli.OK
 
 
 if __name__ == '__main__':

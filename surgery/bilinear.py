@@ -20,13 +20,16 @@ def upsample_filt(size):
     return np.outer(tent, tent)
 
 
-def interp(net, layers):
-    """Fill each named layer's kernel with bilinear interpolation, one kernel per channel.
+def interp(net, layers=None):
+    """Fill each named layer's kernel (default: every upsampling layer) with bilinear interpolation, one kernel
+    per channel.
 
     For a channel-to-channel Deconvolution (weights C x C x k x k) channel c only feeds channel c; a
     grouped one (C x 1 x k x k, group C) gets the same kernel in every group. A bias, if any, is zeroed so
     the layer interpolates exactly. Raises WeightsError for a layer it cannot fill.
     """
+    if layers is None:
+        layers = upsampling_layers(net)
     if isinstance(layers, str):
         layers = [layers]
     for name in layers:
@@ -38,10 +41,15 @@ def interp(net, layers):
             blob.data[...] = 0
 
 
+def upsampling_layers(net):
+    """The net's Deconvolution layers: the upsampling that surgery.interp makes bilinear."""
+    return [name for name, layer in net.layer_dict.items() if layer.type == 'Deconvolution']
+
+
 def _interp_kernel(net, name):
     if name not in net.params:
-        known = [n for n, layer in net.layer_dict.items() if layer.type == 'Deconvolution']
-        raise WeightsError(f'interp: the net has no layer {name!r} with parameters (Deconvolution layers: {known})')
+        raise WeightsError(f'interp: the net has no layer {name!r} with parameters (Deconvolution layers: '
+                           f'{upsampling_layers(net)})')
     kernel = net.params[name][0].data
     if kernel.ndim != 4:
         raise WeightsError(f'interp: layer {name!r} has weights of shape {kernel.shape}, not a 2D kernel bank')

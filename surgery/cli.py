@@ -1,33 +1,18 @@
 """fcn-surgery: transplant weights between nets, and convert ILSVRC classifiers into FCN trunk weights."""
 import argparse
-import ctypes
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-from fcn.cli import tool
+from fcn import cli, registry  # cli sets GLOG_minloglevel (default 2) before Caffe is imported
 
-from .bilinear import interp
+from .bilinear import interp, upsampling_layers
 from .transplant import transplant
 from .weights import WeightsError, load_weights, read_caffemodel
 
-# classifier -> (ILSVRC net, the FCN whose trunk it initializes)
-CONVERSIONS = {
-    'vgg16': ('ilsvrc-vgg16', 'voc-fcn32s'),
-    'caffenet': ('ilsvrc-caffenet', 'voc-fcn-alexnet'),
-    'googlenet': ('ilsvrc-googlenet', 'voc-fcn-googlenet'),
-}
-
-
-def quiet_caffe(level=2):
-    """Silence Caffe's per-layer INFO logging (glog reads GLOG_minloglevel only when it is loaded)."""
-    if 'GLOG_minloglevel' in os.environ:
-        return
-    try:
-        ctypes.c_int.in_dll(ctypes.CDLL('libglog.so.1'), '_ZN3fLI17FLAGS_minloglevelE').value = level
-    except (OSError, ValueError):
-        pass  # another glog build: the log stays verbose, nothing else changes
+def conversions():
+    """{trunk: the FCN whose trunk `convert TRUNK` writes}, for every trunk with a declared ILSVRC classifier."""
+    return {m.trunk: registry.conversion_target(m.trunk) for m in registry.MODELS.values() if not m.stride}
 
 
 def save_layers(net, layers, out):
@@ -54,7 +39,7 @@ def run_transplant(args):
     dst = instantiate(args.dst_net)
     report = transplant(dst, src, suffix=args.suffix, strict=args.strict)
     if args.interp:
-        deconvs = [name for name, layer in dst.layer_dict.items() if layer.type == 'Deconvolution']
+        deconvs = upsampling_layers(dst)
         interp(dst, deconvs)
         print(f'bilinear {", ".join(deconvs) or "(no Deconvolution layers)"}')
     print(report)
@@ -67,7 +52,8 @@ def run_convert(args):
 
     import netgen  # only convert needs the model declarations
 
-    classifier, fcn = CONVERSIONS[args.model]
+    target = registry.conversion_target(args.model)
+    classifier, fcn = target.classifier, target.name
     src = instantiate(netgen.net(classifier, 'deploy', width=args.width))
     loaded = load_weights(src, args.weights)
     dst = instantiate(netgen.net(fcn, 'deploy', width=args.width))
@@ -106,28 +92,23 @@ def parser():
     c = sub.add_parser('convert', help='ILSVRC classifier weights -> FCN trunk weights (e.g. vgg16-fcn.caffemodel)',
                        description='Convolutionalize a published ILSVRC classifier: its conv layers are copied and '
                                    'fc6/fc7 become convolutions with the same weights. Only the trunk is written.')
-    c.add_argument('model', choices=sorted(CONVERSIONS), help='which classifier: ' + ', '.join(
-        f'{k} ({a} -> {b})' for k, (a, b) in CONVERSIONS.items()))
+    targets = conversions()
+    c.add_argument('model', choices=sorted(targets), help='which classifier: ' + ', '.join(
+        f'{trunk} ({fcn.classifier} -> {fcn.name})' for trunk, fcn in targets.items()))
     c.add_argument('--weights', required=True, help='the published ILSVRC caffemodel')
     c.add_argument('--out', required=True, help='caffemodel to write, e.g. vgg16-fcn.caffemodel')
-    c.add_argument('--width', type=float, default=1.0, help='channel width of both nets (for reduced test nets)')
+    cli.add_width(c, what='both nets (reduced widths for tests)')
     c.set_defaults(run=run_convert)
     return p
 
 
-@tool('fcn-surgery')
+@cli.tool('fcn-surgery')
 def main(argv=None):
     args = parser().parse_args(argv)
     if Path(args.out).resolve() == Path(getattr(args, 'weights', None) or args.src_weights).resolve():
-        print('fcn-surgery: error: --out would overwrite the input weights; write to another file', file=sys.stderr)
-        return 2
-    quiet_caffe()
-    try:
-        args.run(args)
-    except WeightsError as e:
-        print(f'fcn-surgery: error: {e}', file=sys.stderr)
-        return 1
-    return 0
+        raise cli.BadInput('--out would overwrite the input weights; write to another file')
+    args.run(args)
+    return cli.OK
 
 
 if __name__ == '__main__':

@@ -9,15 +9,19 @@ from google.protobuf import text_format
 from .weights import WeightsError, load_weights
 
 
-def read_prototxt(path):
-    """Parse a text prototxt into a NetParameter; a missing or malformed file is a WeightsError."""
+def read_prototxt(path, message=None):
+    """Parse a text prototxt into `message` (default: a new NetParameter; a SolverParameter reads a solver); a
+    missing or malformed file is a WeightsError."""
     path = Path(path)
+    message = caffe_pb2.NetParameter() if message is None else message
+    kind = 'net' if isinstance(message, caffe_pb2.NetParameter) else 'solver'
     if not path.is_file():
-        raise WeightsError(f'net definition {path} does not exist: check the path (nets are written by fcn-netgen)')
+        raise WeightsError(f'{kind} definition {path} does not exist: check the path ({kind}s are written by '
+                           'fcn-netgen)')
     try:
-        return text_format.Parse(path.read_text(), caffe_pb2.NetParameter())
+        return text_format.Parse(path.read_text(), message)
     except (text_format.ParseError, UnicodeDecodeError) as e:
-        raise WeightsError(f'{path} is not a valid net prototxt: {e}') from None
+        raise WeightsError(f'{path} is not a valid {kind} prototxt: {e}') from None
 
 
 def instantiate(spec, weights=None, phase=caffe.TEST):

@@ -187,13 +187,12 @@ def trunk_layers(net):
             if layer.type in TRUNK_TYPES and len(layer.blobs) and 'score' not in name]
 
 
-def check_trained_trunk(net, net_param=None):
+def check_trained_trunk(net):
     """Refuse to train a net whose trunk was never given trained weights.
 
-    Raises WeightsError when every trunk weight is zero (Caffe's default constant filler: the net would
-    output all zeros) or when a trunk layer's kernel is still a constant filler (all values equal, as no
-    trained kernel is). Given the net's NetParameter, random fillers (gaussian, uniform, xavier, msra) are
-    recognized too, by the mean and spread of the kernel. Returns the trunk layer names otherwise.
+    Raises WeightsError when every trunk weight is zero (Caffe's default constant filler, which netgen's nets
+    keep: the net would output all zeros) or when a trunk layer's kernel is constant (all values equal, as no
+    trained kernel is). Returns the trunk layer names otherwise.
     """
     trunk = trunk_layers(net)
     if not trunk:
@@ -202,52 +201,9 @@ def check_trained_trunk(net, net_param=None):
     if not any(np.any(k) for k in kernels.values()):
         raise WeightsError(f'every trunk weight of the net is zero ({len(trunk)} layers, {trunk[0]} ... '
                            f'{trunk[-1]}): the net would output all zeros; {CONVERT_HINT}, then load them')
-    fillers = weight_fillers(net_param) if net_param is not None else {}
-    untrained = [name for name, k in kernels.items() if _constant(k) or _looks_random(k, fillers.get(name))]
+    untrained = [name for name, k in kernels.items() if k.size > 1 and bool(np.all(k == k.flat[0]))]
     if untrained:
         raise WeightsError(f'trunk layers still at their fillers: {", ".join(untrained)}; they were never given '
                            f'trained weights: {CONVERT_HINT}, or initialize them (e.g. surgery.init_color_d for '
                            'conv1_1_bgrd)')
     return trunk
-
-
-def weight_fillers(net_param):
-    """{layer name: weight FillerParameter} for the convolution and fully connected layers of a net."""
-    fillers = {}
-    for layer in net_param.layer:
-        if layer.type == 'Convolution':
-            fillers[layer.name] = layer.convolution_param.weight_filler
-        elif layer.type == 'InnerProduct':
-            fillers[layer.name] = layer.inner_product_param.weight_filler
-    return fillers
-
-
-def _constant(kernel):
-    return kernel.size > 1 and bool(np.all(kernel == kernel.flat[0]))
-
-
-def _filler_moments(filler, shape):
-    """Mean and standard deviation of the values Caffe's filler draws for a blob of this shape."""
-    count = int(np.prod(shape))
-    fan_in, fan_out = count / shape[0], count / shape[1] if len(shape) > 1 else count
-    norm = type(filler)
-    n = {norm.FAN_IN: fan_in, norm.FAN_OUT: fan_out, norm.AVERAGE: (fan_in + fan_out) / 2}[filler.variance_norm]
-    if filler.type == 'gaussian':
-        return filler.mean, filler.std
-    if filler.type == 'uniform':
-        return (filler.min + filler.max) / 2, (filler.max - filler.min) / np.sqrt(12)
-    if filler.type == 'xavier':
-        return 0.0, 1 / np.sqrt(n)  # uniform on +-sqrt(3 / n)
-    if filler.type == 'msra':
-        return 0.0, np.sqrt(2 / n)
-    return None
-
-
-def _looks_random(kernel, filler, min_count=100):
-    """True when the kernel's mean and spread are those of its random filler within sampling error."""
-    moments = _filler_moments(filler, kernel.shape) if filler is not None and kernel.size >= min_count else None
-    if moments is None or moments[1] <= 0:
-        return False
-    mean, std = moments
-    n = kernel.size
-    return bool(abs(kernel.mean() - mean) < 5 * std / np.sqrt(n) and abs(kernel.std() / std - 1) < 5 / np.sqrt(n))

@@ -6,10 +6,9 @@ import pytest
 from data_helpers import expected_image, mat, png, python_layer_net, split_ids
 
 from datalayers.synth import SIFTFLOW_SUBDIR, synthesize
+from fcn.registry import VOC_MEAN
 
 caffe = pytest.importorskip('caffe')
-
-VOC_MEAN = (104.00699, 116.66877, 122.67892)
 
 
 @pytest.fixture(scope='module')
@@ -169,3 +168,13 @@ def test_pascalcontext_maps_raw_labels_to_59_classes_by_name(synth, tmp_path):
         image = expected_image(root / 'VOC2010/JPEGImages' / f'{id_}.jpg', (104.007, 116.669, 122.679))
         np.testing.assert_allclose(net.blobs['data'].data[0], image, atol=1e-3)
     assert 0 in seen and len(seen) >= 3 and max(seen) <= 59
+
+
+def test_each_reader_names_the_layer_that_reads_it():
+    from datalayers import layers
+    from datalayers.datasets import DATASETS
+    from datalayers.synth import dir_overrides
+
+    for dataset, reader in DATASETS.items():
+        layer = getattr(layers, reader.layer)
+        assert set(dir_overrides(dataset, 'ROOT')) < set(layer.spec)

@@ -10,7 +10,7 @@ from data_helpers import mat, png, split_ids
 from PIL import Image
 
 from datalayers.cli import main
-from datalayers.synth import SIFTFLOW_SUBDIR, synthesize
+from datalayers.synth import SIFTFLOW_SUBDIR, dir_overrides, synthesize
 
 DATASETS = ('voc', 'sbdd', 'nyud', 'siftflow', 'pascalcontext')
 
@@ -147,7 +147,7 @@ def test_cli_check_reports_problems(tmp_path, capsys):
 def test_cli_errors_exit_nonzero_with_a_message(tmp_path):
     run = subprocess.run([sys.executable, '-m', 'datalayers.cli', 'check', 'nyud', str(tmp_path / 'none')],
                          capture_output=True, text=True)
-    assert run.returncode == 1 and 'Expected layout' in run.stderr and 'img_{id}.png' in run.stderr
+    assert run.returncode == 2 and 'Expected layout' in run.stderr and 'img_{id}.png' in run.stderr
     assert subprocess.run([sys.executable, '-m', 'datalayers.cli', 'synth', 'voc', '--out', str(tmp_path),
                            '--size', '96'], capture_output=True).returncode == 2
 
@@ -157,3 +157,10 @@ def test_check_skips_a_class_list_beside_the_splits(tmp_path, capsys):
     (root / 'classes.txt').write_text('wall\nfloor\n')
     assert main(['check', 'nyud', str(root)]) == 0
     assert 'classes' not in capsys.readouterr().out.splitlines()[0]
+
+
+def test_data_params_name_the_dir_keys_of_the_reading_layer(tmp_path):
+    expected = {'voc': ['voc_dir'], 'sbdd': ['sbdd_dir'], 'nyud': ['nyud_dir'], 'siftflow': ['siftflow_dir'],
+                'pascalcontext': ['context_dir', 'voc_dir']}
+    for dataset, keys in expected.items():
+        assert dir_overrides(dataset, tmp_path) == dict.fromkeys(keys, str(tmp_path))

@@ -4,14 +4,13 @@ import pytest
 from data_helpers import REFERENCE_DATA, mat, png, python_layer_net, split_ids
 from PIL import Image
 
-from datalayers import palette
+from datalayers import label_image, palette
 from datalayers.cli import main
 from datalayers.datasets import PASCALContext
-from datalayers.io import read_split
+from datalayers.io import read_split, write_label_png
 from datalayers.synth import synthesize
 from datalayers.tools import sbdd_to_png, seg11valid, write_seg11valid
-
-VOC_MEAN = (104.00699, 116.66877, 122.67892)
+from fcn.registry import VOC_MEAN
 
 
 def need(path):
@@ -63,6 +62,14 @@ def test_palette_is_the_voc_colormap():
     assert cmap[:4].tolist() == [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0]]
     assert cmap[15].tolist() == [192, 128, 128] and cmap[255].tolist() == [224, 224, 192]
     assert palette(21).shape == (21, 3)
+
+
+def test_label_image_is_what_write_label_png_saves(tmp_path):
+    label = np.array([[0, 1, 255], [15, 20, 3]], dtype=np.uint8)
+    write_label_png(tmp_path / 'label.png', label)
+    saved, im = Image.open(tmp_path / 'label.png'), label_image(label)
+    assert im.mode == saved.mode == 'P' and im.getpalette() == saved.getpalette() == palette().ravel().tolist()
+    assert np.array_equal(np.array(im), label) and np.array_equal(np.array(saved), label)
 
 
 def test_palette_matches_the_real_voc_label():

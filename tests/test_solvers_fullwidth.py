@@ -21,12 +21,13 @@ STEP = """
     import caffe, numpy as np
     from caffe.proto import caffe_pb2
     from pathlib import Path
+    from fcn import registry
     from solvers import runs, score
 
     name, out, data = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
-    path = runs.prepare(name, out, 1.0, data=data)
-    param = runs.read_prototxt(path.parent / f'{runs.check_model(name).splits[0]}.prototxt', caffe_pb2.NetParameter())
-    solver = caffe.SGDSolver(str(path))
+    prepared = runs.prepare(registry.get(name), out, 1.0, data=data)
+    param = prepared.train_net
+    solver = caffe.SGDSolver(str(prepared.solver))
     rng = np.random.default_rng(0)
     for layer, blobs in solver.net.params.items():
         kernel = blobs[0].data
@@ -40,10 +41,10 @@ STEP = """
 @pytest.fixture(scope='module')
 def tiny_data(tmp_path_factory):
     """Every dataset at 4 images of 32 x 32 (FCN-GoogLeNet has no pad 100: smaller inputs vanish in its pools)."""
-    from datalayers.synth import data_params, synthesize
+    from datalayers.synth import dir_overrides, synthesize
 
     root = tmp_path_factory.mktemp('tiny')
-    made = {d: data_params(d, synthesize(d, root / d, count=4, seed=0, size=(32, 32)))
+    made = {d: dir_overrides(d, synthesize(d, root / d, count=4, seed=0, size=(32, 32)))
             for d in ('voc', 'sbdd', 'nyud', 'siftflow', 'pascalcontext')}
     made['voc'].update(made.pop('sbdd'))  # VOC models train on SBD and score on VOC
     return made

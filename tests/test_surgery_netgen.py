@@ -95,10 +95,18 @@ def test_convert_caffenet_and_googlenet(trunk, ilsvrc, tmp_path):
     assert ('fc6' in trunk_layers) == (trunk == 'caffenet')  # FCN-GoogLeNet drops the classifier entirely
 
 
+def test_convert_targets_come_from_the_registry():
+    from surgery.cli import conversions
+
+    assert {trunk: fcn.name for trunk, fcn in conversions().items()} == CONVERSIONS
+    for trunk, fcn in conversions().items():
+        assert fcn.classifier == f'ilsvrc-{trunk}' and fcn.classifier in netgen.MODELS
+
+
 def test_convert_refuses_weights_of_another_classifier(ilsvrc, tmp_path):
     out = tmp_path / 'x.caffemodel'
     result = convert('vgg16', ilsvrc['caffenet'][1], out)
-    assert result.returncode == 1 and "layer 'conv1' has" not in result.stdout
+    assert result.returncode == 2 and "layer 'conv1' has" not in result.stdout
     assert 'fcn-surgery: error:' in result.stderr and not out.exists()
 
 
