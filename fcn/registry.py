@@ -177,10 +177,10 @@ def get(name):
 
 def trainable(name):
     """The Model of a trainable FCN, or a ValueError listing them."""
-    model = get(name)
-    if not model.splits:
-        raise ValueError(f'{model.name} is a classifier net, not an FCN to train: choose one of '
-                         f'{", ".join(n for n, m in MODELS.items() if m.splits)}')
+    model = MODELS.get(name)
+    if model is None or not model.splits:
+        what = 'a classifier net, not an FCN to train' if model else 'not a model'
+        raise ValueError(f'{name} is {what}: choose one of {", ".join(n for n, m in MODELS.items() if m.splits)}')
     return model
 
 
