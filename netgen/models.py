@@ -62,9 +62,10 @@ def fcn_net(n, model, width, train):
     trunk = pieces.TRUNKS[model.trunk]
     num_classes = {task.suffix: task.classes for task in model.tasks}
     if model.fusion == 'late':
-        streams = {m: trunk(n, n[m], width, suffix=m, train=train) for m in model.modalities}
-        for task in model.tasks:  # each stream is complete up to its score_fr, as in the reference
-            for m in streams:
+        streams = {}
+        for m in model.modalities:  # each stream is complete up to its score_fr before the next starts, as in
+            streams[m] = trunk(n, n[m], width, suffix=m, train=train)  # the reference (Caffe runs in file order)
+            for task in model.tasks:
                 n['score_fr' + task.suffix + m] = pieces.score(streams[m]['fc7'], task.classes)
         reference = n[model.modalities[0]]
     else:

@@ -1,7 +1,8 @@
 """fcn-netdiff: semantic diff of two prototxts (nets or solvers).
 
 Both files are parsed with caffe_pb2; nets are compared layer by layer (layers aligned by name, or by type
-with --structural), every field with its default applied, python_param.param_str as a Python literal.
+with --structural), every field with its default applied, python_param.param_str as a Python literal. A layer
+found in both files at different positions is reported once, as moved (--ignore-order: not at all).
 Exit status: 0 equal, 1 different, 2 an input could not be read.
 """
 import argparse
@@ -140,24 +141,48 @@ def canonical_blobs(net):
     return canonical
 
 
-def compare_nets(a, b, structural=False):
+def align(a, b, structural):
+    """(pairs of layer indices to compare, indices only in a, indices only in b): layers aligned in order by
+    name (by type with --structural); a layer that changed name in place pairs with its counterpart."""
+    keys = [[layer.type if structural else layer.name for layer in net.layer] for net in (a, b)]
+    matcher = difflib.SequenceMatcher(a=keys[0], b=keys[1], autojunk=False)
+    pairs, only_a, only_b = [], [], []
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        left, right = list(range(a0, a1)), list(range(b0, b1))
+        if op == 'replace' and not structural:  # a name found elsewhere in the other file moved, not renamed
+            left = [i for i in left if keys[0][i] not in keys[1]]
+            right = [j for j in right if keys[1][j] not in keys[0]]
+            only_a += sorted(set(range(a0, a1)) - set(left))
+            only_b += sorted(set(range(b0, b1)) - set(right))
+        paired = list(zip(left, right, strict=False)) if op in ('equal', 'replace') else []
+        pairs += paired
+        only_a += left[len(paired):]
+        only_b += right[len(paired):]
+    return pairs, sorted(only_a), sorted(only_b)
+
+
+def compare_nets(a, b, structural=False, ignore_order=False):
     if structural:
         a, b = canonical_blobs(a), canonical_blobs(b)
     differences = compare_messages(a, b, 'net', skip=('layer', 'name') if structural else ('layer',))
-    keys = [[layer.type if structural else layer.name for layer in net.layer] for net in (a, b)]
-    matcher = difflib.SequenceMatcher(a=keys[0], b=keys[1], autojunk=False)
-    for op, a0, a1, b0, b1 in matcher.get_opcodes():
-        pairs = list(zip(range(a0, a1), range(b0, b1), strict=False)) if op in ('equal', 'replace') else []
-        for i, j in pairs:
-            la, lb = a.layer[i], b.layer[j]
-            where = f'layer #{i} {la.type}' if structural else f'layer {la.name}'
-            differences += compare_messages(la, lb, where, structural=structural)
-        for i in range(a0 + len(pairs), a1):
-            differences.append(Difference(f'layer {describe(a.layer[i], i, structural)}', 'layer', 'present',
-                                          'missing'))
-        for j in range(b0 + len(pairs), b1):
-            differences.append(Difference(f'layer {describe(b.layer[j], j, structural)}', 'layer', 'missing',
-                                          'present'))
+    pairs, only_a, only_b = align(a, b, structural)
+    if not structural:  # a layer in both files at different places moved: reported once, then compared
+        in_b = {b.layer[j].name: j for j in only_b}
+        for i in [i for i in only_a if a.layer[i].name in in_b]:
+            j = in_b[a.layer[i].name]
+            only_a.remove(i)
+            only_b.remove(j)
+            pairs.append((i, j))
+            if not ignore_order:
+                differences.append(Difference(f'layer {a.layer[i].name}', 'moved (position)', i, j))
+    for i, j in sorted(pairs):
+        la, lb = a.layer[i], b.layer[j]
+        where = f'layer #{i} {la.type}' if structural else f'layer {la.name}'
+        differences += compare_messages(la, lb, where, structural=structural)
+    differences += [Difference(f'layer {describe(a.layer[i], i, structural)}', 'layer', 'present', 'missing')
+                    for i in only_a]
+    differences += [Difference(f'layer {describe(b.layer[j], j, structural)}', 'layer', 'missing', 'present')
+                    for j in only_b]
     return differences
 
 
@@ -169,16 +194,17 @@ def compare_solvers(a, b, structural=False):
     return compare_messages(a, b, 'solver', structural=structural, skip=PATH_FIELDS if structural else ())
 
 
-def diff(a, b, structural=False):
+def diff(a, b, structural=False, ignore_order=False):
     """Differences between two parsed prototxts (nets or solvers)."""
     if type(a) is not type(b):
         return [Difference('file', 'kind', type(a).__name__, type(b).__name__)]
-    compare = compare_nets if a.DESCRIPTOR.name == 'NetParameter' else compare_solvers
-    return compare(a, b, structural)
+    if a.DESCRIPTOR.name == 'NetParameter':
+        return compare_nets(a, b, structural, ignore_order)
+    return compare_solvers(a, b, structural)
 
 
-def diff_files(path_a, path_b, structural=False):
-    return diff(read(path_a), read(path_b), structural)
+def diff_files(path_a, path_b, structural=False, ignore_order=False):
+    return diff(read(path_a), read(path_b), structural, ignore_order)
 
 
 @tool('fcn-netdiff')
@@ -190,10 +216,15 @@ def main(argv=None):
     parser.add_argument('b', help='second prototxt (net or solver)')
     parser.add_argument('--structural', action='store_true',
                         help='ignore layer and blob names and data paths; compare the graph and its parameters')
+    parser.add_argument('--ignore-order', action='store_true',
+                        help='compare the graphs only: a layer at another position is no difference (Caffe runs '
+                             'layers in file order, so by default a moved layer is one)')
     parser.add_argument('-q', '--quiet', action='store_true', help='print nothing; only the exit status')
     args = parser.parse_args(argv)
+    if args.ignore_order and args.structural:
+        parser.error('--ignore-order aligns layers by name, which --structural ignores: use one of them')
     try:
-        differences = diff_files(args.a, args.b, args.structural)
+        differences = diff_files(args.a, args.b, args.structural, args.ignore_order)
     except UnreadableError as e:
         print(f'fcn-netdiff: error: {e}', file=sys.stderr)
         return 2

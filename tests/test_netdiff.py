@@ -154,3 +154,44 @@ def test_unreadable_input_exits_2_with_a_message(tmp_path, capsys, content, mess
     code, out, err = run(capsys, good, bad)
     assert code == 2 and message in err and str(bad) in err
     assert run(capsys, bad, good)[0] == 2
+
+
+def move_to_end(name):
+    def mutate(net):
+        index = [x.name for x in net.layer].index(name)
+        moved = type(net.layer[index])()
+        moved.CopyFrom(net.layer[index])
+        del net.layer[index]
+        net.layer.add().CopyFrom(moved)
+        return index, len(net.layer) - 1
+    return mutate
+
+
+def test_a_moved_layer_is_reported_once_with_both_positions(pair, capsys):
+    a, write_b = pair
+    positions = []
+    b = write_b(lambda net: positions.extend(move_to_end('relu4_2')(net)))
+    code, out, _ = run(capsys, a, b)
+    assert code == 1
+    assert out.splitlines() == [f'layer relu4_2: moved (position): {positions[0]} | {positions[1]}']
+    assert run(capsys, a, b, '--ignore-order')[0] == 0  # the same graph
+
+
+def test_a_moved_and_changed_layer_shows_both(pair, capsys):
+    a, write_b = pair
+
+    def mutate(net):
+        layer(net, 'conv4_2').convolution_param.num_output = 3
+        move_to_end('conv4_2')(net)
+    code, out, _ = run(capsys, a, write_b(mutate))
+    assert code == 1 and 'layer conv4_2: moved (position)' in out
+    assert 'layer conv4_2: convolution_param.num_output' in out
+    code, out, _ = run(capsys, a, write_b(mutate), '--ignore-order')
+    assert code == 1 and 'moved' not in out and 'convolution_param.num_output' in out
+
+
+def test_ignore_order_and_structural_exclude_each_other(pair, capsys):
+    a, write_b = pair
+    with pytest.raises(SystemExit) as exit_:
+        run(capsys, a, write_b(lambda net: None), '--ignore-order', '--structural')
+    assert exit_.value.code == 2

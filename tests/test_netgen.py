@@ -274,3 +274,11 @@ def test_ilsvrc_nets_have_the_published_layer_names_and_shapes():
         assert list(ours) == list(published), name  # same learned layers, same names, same order
         assert ours == published, name
     assert len(out['ilsvrc-googlenet'][0]) == 57 + 1  # 57 convolutions and the classifier
+
+
+@pytest.mark.parametrize('name', ['nyud-fcn32s-color-hha', 'nyud-fcn16s-color-hha'])
+def test_two_stream_nets_finish_each_stream_before_the_next(name):
+    """As the reference: conv1_1color ... score_frcolor, then conv1_1hha ... score_frhha (Caffe runs in file order)."""
+    names = [layer.name for layer in netgen.net(name, 'trainval', width=1 / 16).layer]
+    order = ['conv1_1color', 'drop7color', 'score_frcolor', 'conv1_1hha', 'drop7hha', 'score_frhha', 'score_fused']
+    assert [names.index(n) for n in order] == sorted(names.index(n) for n in order)
