@@ -30,7 +30,6 @@ class Dataset:
     key = ''          # the name fcn-data and synthesize use
     data_folder = ''  # its folder under data/
     layout = ''       # the expected files, shown when something is missing
-    source = ''       # where to download the real dataset
     split_dir = ''    # where the split files live, relative to root
     tops = ()         # the arrays one sample provides, in the reference's top order
     declared = None   # its registry.Dataset: class names per task, image mean per modality
@@ -42,7 +41,8 @@ class Dataset:
             raise DatasetError(f"{self.name} dataset directory {self.root.resolve()} does not exist.\n{self.help()}")
 
     def help(self):
-        return f"Expected layout under {self.root}:\n{self.layout}\nGet the real dataset from {self.source} " \
+        return f"Expected layout under {self.root}:\n{self.layout}\nGet the real dataset from " \
+               f"{registry.source(self.layer).download} " \
                f"(see data/{self.data_folder}/README.md), or make a synthetic one with `fcn-data synth {self.key}`."
 
     def split_file(self, split):
@@ -62,7 +62,6 @@ class Dataset:
 
 class VOC(Dataset):
     name, key, data_folder = 'PASCAL VOC', 'voc', 'pascal'
-    source = 'http://host.robots.ox.ac.uk/pascal/VOC/voc2011/'
     split_dir = 'ImageSets/Segmentation'
     layout = ("  ImageSets/Segmentation/{split}.txt   one image id per line (e.g. seg11valid.txt)\n"
               "  JPEGImages/{id}.jpg\n"
@@ -89,7 +88,6 @@ class VOC(Dataset):
 
 class SBDD(VOC):
     name, key, data_folder = 'SBD', 'sbdd', 'sbdd'
-    source = 'http://home.bharathh.info/pubs/codes/SBD/download.html (benchmark.tgz, folder benchmark_RELEASE/dataset)'
     layer = 'SBDDSegDataLayer'
     split_dir = ''
     layout = ("  {split}.txt          one image id per line (train.txt, val.txt)\n"
@@ -106,8 +104,6 @@ class SBDD(VOC):
 
 class NYUD(Dataset):
     name, key, data_folder = 'NYUDv2', 'nyud', 'nyud'
-    source = ('https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html, with the 40-class labels, depth and '
-              'HHA of Gupta et al. (https://github.com/s-gupta/rcnn-depth)')
     layout = ("  {split}.txt                      one image number per line (trainval.txt, test.txt)\n"
               "  data/images/img_{id}.png         color\n"
               "  data/depth/img_{id}.png          16-bit depth in millimetres\n"
@@ -157,7 +153,6 @@ class NYUD(Dataset):
 
 class SIFTFlow(Dataset):
     name, key, data_folder = 'SIFT Flow', 'siftflow', 'sift-flow'
-    source = 'http://www.cs.unc.edu/~jtighe/Papers/ECCV10/siftflow/SiftFlowDataset.zip'
     layout = (f"  {{split}}.txt                                 one image id per line (trainval.txt, test.txt)\n"
               f"  Images/{SIFTFLOW_SUBDIR}/{{id}}.jpg\n"
               f"  SemanticLabels/{SIFTFLOW_SUBDIR}/{{id}}.mat   variable S, 1..33, 0 = void\n"
@@ -188,8 +183,6 @@ class SIFTFlow(Dataset):
 
 class PASCALContext(Dataset):
     name, key, data_folder = 'PASCAL-Context', 'pascalcontext', 'pascal-context'
-    source = ('https://cs.stanford.edu/~roozbeh/pascal-context/ (trainval.tar.gz, labels.txt, 59_labels.txt) '
-              'and VOC2010 from http://host.robots.ox.ac.uk/pascal/VOC/voc2010/')
     layout = ("  context_dir/labels.txt           'N: name' for every raw label\n"
               "  context_dir/59_labels.txt        'N: name' for the 59 task classes\n"
               "  context_dir/trainval/{id}.mat    variable LabelMap, raw labels per pixel\n"

@@ -73,8 +73,7 @@ def dir_overrides(dataset, root):
     """The param_str overrides that point a net's data layer at a synthesized (or real) dataset: every '*_dir'
     key of the registry's source whose layer reads `dataset`, set to `root`."""
     layer = DATASETS[dataset].layer
-    source = next(s for data in registry.DATASETS.values() for s in data.sources.values() if s.layer == layer)
-    return {key: str(root) for key in source.params if key.endswith('_dir')}
+    return {key: str(root) for key in registry.source(layer).params if key.endswith('_dir')}
 
 
 # --- scenes ------------------------------------------------------------------------------------------------

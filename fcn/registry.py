@@ -48,6 +48,12 @@ class Source:
     module: str
     layer: str
     params: dict
+    download: str = ''  # where to get the real files
+
+
+def source(layer):
+    """The declared Source whose data layer is called `layer`."""
+    return next(s for data in DATASETS.values() for s in data.sources.values() if s.layer == layer)
 
 
 TOPS = '<the model modalities and label>'
@@ -221,26 +227,34 @@ CONTEXT_RENAMES = {'diningtable': 'table', 'bedcloth': 'bedclothes', 'clothes': 
 declare(Dataset(
     'voc', 'PASCAL VOC 2011 (train: SBD)', (Task('', VOC_CLASSES),),
     {'train': Source('voc_layers', 'SBDDSegDataLayer',
-                     dict(sbdd_dir='{root}/sbdd/dataset', seed=SEED, split='train', mean=VOC_MEAN)),
+                     dict(sbdd_dir='{root}/sbdd/dataset', seed=SEED, split='train', mean=VOC_MEAN),
+                     'http://home.bharathh.info/pubs/codes/SBD/download.html (benchmark.tgz, folder '
+                     'benchmark_RELEASE/dataset)'),
      'val': Source('voc_layers', 'VOCSegDataLayer',
-                   dict(voc_dir='{root}/pascal/VOC2011', seed=SEED, split='seg11valid', mean=VOC_MEAN))},
+                   dict(voc_dir='{root}/pascal/VOC2011', seed=SEED, split='seg11valid', mean=VOC_MEAN),
+                   'http://host.robots.ox.ac.uk/pascal/VOC/voc2011/')},
     means={'color': VOC_MEAN}, solver=dict(test_iter=736, max_iter=100000, snapshot=4000, **SNAPSHOT),
     schedule=(25, 4000)))
-NYUD_SOURCE = Source('nyud_layers', 'NYUDSegDataLayer', dict(tops=TOPS, seed=SEED, nyud_dir='{root}/nyud',
-                                                             split='{split}'))
+NYUD_SOURCE = Source('nyud_layers', 'NYUDSegDataLayer',
+                     dict(tops=TOPS, seed=SEED, nyud_dir='{root}/nyud', split='{split}'),
+                     'https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html, with the 40-class labels, depth and '
+                     'HHA of Gupta et al. (https://github.com/s-gupta/rcnn-depth)')
 declare(Dataset(
     'nyud', 'NYUDv2 (40 classes)', (Task('', NYUD_CLASSES),), {'trainval': NYUD_SOURCE, 'test': NYUD_SOURCE},
     means={'color': (116.190, 97.203, 92.318), 'hha': (132.431, 94.076, 118.477), 'depth': 7.844},
     solver=dict(test_iter=654, max_iter=300000, snapshot=2000, **SNAPSHOT), schedule=(50, 2000)))
 SIFTFLOW_SOURCE = Source('siftflow_layers', 'SIFTFlowSegDataLayer',
-                         dict(siftflow_dir='{root}/sift-flow', seed=SEED, split='{split}'))
+                         dict(siftflow_dir='{root}/sift-flow', seed=SEED, split='{split}'),
+                         'http://www.cs.unc.edu/~jtighe/Papers/ECCV10/siftflow/SiftFlowDataset.zip')
 declare(Dataset(
     'siftflow', 'SIFT Flow',
     (Task('_sem', SIFTFLOW_CLASSES, 'sem'), Task('_geo', SIFTFLOW_GEO_CLASSES, 'geo', 'loss_geo')),
     {'trainval': SIFTFLOW_SOURCE, 'test': SIFTFLOW_SOURCE}, means={'color': (114.578, 115.294, 108.353)},
     solver=dict(test_iter=200, max_iter=300000), schedule=(50, 2000)))
 CONTEXT_SOURCE = Source('pascalcontext_layers', 'PASCALContextSegDataLayer',
-                        dict(context_dir='{root}/pascal-context', voc_dir='{root}/pascal', split='{split}', seed=SEED))
+                        dict(context_dir='{root}/pascal-context', voc_dir='{root}/pascal', split='{split}', seed=SEED),
+                        'https://cs.stanford.edu/~roozbeh/pascal-context/ (trainval.tar.gz, labels.txt, '
+                        '59_labels.txt) and VOC2010 from http://host.robots.ox.ac.uk/pascal/VOC/voc2010/')
 declare(Dataset(
     'pascalcontext', 'PASCAL-Context (59 classes)', (Task('', ('background', *CONTEXT_59)),),
     {'train': CONTEXT_SOURCE, 'val': CONTEXT_SOURCE}, means={'color': (104.007, 116.669, 122.679)},

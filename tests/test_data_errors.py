@@ -8,6 +8,7 @@ from PIL import Image
 from datalayers import DatasetError, ParamError
 from datalayers.datasets import NYUD, SBDD, VOC, PASCALContext, SIFTFlow
 from datalayers.synth import SIFTFLOW_SUBDIR, synthesize
+from fcn import registry
 
 caffe = pytest.importorskip('caffe')
 SIZE = (32, 40)
@@ -68,7 +69,7 @@ def test_missing_root_names_layout_and_source(tmp_path, cls, args):
         cls(tmp_path / 'nowhere', *args)
     text = str(e.value)
     assert 'nowhere' in text and 'does not exist' in text and 'Expected layout' in text
-    assert cls.source.split()[0] in text and 'fcn-data synth' in text
+    assert registry.source(cls.layer).download.split()[0] in text and 'fcn-data synth' in text
 
 
 def test_missing_root_through_the_layer(tmp_path):
