@@ -91,7 +91,8 @@ class Model:
     modality, averaged scores); `skip_scales` fixed Scale factors on the pool skips (at-once training);
     `data_root` the data folder in param_str paths when it is not the dataset's usual one (the reference's own
     quirk); `solver_values` what differs from the dataset's solver; `schedule` rounds x steps when not the
-    dataset's."""
+    dataset's. The paper's ablations: `fixed` trains only the score layers (Table 2's FCN-32s-fixed);
+    `learned_upsampling` lets the 2x upsamplings learn from their bilinear start (sec. 4.3)."""
     name: str
     dataset: str
     trunk: str = 'vgg16'
@@ -104,6 +105,8 @@ class Model:
     data_root: str | None = None
     solver_values: dict = field(default_factory=dict)
     schedule: tuple | None = None
+    fixed: bool = False
+    learned_upsampling: bool = False
 
     @property
     def data(self):
@@ -283,6 +286,10 @@ for entry in [
     fcn('voc-fcn32s', 'voc'),
     fcn('voc-fcn16s', 'voc', 16, 1e-12, init_from='voc-fcn32s', data_root='../../data'),  # as the reference
     fcn('voc-fcn8s', 'voc', 8, 1e-14, init_from='voc-fcn16s'),
+    # the paper's ablations (CVPR 2015): Table 2's FCN-32s-fixed; sec. 4.3's learned intermediate upsampling
+    fcn('voc-fcn32s-fixed', 'voc', fixed=True),
+    fcn('voc-fcn16s-learned-up', 'voc', 16, 1e-12, init_from='voc-fcn32s', learned_upsampling=True),
+    fcn('voc-fcn8s-learned-up', 'voc', 8, 1e-14, init_from='voc-fcn16s-learned-up', learned_upsampling=True),
     fcn('voc-fcn8s-atonce', 'voc', 8, skip_scales={'pool4': 0.01, 'pool3': 0.0001}, solver=dict(max_iter=300000),
         schedule=(75, 4000)),
     fcn('voc-fcn-alexnet', 'voc', 32, 1e-4, trunk='caffenet', normalize=True, solver=ALEXNET_SOLVER),

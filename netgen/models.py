@@ -96,7 +96,8 @@ def fcn_net(n, model, width, train):
         return n[name]
 
     for task in model.tasks:
-        score = pieces.fcn_head(n, score_of(task.suffix), reference, task.classes, model.stride, task.suffix)
+        score = pieces.fcn_head(n, score_of(task.suffix), reference, task.classes, model.stride, task.suffix,
+                                model.learned_upsampling)
         if train:
             n[task.loss] = pieces.softmax_loss(score, n[task.label], normalize=model.normalize)
 
@@ -149,7 +150,17 @@ def net(model, split, width=1.0, data=None):
     proto = n.to_proto()
     if split == 'deploy':
         proto.layer[0].name = 'input'
+    if model.fixed:
+        fix_all_but_the_classifiers(proto)
     return proto
+
+
+def fix_all_but_the_classifiers(proto):
+    """FCN-32s-fixed (CVPR 2015 Table 2): every layer but the score layers keeps its weights (lr_mult 0)."""
+    for layer in proto.layer:
+        if not layer.name.startswith('score'):
+            for param in layer.param:
+                param.lr_mult = 0
 
 
 # --- solvers and files ----------------------------------------------------------------------------------

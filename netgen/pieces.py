@@ -13,6 +13,7 @@ from caffe import params as P
 
 LEARNED = [dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)]
 FIXED = [dict(lr_mult=0)]
+LEARNED_UPSAMPLING = [dict(lr_mult=1, decay_mult=1)]  # CVPR 2015 sec. 4.3: learned from a bilinear start
 
 VGG16_STAGES = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # (width, convs) per stage, then a pool
 
@@ -197,9 +198,9 @@ def score(bottom, nclass):
     return conv(bottom, nclass, 1, stride=None)
 
 
-def upsample(bottom, nclass, factor, kernel=None):
-    """Fixed (lr_mult 0) Deconvolution, filled with bilinear kernels by surgery before training."""
-    return L.Deconvolution(bottom, param=FIXED, convolution_param=dict(
+def upsample(bottom, nclass, factor, kernel=None, param=FIXED):
+    """Deconvolution filled with bilinear kernels by surgery before training; fixed (lr_mult 0) unless learned."""
+    return L.Deconvolution(bottom, param=param, convolution_param=dict(
         num_output=nclass, bias_term=False, kernel_size=kernel or 2 * factor, stride=factor))
 
 
@@ -216,15 +217,16 @@ def upsample_onto(bottom, reference, nclass, factor):
 SKIPS = {32: (), 16: ('pool4',), 8: ('pool4', 'pool3')}
 
 
-def fcn_head(n, score_of, reference, nclass, stride, suffix=''):
+def fcn_head(n, score_of, reference, nclass, stride, suffix='', learned_upsampling=False):
     """The 32s / 16s / 8s head on a coarse score: 2x upsample, add the scored pool skip cropped onto it, repeat;
     finally upsample to the input and crop onto `reference`. `score_of(layer, name)` makes the score top of a
-    trunk feature ('fc7' -> score_fr, 'pool4' -> score_pool4) under `name`."""
+    trunk feature ('fc7' -> score_fr, 'pool4' -> score_pool4) under `name`. `learned_upsampling` gives the 2x
+    upsamplings a learning rate, as the CVPR models had (the reference fixed them)."""
     top = score_of('fc7', 'score_fr' + suffix)
     previous = None
     for pool in SKIPS[stride]:
         up = 'upscore2' if previous is None else f'upscore_{previous}'
-        n[up + suffix] = upsample(top, nclass, 2)
+        n[up + suffix] = upsample(top, nclass, 2, param=LEARNED_UPSAMPLING if learned_upsampling else FIXED)
         skip = score_of(pool, f'score_{pool}' + suffix)
         n[f'score_{pool}{suffix}c'] = crop(skip, n[up + suffix])
         n[f'fuse_{pool}' + suffix] = L.Eltwise(n[up + suffix], n[f'score_{pool}{suffix}c'],

@@ -93,7 +93,8 @@ def test_models_and_contract_attributes():
             'nyud-fcn32s-hha', 'nyud-fcn32s-color-d', 'nyud-fcn32s-color-hha', 'siftflow-fcn32s',
             'siftflow-fcn16s', 'siftflow-fcn8s', 'pascalcontext-fcn32s', 'pascalcontext-fcn16s',
             'pascalcontext-fcn8s', 'voc-fcn-googlenet', 'nyud-fcn16s-color-hha', 'ilsvrc-vgg16',
-            'ilsvrc-caffenet', 'ilsvrc-googlenet'} == names
+            'ilsvrc-caffenet', 'ilsvrc-googlenet',
+            'voc-fcn32s-fixed', 'voc-fcn16s-learned-up', 'voc-fcn8s-learned-up'} == names  # the last: ablations
     for model in netgen.MODELS.values():
         assert model.dataset in {'voc', 'nyud', 'siftflow', 'pascalcontext', 'ilsvrc'}
         assert model.trunk in {'vgg16', 'caffenet', 'googlenet'}

@@ -376,3 +376,42 @@ def test_infer_refuses_an_image_too_small_for_the_net():
     with pytest.raises(ValueError, match='too small for this net: pool5'):
         infer.segment(net, np.zeros((20, 24, 3), np.uint8), (0, 0, 0))
     assert infer.segment(net, np.zeros((40, 48, 3), np.uint8), (0, 0, 0))['score'].shape == (40, 48)
+
+
+# --- the paper's ablations of what learns ----------------------------------------------------------------
+
+LEARNS = """
+    import sys
+    from pathlib import Path
+    import caffe, numpy as np
+    import surgery
+    from fcn import registry
+    from solvers import demo, runs
+
+    name, root, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    prepared = runs.prepare(registry.get(name), out, 0.0625, root, solver_overrides={'base_lr': 1e-8})
+    solver = caffe.SGDSolver(str(prepared.solver))
+    demo.init_trunk(solver.net, seed=0)
+    surgery.interp(solver.net)
+    before = {k: v[0].data.copy() for k, v in solver.net.params.items()}
+    solver.step(3)  # the score layers start at zero: from the second step on, gradients reach everything
+    print(' '.join(sorted(k for k, v in solver.net.params.items() if not np.array_equal(v[0].data, before[k]))))
+"""
+
+
+def learned_layers(model, data_root, tmp_path):
+    result = subprocess.run([PYTHON, '-c', textwrap.dedent(LEARNS), model, str(data_root), str(tmp_path / model)],
+                            capture_output=True, text=True, env=ENV, cwd='/', timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.split()
+
+
+def test_fcn32s_fixed_learns_only_the_classifier(data_root, tmp_path):
+    assert learned_layers('voc-fcn32s-fixed', data_root, tmp_path) == ['score_fr']
+    assert {'conv1_1', 'fc7', 'score_fr'} <= set(learned_layers('voc-fcn32s', data_root, tmp_path))
+
+
+def test_learned_upsampling_learns_the_2x_upsamplings_only(data_root, tmp_path):
+    learned = set(learned_layers('voc-fcn8s-learned-up', data_root, tmp_path))
+    assert {'upscore2', 'upscore_pool4'} <= learned and 'upscore8' not in learned
+    assert not {'upscore2', 'upscore_pool4', 'upscore8'} & set(learned_layers('voc-fcn8s', data_root, tmp_path))
