@@ -13,6 +13,7 @@ EPILOG = """examples:
   fcn-netgen voc-fcn32s --out /tmp/tiny --width 1/16 --data sbdd_dir=/tmp/synth/sbdd/dataset
   fcn-netgen --info voc-fcn32s              per layer stride, receptive field, crop; Table 1's totals
   fcn-netgen --check                        exit 1 when a committed model folder is stale
+  fcn-netgen --table1                       CVPR Table 1 from the nets, forward times measured here
 """
 
 
@@ -38,11 +39,16 @@ def parser():
                         help="print MODEL's per-layer output stride, receptive field and crop offset, then totals")
     action.add_argument('--check', action='store_true',
                         help='compare the files in the model folders with what the generator writes now')
+    action.add_argument('--table1', action='store_true',
+                        help="CVPR 2015 Table 1 computed from the nets, with a forward pass timed here beside the "
+                             "paper's K40c times and mean IU")
     p.add_argument('--out', type=Path, help="output folder (default: the model's folder at the repo top level)")
     cli.add_width(p)
     p.add_argument('--data', type=data_override, action='append', default=[], metavar='KEY=VALUE',
                    help='data layer param_str override, repeatable (e.g. sbdd_dir=/tmp/synth/sbdd/dataset)')
     p.add_argument('--split', default='deploy', help='the net --info analyses (default: deploy)')
+    p.add_argument('--size', type=int, default=500, help='--table1: the square input it times (default 500)')
+    p.add_argument('--repeat', type=int, default=3, help='--table1: timed forward passes, median (default 3)')
     return p
 
 
@@ -69,6 +75,12 @@ def main(argv=None):
     args = parser().parse_args(argv)
     if args.list:
         list_models()
+        return cli.OK
+    if args.table1:
+        if args.size < 32 or args.repeat < 1:
+            raise cli.BadInput('--size must be at least 32 and --repeat at least 1')
+        from netgen import table1
+        print(table1.render(table1.rows(args.size, args.repeat), args.size))
         return cli.OK
     models = list(registry.MODELS.values()) if args.all or (args.check and not args.models) else args.models
     if not models:

@@ -283,3 +283,20 @@ def test_two_stream_nets_finish_each_stream_before_the_next(name):
     names = [layer.name for layer in netgen.net(name, 'trainval', width=1 / 16).layer]
     order = ['conv1_1color', 'drop7color', 'score_frcolor', 'conv1_1hha', 'drop7hha', 'score_frhha', 'score_fused']
     assert [names.index(n) for n in order] == sorted(names.index(n) for n in order)
+
+
+def test_table1_computes_the_papers_columns_and_times_a_forward_pass():
+    result = subprocess.run([sys.executable, '-m', 'netgen.cli', '--table1', '--size', '64', '--repeat', '1'],
+                            capture_output=True, text=True, env=ENV, cwd=netgen.REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = {line[:26].strip(): [cell.strip() for cell in line[26:].split('  ') if cell.strip()]
+            for line in result.stdout.splitlines() if not line.startswith('note')}
+    assert rows[''] == ['FCN-AlexNet', 'FCN-VGG16', 'FCN-GoogLeNet']
+    assert rows['conv layers'] == ['8 | 8', '16 | 16', '22 | 22']
+    assert rows['max stride'] == ['32 | 32'] * 3
+    assert rows['receptive field'] == ['355 | 355', '404 | 404', '715 | 907']  # see the note: 907 - 6 * 32
+    assert [cell.split(' | ')[0].split('.')[0] for cell in rows['parameters (M)']] == ['57', '134', '6']
+    times = rows['forward ms (64x64)']
+    assert [cell.split(' | ')[1] for cell in times] == ['50 K40c', '210 K40c', '59 K40c']
+    assert all(float(cell.split(' | ')[0]) > 0 for cell in times)
+    assert rows['mean IU (paper)'] == ['39.8', '56.0', '42.5']

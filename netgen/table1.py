@@ -1,0 +1,80 @@
+"""CVPR 2015 Table 1, complete: the columns computed from the nets, a forward pass timed here, and the paper's.
+
+Conv layers, parameters, receptive field and stride come from the deploy nets (netgen.geometry); the forward
+time is measured on this machine's Caffe at SIZE x SIZE, beside the paper's K40c times and mean IU.
+"""
+import statistics
+import time
+from dataclasses import dataclass
+
+from fcn import registry
+
+from . import geometry
+
+
+@dataclass(frozen=True)
+class Paper:
+    """One column of the paper's Table 1 (PASCAL VOC 2011 val subset, Tesla K40c, 500 x 500 input)."""
+    title: str
+    mean_iu: float
+    forward_ms: int
+    depth: int
+    millions: int
+    receptive_field: int
+    stride: int
+
+
+PAPER = {
+    'voc-fcn-alexnet': Paper('FCN-AlexNet', 39.8, 50, 8, 57, 355, 32),
+    'voc-fcn32s': Paper('FCN-VGG16', 56.0, 210, 16, 134, 404, 32),
+    'voc-fcn-googlenet': Paper('FCN-GoogLeNet', 42.5, 59, 22, 6, 907, 32),
+}
+RF_NOTE = ('the paper\'s 907 for GoogLeNet includes its final 7x7 average pooling, which FCN-GoogLeNet drops: '
+           'its score layer sees 907 - 6 x 32 = 715 pixels')
+
+
+def forward_ms(net, size, repeat):
+    """Median wall time of one forward pass at size x size, after one untimed pass."""
+    net.blobs['data'].reshape(1, 3, size, size)
+    net.reshape()
+    net.forward()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        net.forward()
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def rows(size=500, repeat=3):
+    """{model: (its totals, forward ms here, Paper)} for the three FCNs of Table 1."""
+    import netgen
+    import surgery
+
+    found = {}
+    for name, paper in PAPER.items():
+        proto = netgen.net(registry.get(name), 'deploy')
+        net = surgery.instantiate(proto)
+        found[name] = (geometry.totals(proto), forward_ms(net, size, repeat), paper)
+        del net
+    return found
+
+
+def render(found, size):
+    lines = [f'{"":<26}' + ''.join(f'{paper.title:>24}' for _, _, paper in found.values()),
+             f'{"(here | paper)":<26}']
+
+    def line(label, here, paper):
+        lines.append(f'{label:<26}' + ''.join(f'{f"{h} | {p}":>24}' for h, p in zip(here, paper, strict=True)))
+
+    totals = [t for t, _, _ in found.values()]
+    papers = [p for _, _, p in found.values()]
+    line('conv layers', [t['depth'] for t in totals], [p.depth for p in papers])
+    line('parameters (M)', [f'{t["parameters"] / 1e6:.1f}' for t in totals], [p.millions for p in papers])
+    line('receptive field', [t['receptive_field'] for t in totals], [p.receptive_field for p in papers])
+    line('max stride', [t['stride'] for t in totals], [p.stride for p in papers])
+    line(f'forward ms ({size}x{size})', [f'{ms:.0f}' for _, ms, _ in found.values()],
+         [f'{p.forward_ms} K40c' for p in papers])
+    lines.append(f'{"mean IU (paper)":<26}' + ''.join(f'{p.mean_iu:>24}' for p in papers))
+    lines.append(f'note: {RF_NOTE}; the time here is Caffe on this machine\'s CPU (see bench/README.md).')
+    return '\n'.join(lines)
