@@ -3,7 +3,8 @@
 One image per forward pass with a leading batch dimension of 1; the net is reshaped for every image.
 Training splits (those whose name contains 'train', as in the reference) are read in a seeded random
 order, a fresh permutation per epoch; evaluation splits are read in file order. `state()` and
-`restore()` let a resumed run continue the same sequence.
+`restore()` let a resumed run continue the same sequence. Every layer also takes `mirror` and `jitter` (pixels):
+training splits are then augmented (`augment`), seeded like the order; both are off by default, as the paper ran.
 """
 import random
 
@@ -16,7 +17,28 @@ from . import params as P
 from .datasets import NYUD, SBDD, VOC, PASCALContext, SIFTFlow
 from .io import DatasetError
 
-ORDER = {'randomize': (P.boolean, True), 'seed': (P.seed, None)}
+# Every layer's order and (training splits only) augmentation keys; augmentation is off, as in the paper's runs.
+ORDER = {'randomize': (P.boolean, True), 'seed': (P.seed, None), 'mirror': (P.boolean, False),
+         'jitter': (P.pixels, 0)}
+
+
+def augment(sample, rng, mirror=False, jitter=0):
+    """CVPR 2015 sec. 4.3's augmentation, on every top of one sample alike: a mirror image with probability 1/2,
+    and a translation by up to `jitter` pixels each way (the coarsest prediction scale is 32). Pixels shifted in
+    are the mean (0 after its subtraction) in images and void (255) in labels (uint8 tops)."""
+    flip = mirror and rng.random() < 0.5
+    dy, dx = rng.integers(-jitter, jitter + 1, size=2) if jitter else (0, 0)
+    return {name: shift(array[..., ::-1] if flip else array, dy, dx, 255 if array.dtype == np.uint8 else 0)
+            for name, array in sample.items()}
+
+
+def shift(array, dy, dx, fill):
+    """C x H x W `array` moved down by dy and right by dx (negative: up, left), the same size."""
+    h, w = array.shape[-2:]
+    out = np.full_like(array, fill)
+    out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        array[..., max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+    return out
 
 
 class SegDataLayer(caffe.Layer):
@@ -56,6 +78,9 @@ class SegDataLayer(caffe.Layer):
     def reshape(self, bottom, top):
         self.current_id = self.ids[self.order[self.position]]
         self.sample = self.dataset.load(self.current_id, self.tops)
+        if self.random and (self.params['mirror'] or self.params['jitter']):  # training splits only
+            rng = np.random.default_rng([self.seed, self.epoch, self.position, 7])  # resumes like the order
+            self.sample = augment(self.sample, rng, self.params['mirror'], self.params['jitter'])
         for i, name in enumerate(self.tops):  # pycaffe's blob vectors index but do not iterate
             top[i].reshape(1, *self.sample[name].shape)
 

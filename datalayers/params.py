@@ -27,6 +27,12 @@ def seed(value):
     return value
 
 
+def pixels(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError('a whole number of pixels >= 0')
+    return value
+
+
 def mean3(value):
     if not isinstance(value, (tuple, list)) or len(value) != 3 or \
             not all(isinstance(v, Real) and not isinstance(v, bool) for v in value):

@@ -57,6 +57,9 @@ def source(layer):
 
 
 TOPS = '<the model modalities and label>'
+# Options every data layer takes for its training split (CVPR 2015 sec. 4.3; off unless asked for): a random
+# mirror image, and a random translation by up to `jitter` pixels, image and labels alike.
+AUGMENT = {'mirror': True, 'jitter': 32}
 
 
 @dataclass(frozen=True)

@@ -251,6 +251,8 @@ def parser(model=None):
     ap.add_argument('--base-lr', type=float, help="override the solver's base_lr (e.g. for a reduced-width variant)")
     ap.add_argument('--seed', type=int, help="seed Caffe's random numbers (dropout) for a repeatable run "
                     '(default: unseeded, as the reference)')
+    ap.add_argument('--augment', action='store_true', help='mirror and translate (up to 32 pixels) the training '
+                    'images and labels at random, as CVPR 2015 sec. 4.3 tried (default: off, as the paper trained)')
     cli.add_device(ap)
     return ap
 
@@ -277,7 +279,8 @@ def run(args):
     if args.seed is not None:
         overrides['random_seed'] = args.seed
     weights = None if args.resume else check_weights(model, args.weights or default_weights(model))
-    prepared = runs.prepare(model, args.out, args.width, args.data_root, solver_overrides=overrides)
+    prepared = runs.prepare(model, args.out, args.width, args.data_root, registry.AUGMENT if args.augment else None,
+                            solver_overrides=overrides)
     solver = caffe.SGDSolver(str(prepared.solver))
     if args.resume:
         resume(solver, args.resume)

@@ -178,3 +178,71 @@ def test_each_reader_names_the_layer_that_reads_it():
     for dataset, reader in DATASETS.items():
         layer = getattr(layers, reader.layer)
         assert set(dir_overrides(dataset, 'ROOT')) < set(layer.spec)
+
+
+# --- augmentation (CVPR 2015 sec. 4.3): mirror and jitter, image and labels alike, training splits only -----
+
+def source_of(augmented, original):
+    """For each kept pixel of an augmented sample, where it came from in the original (its data value there is
+    its index + 1): (out rows, out cols, source rows, source cols); shifted-in pixels are 0."""
+    kept = augmented['data'][0] != 0
+    index = augmented['data'][0][kept].astype(int) - 1
+    rows, cols = np.nonzero(kept)
+    return rows, cols, index // original['label'].shape[2], index % original['label'].shape[2]
+
+
+def test_augment_moves_image_and_label_alike():
+    from datalayers.layers import augment
+
+    h, w = 20, 30
+    original = {'data': (np.arange(h * w, dtype=np.float32) + 1).reshape(1, h, w).repeat(3, 0),
+                'label': (np.arange(h * w) % 21).astype(np.uint8).reshape(1, h, w)}
+    flips, shifts = 0, set()
+    for seed in range(40):
+        out = augment(original, np.random.default_rng(seed), mirror=True, jitter=5)
+        rows, cols, src_rows, src_cols = source_of(out, original)
+        dy, straight, mirrored = set(rows - src_rows), set(cols - src_cols), set(cols + src_cols - (w - 1))
+        assert len(dy) == 1 and -5 <= dy.pop() <= 5  # one translation for the whole image
+        assert len(straight) == 1 or len(mirrored) == 1  # and one horizontal shift, of the image or its mirror
+        flips += len(straight) != 1
+        assert np.array_equal(out['label'][0][rows, cols], original['label'][0][src_rows, src_cols])
+        assert (out['label'][0][out['data'][0] == 0] == 255).all()  # shifted in: void
+        assert np.array_equal(out['data'][1], out['data'][0])  # every channel alike
+        shifts.add((rows - src_rows)[0])
+    assert 10 <= flips <= 30 and len(shifts) > 3
+    same = augment(original, np.random.default_rng(0))  # both off: nothing changes
+    assert all(np.array_equal(same[k], original[k]) for k in original)
+
+
+def test_training_split_is_augmented_when_asked_and_evaluation_never(synth, tmp_path):
+    root = synth['sbdd']
+    params = {'sbdd_dir': str(root), 'split': 'train', 'mean': VOC_MEAN, 'seed': 1337, 'mirror': True, 'jitter': 8}
+    net = python_layer_net(tmp_path, 'voc_layers', 'SBDDSegDataLayer', params, ['data', 'label'])
+    changed = []
+    for _ in range(8):
+        net.forward()
+        id_ = net.layers[0].current_id
+        label = mat(root / 'cls' / f'{id_}.mat', 'GTcls')[0]['Segmentation'][0]
+        changed.append(not np.array_equal(net.blobs['label'].data[0, 0], label))
+        assert set(np.unique(net.blobs['label'].data)) <= set(np.unique(label)) | {255}
+    assert any(changed)
+    again = python_layer_net(tmp_path, 'voc_layers', 'SBDDSegDataLayer', params, ['data', 'label'])
+    again.forward()
+    net = python_layer_net(tmp_path, 'voc_layers', 'SBDDSegDataLayer', params, ['data', 'label'])
+    net.forward()
+    assert np.array_equal(net.blobs['data'].data, again.blobs['data'].data)  # seeded
+    voc = synth['voc']
+    params = {'voc_dir': str(voc), 'split': 'seg11valid', 'mean': VOC_MEAN, 'mirror': True, 'jitter': 8}
+    net = python_layer_net(tmp_path, 'voc_layers', 'VOCSegDataLayer', params, ['data', 'label'])
+    for id_ in split_ids(voc / 'ImageSets' / 'Segmentation' / 'seg11valid.txt'):
+        net.forward()
+        assert np.array_equal(net.blobs['label'].data[0, 0], png(voc / 'SegmentationClass' / f'{id_}.png'))
+
+
+def test_bad_augmentation_parameters_are_refused(synth, tmp_path):
+    from datalayers import ParamError
+    from datalayers.layers import SBDDSegDataLayer
+    from datalayers.params import parse
+
+    with pytest.raises(ParamError, match="'jitter' must be a whole number of pixels"):
+        parse(str({'sbdd_dir': 'x', 'split': 'train', 'jitter': -3}), SBDDSegDataLayer.spec, 'SBDDSegDataLayer')

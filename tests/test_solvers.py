@@ -415,3 +415,13 @@ def test_learned_upsampling_learns_the_2x_upsamplings_only(data_root, tmp_path):
     learned = set(learned_layers('voc-fcn8s-learned-up', data_root, tmp_path))
     assert {'upscore2', 'upscore_pool4'} <= learned and 'upscore8' not in learned
     assert not {'upscore2', 'upscore_pool4', 'upscore8'} & set(learned_layers('voc-fcn8s', data_root, tmp_path))
+
+
+def test_augment_reaches_the_training_net_only(data_root, tmp_path):
+    from fcn import registry
+    from solvers import runs
+
+    prepared = runs.prepare(registry.get('voc-fcn32s'), tmp_path, 0.0625, data_root, registry.AUGMENT)
+    train, val = (prepared.nets[split].layer[0].python_param.param_str for split in ('train', 'val'))
+    assert "'mirror': True, 'jitter': 32" in train and 'mirror' not in val and 'jitter' not in val
+    assert 'mirror' in (tmp_path / 'run' / 'train.prototxt').read_text()  # what Caffe reads
