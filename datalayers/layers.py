@@ -3,8 +3,9 @@
 One image per forward pass with a leading batch dimension of 1; the net is reshaped for every image.
 Training splits (those whose name contains 'train', as in the reference) are read in a seeded random
 order, a fresh permutation per epoch; evaluation splits are read in file order. `state()` and
-`restore()` let a resumed run continue the same sequence. Every layer also takes `mirror` and `jitter` (pixels):
-training splits are then augmented (`augment`), seeded like the order; both are off by default, as the paper ran.
+`restore()` let a resumed run continue the same sequence. Every layer also takes `mirror` and `jitter` (pixels),
+and `sample` (keep probability) with `cell` (pixels): training splits are then augmented (`augment`) and their
+loss sampled (`sample_cells`), seeded like the order; all are off by default, as the paper ran.
 """
 import random
 
@@ -17,9 +18,10 @@ from . import params as P
 from .datasets import NYUD, SBDD, VOC, PASCALContext, SIFTFlow
 from .io import DatasetError
 
-# Every layer's order and (training splits only) augmentation keys; augmentation is off, as in the paper's runs.
-ORDER = {'randomize': (P.boolean, True), 'seed': (P.seed, None), 'mirror': (P.boolean, False),
-         'jitter': (P.pixels, 0)}
+# Every layer's keys for its order and, on training splits only, the paper's augmentation and loss sampling (CVPR
+# 2015 sec. 4.3), both off by default as in its runs.
+COMMON = {'randomize': (P.boolean, True), 'seed': (P.seed, None), 'mirror': (P.boolean, False),
+          'jitter': (P.pixels, 0), 'sample': (P.probability, 1.0), 'cell': (P.pixels, 32)}
 
 
 def augment(sample, rng, mirror=False, jitter=0):
@@ -30,6 +32,14 @@ def augment(sample, rng, mirror=False, jitter=0):
     dy, dx = rng.integers(-jitter, jitter + 1, size=2) if jitter else (0, 0)
     return {name: shift(array[..., ::-1] if flip else array, dy, dx, 255 if array.dtype == np.uint8 else 0)
             for name, array in sample.items()}
+
+
+def sample_cells(label, rng, keep, cell):
+    """Loss sampling: each `cell` x `cell` block of the labels (one final-layer cell of a stride-`cell` net) is
+    kept with probability `keep`, else void (255), so the loss ignores it."""
+    h, w = label.shape[-2:]
+    dropped = rng.random((-(-h // cell), -(-w // cell))) >= keep
+    return np.where(dropped.repeat(cell, 0).repeat(cell, 1)[:h, :w], np.uint8(255), label)
 
 
 def shift(array, dy, dx, fill):
@@ -78,9 +88,13 @@ class SegDataLayer(caffe.Layer):
     def reshape(self, bottom, top):
         self.current_id = self.ids[self.order[self.position]]
         self.sample = self.dataset.load(self.current_id, self.tops)
-        if self.random and (self.params['mirror'] or self.params['jitter']):  # training splits only
+        p = self.params
+        if self.random and (p['mirror'] or p['jitter'] or p['sample'] < 1):  # training splits only
             rng = np.random.default_rng([self.seed, self.epoch, self.position, 7])  # resumes like the order
-            self.sample = augment(self.sample, rng, self.params['mirror'], self.params['jitter'])
+            self.sample = augment(self.sample, rng, p['mirror'], p['jitter'])
+            if p['sample'] < 1:
+                self.sample = {name: sample_cells(a, rng, p['sample'], p['cell']) if a.dtype == np.uint8 else a
+                               for name, a in self.sample.items()}
         for i, name in enumerate(self.tops):  # pycaffe's blob vectors index but do not iterate
             top[i].reshape(1, *self.sample[name].shape)
 
@@ -117,7 +131,7 @@ class SegDataLayer(caffe.Layer):
 
 class VOCSegDataLayer(SegDataLayer):
     """PASCAL VOC: tops data, label. param_str keys voc_dir, split, mean, randomize, seed."""
-    spec = {'voc_dir': (P.string, P.REQUIRED), 'split': (P.string, P.REQUIRED), 'mean': (P.mean3, VOC_MEAN), **ORDER}
+    spec = {'voc_dir': (P.string, P.REQUIRED), 'split': (P.string, P.REQUIRED), 'mean': (P.mean3, VOC_MEAN), **COMMON}
 
     def open_dataset(self, params):
         return VOC(params['voc_dir'], params['mean'])
@@ -126,7 +140,7 @@ class VOCSegDataLayer(SegDataLayer):
 class SBDDSegDataLayer(SegDataLayer):
     """SBD: tops data, label. param_str keys sbdd_dir, split, mean, randomize, seed."""
     spec = {'sbdd_dir': (P.string, P.REQUIRED), 'split': (P.string, P.REQUIRED), 'mean': (P.mean3, VOC_MEAN),
-            **ORDER}
+            **COMMON}
 
     def open_dataset(self, params):
         return SBDD(params['sbdd_dir'], params['mean'])
@@ -135,7 +149,7 @@ class SBDDSegDataLayer(SegDataLayer):
 class NYUDSegDataLayer(SegDataLayer):
     """NYUDv2: the modalities named by `tops` (color, depth, hha, label), in that order."""
     spec = {'nyud_dir': (P.string, P.REQUIRED), 'split': (P.string, P.REQUIRED),
-            'tops': (P.names_from(NYUD.tops), P.REQUIRED), **ORDER}
+            'tops': (P.names_from(NYUD.tops), P.REQUIRED), **COMMON}
 
     def open_dataset(self, params):
         return NYUD(params['nyud_dir'])
@@ -146,7 +160,7 @@ class NYUDSegDataLayer(SegDataLayer):
 
 class SIFTFlowSegDataLayer(SegDataLayer):
     """SIFT Flow: tops data, sem, geo. param_str keys siftflow_dir, split, randomize, seed."""
-    spec = {'siftflow_dir': (P.string, P.REQUIRED), 'split': (P.string, P.REQUIRED), **ORDER}
+    spec = {'siftflow_dir': (P.string, P.REQUIRED), 'split': (P.string, P.REQUIRED), **COMMON}
 
     def open_dataset(self, params):
         return SIFTFlow(params['siftflow_dir'])
@@ -155,7 +169,7 @@ class SIFTFlowSegDataLayer(SegDataLayer):
 class PASCALContextSegDataLayer(SegDataLayer):
     """PASCAL-Context, 59 classes + background: tops data, label. Keys context_dir, voc_dir, split, randomize, seed."""
     spec = {'context_dir': (P.string, P.REQUIRED), 'voc_dir': (P.string, P.REQUIRED),
-            'split': (P.string, P.REQUIRED), **ORDER}
+            'split': (P.string, P.REQUIRED), **COMMON}
 
     def open_dataset(self, params):
         return PASCALContext(params['context_dir'], params['voc_dir'])

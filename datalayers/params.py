@@ -33,6 +33,12 @@ def pixels(value):
     return value
 
 
+def probability(value):
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value <= 1:
+        raise TypeError('a probability in (0, 1]')
+    return float(value)
+
+
 def mean3(value):
     if not isinstance(value, (tuple, list)) or len(value) != 3 or \
             not all(isinstance(v, Real) and not isinstance(v, bool) for v in value):

@@ -58,8 +58,10 @@ def source(layer):
 
 TOPS = '<the model modalities and label>'
 # Options every data layer takes for its training split (CVPR 2015 sec. 4.3; off unless asked for): a random
-# mirror image, and a random translation by up to `jitter` pixels, image and labels alike.
+# mirror image and translation by up to `jitter` pixels, image and labels alike (AUGMENT: the paper's values);
+# loss sampling, which keeps each `cell` x `cell` block of the labels with probability `sample`.
 AUGMENT = {'mirror': True, 'jitter': 32}
+TRAINING_OPTIONS = ('mirror', 'jitter', 'sample', 'cell')
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from caffe import params as P
 from caffe.net_spec import assign_proto
 from caffe.proto import caffe_pb2
 
-from fcn.registry import AUGMENT, CLASSIFIER_SIZE, DEPLOY_SIZE, MODELS, REPO, SOLVER_COMMON, TOPS, Model, Task, get
+from fcn.registry import (CLASSIFIER_SIZE, DEPLOY_SIZE, MODELS, REPO, SOLVER_COMMON, TOPS, TRAINING_OPTIONS, Model,
+                          Task, get)
 
 from . import pieces
 
@@ -32,18 +33,19 @@ def fill(value, root, split, model):
 
 
 def data_layer(n, model, split, overrides=None):
-    """The Python data layer. An override applies where it is a parameter of this split's layer, the augmentation
-    options (registry.AUGMENT) to the training split only; an override that is a parameter of none of the model's
-    data layers is an error (so one dict serves train and val)."""
+    """The Python data layer. An override applies where it is a parameter of this split's layer, and the training
+    options (registry.TRAINING_OPTIONS: augmentation, loss sampling) to the training split only; an override that
+    is a parameter of none of the model's data layers is an error (so one dict serves train and val)."""
     module, layer, params, tops = data_params(model, split)
     overrides = dict(overrides or {})
-    known = {key for s in model.splits for key in data_params(model, s)[2]} | set(AUGMENT)
+    known = {key for s in model.splits for key in data_params(model, s)[2]} | set(TRAINING_OPTIONS)
     unknown = set(overrides) - known
     if unknown:
         raise ValueError(f'data overrides {sorted(unknown)} are not parameters of the {model.name} data layers; '
                          f'their parameters are {sorted(known)}')
     training = split == model.splits[0]
-    params.update((key, value) for key, value in overrides.items() if key in params or key in AUGMENT and training)
+    params.update((key, value) for key, value in overrides.items()
+                  if key in params or key in TRAINING_OPTIONS and training)
     outputs = L.Python(module=module, layer=layer, param_str=str(params), ntop=len(tops))
     for name, top in zip(tops, outputs, strict=True):
         n[name] = top

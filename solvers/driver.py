@@ -253,8 +253,30 @@ def parser(model=None):
                     '(default: unseeded, as the reference)')
     ap.add_argument('--augment', action='store_true', help='mirror and translate (up to 32 pixels) the training '
                     'images and labels at random, as CVPR 2015 sec. 4.3 tried (default: off, as the paper trained)')
+    ap.add_argument('--loss-sampling', type=keep_probability, metavar='P', help='keep each final-layer cell of the '
+                    'loss with probability P and accumulate 1/P times as many images per step (iter_size), as '
+                    'CVPR 2015 sec. 4.3 tried (default 1: the whole image)')
     cli.add_device(ap)
     return ap
+
+
+def keep_probability(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f'a probability in (0, 1] is needed, e.g. 0.25; got {text!r}')
+    return value
+
+
+def training_options(model, args, iter_size):
+    """The data layer overrides and solver values that --augment and --loss-sampling ask for."""
+    data, solver = dict(registry.AUGMENT) if args.augment else {}, {}
+    if args.loss_sampling and args.loss_sampling < 1:
+        data.update(sample=args.loss_sampling, cell=model.stride)
+        solver['iter_size'] = round(iter_size / args.loss_sampling)  # the same pixels per step, on average
+    return data, solver
 
 
 def parse_args(argv, model=None):
@@ -275,12 +297,13 @@ def run(args):
 
     model = args.model
     use_device(args.gpu)
-    overrides = {'base_lr': args.base_lr} if args.base_lr else {}
+    data, overrides = training_options(model, args, netgen.solver(model).iter_size)
+    if args.base_lr:
+        overrides['base_lr'] = args.base_lr
     if args.seed is not None:
         overrides['random_seed'] = args.seed
     weights = None if args.resume else check_weights(model, args.weights or default_weights(model))
-    prepared = runs.prepare(model, args.out, args.width, args.data_root, registry.AUGMENT if args.augment else None,
-                            solver_overrides=overrides)
+    prepared = runs.prepare(model, args.out, args.width, args.data_root, data, solver_overrides=overrides)
     solver = caffe.SGDSolver(str(prepared.solver))
     if args.resume:
         resume(solver, args.resume)

@@ -246,3 +246,37 @@ def test_bad_augmentation_parameters_are_refused(synth, tmp_path):
 
     with pytest.raises(ParamError, match="'jitter' must be a whole number of pixels"):
         parse(str({'sbdd_dir': 'x', 'split': 'train', 'jitter': -3}), SBDDSegDataLayer.spec, 'SBDDSegDataLayer')
+
+
+def test_loss_sampling_ignores_whole_cells_with_probability_one_minus_p():
+    from datalayers.layers import sample_cells
+
+    label = np.zeros((1, 640, 640), np.uint8)
+    for keep in (0.25, 0.5, 0.9):
+        out = sample_cells(label, np.random.default_rng(0), keep, 32)
+        cells = out[0].reshape(20, 32, 20, 32).transpose(0, 2, 1, 3).reshape(400, -1)
+        assert all(len(set(c)) == 1 for c in cells)  # a cell is ignored whole or kept whole
+        ignored = float((cells[:, 0] == 255).mean())
+        tolerance = 4 * np.sqrt(keep * (1 - keep) / 400)  # 4 standard deviations of the binomial fraction
+        assert abs(ignored - (1 - keep)) < tolerance, (keep, ignored)
+    assert np.array_equal(sample_cells(label, np.random.default_rng(0), 1.0, 32), label)  # p = 1: today's net
+    odd = sample_cells(np.ones((1, 50, 70), np.uint8), np.random.default_rng(1), 0.5, 32)
+    assert odd.shape == (1, 50, 70) and set(np.unique(odd)) == {1, 255}  # partial cells at the edges too
+
+
+def test_loss_sampling_in_the_training_layer(synth, tmp_path):
+    root = synth['sbdd']
+    params = {'sbdd_dir': str(root), 'split': 'train', 'mean': VOC_MEAN, 'seed': 1, 'sample': 0.5, 'cell': 8}
+    net = python_layer_net(tmp_path, 'voc_layers', 'SBDDSegDataLayer', params, ['data', 'label'])
+    ignored = []
+    for _ in range(8):
+        net.forward()
+        id_ = net.layers[0].current_id
+        np.testing.assert_allclose(net.blobs['data'].data[0], expected_image(root / 'img' / f'{id_}.jpg', VOC_MEAN),
+                                   atol=1e-3)  # the image is untouched
+        label = mat(root / 'cls' / f'{id_}.mat', 'GTcls')[0]['Segmentation'][0]
+        got = net.blobs['label'].data[0, 0]
+        kept = got != 255
+        assert np.array_equal(got[kept], label[kept])
+        ignored.append(1 - kept.mean())
+    assert 0.3 < np.mean(ignored) < 0.7

@@ -425,3 +425,16 @@ def test_augment_reaches_the_training_net_only(data_root, tmp_path):
     train, val = (prepared.nets[split].layer[0].python_param.param_str for split in ('train', 'val'))
     assert "'mirror': True, 'jitter': 32" in train and 'mirror' not in val and 'jitter' not in val
     assert 'mirror' in (tmp_path / 'run' / 'train.prototxt').read_text()  # what Caffe reads
+
+
+def test_loss_sampling_keeps_the_effective_batch(data_root, tmp_path):
+    from fcn import registry
+    from solvers import driver
+
+    model = registry.get('voc-fcn-alexnet')  # iter_size 20 already
+    args = driver.parse_args(['voc-fcn-alexnet', '--loss-sampling', '0.25', '--augment'])
+    data, solver = driver.training_options(model, args, 20)
+    assert solver == {'iter_size': 80} and data == {'mirror': True, 'jitter': 32, 'sample': 0.25, 'cell': 32}
+    assert driver.training_options(model, driver.parse_args(['voc-fcn-alexnet']), 20) == ({}, {})
+    with pytest.raises(SystemExit):
+        driver.parse_args(['voc-fcn-alexnet', '--loss-sampling', '0'])

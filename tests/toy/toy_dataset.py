@@ -7,7 +7,7 @@ from PIL import Image
 
 from datalayers import datasets, io
 from datalayers import params as P
-from datalayers.layers import ORDER, SegDataLayer
+from datalayers.layers import COMMON, SegDataLayer
 from fcn import registry
 
 SOURCE = registry.Source('toy_dataset', 'ToySegDataLayer', dict(toy_dir='{root}/toy', seed=registry.SEED,
@@ -32,7 +32,7 @@ class Toy(datasets.Dataset):
 
 
 class ToySegDataLayer(SegDataLayer):
-    spec = {'toy_dir': (P.string, P.REQUIRED), 'split': (P.string, P.REQUIRED), **ORDER}
+    spec = {'toy_dir': (P.string, P.REQUIRED), 'split': (P.string, P.REQUIRED), **COMMON}
 
     def open_dataset(self, params):
         return Toy(params['toy_dir'])
