@@ -61,8 +61,9 @@ def input_layer(n, model, size):
 
 # --- nets -----------------------------------------------------------------------------------------------
 
-def fcn_net(n, model, width, train):
-    """Trunk(s), score head per task, and (train/test) the losses, on the input tops already in `n`."""
+def fcn_net(n, model, width, train, class_weights=None):
+    """Trunk(s), score head per task, and (train/test) the losses, on the input tops already in `n`;
+    `class_weights` {label top: a weight per class} weights those losses."""
     trunk = pieces.TRUNKS[model.trunk]
     num_classes = {task.suffix: task.classes for task in model.tasks}
     if model.fusion == 'late':
@@ -103,7 +104,8 @@ def fcn_net(n, model, width, train):
         score = pieces.fcn_head(n, score_of(task.suffix), reference, task.classes, model.stride, task.suffix,
                                 model.learned_upsampling)
         if train:
-            n[task.loss] = pieces.softmax_loss(score, n[task.label], normalize=model.normalize)
+            n[task.loss] = pieces.softmax_loss(score, n[task.label], model.normalize,
+                                               (class_weights or {}).get(task.label))
 
 
 def classifier_net(n, model, width):
@@ -128,11 +130,12 @@ def classifier_net(n, model, width):
     n.prob = L.Softmax(top)
 
 
-def net(model, split, width=1.0, data=None):
+def net(model, split, width=1.0, data=None, class_weights=None):
     """The NetParameter of `model` (a Model or its name) for `split` (one of model.splits, or 'deploy').
 
     width: scales every channel count except the classes (same topology); data: param_str overrides for the
-    data layer, e.g. {'sbdd_dir': '/tmp/synth/sbdd/dataset'}."""
+    data layer, e.g. {'sbdd_dir': '/tmp/synth/sbdd/dataset'}; class_weights: {label top: a weight per class}
+    for the training split's loss (class balancing)."""
     model = get(model)
     if split != 'deploy' and split not in model.splits:
         raise ValueError(f'{model.name} has no split {split!r}; choose one of {", ".join((*model.splits, "deploy"))}')
@@ -140,6 +143,7 @@ def net(model, split, width=1.0, data=None):
         raise ValueError(f'width must be a number in (0, 1], got {width!r}')
     if data and split == 'deploy':
         raise ValueError('a deploy net has no data layer: drop the data overrides or choose a train/test split')
+    check_class_weights(model, class_weights)
     n = caffe.NetSpec()
     if not model.stride:
         size = CLASSIFIER_SIZE[model.trunk]
@@ -150,13 +154,21 @@ def net(model, split, width=1.0, data=None):
         fcn_net(n, model, width, train=False)
     else:
         data_layer(n, model, split, data)
-        fcn_net(n, model, width, train=True)
+        fcn_net(n, model, width, train=True, class_weights=class_weights if split == model.splits[0] else None)
     proto = n.to_proto()
     if split == 'deploy':
         proto.layer[0].name = 'input'
     if model.fixed:
         fix_all_but_the_classifiers(proto)
     return proto
+
+
+def check_class_weights(model, class_weights):
+    """A ValueError unless `class_weights` gives each named task as many positive weights as it has classes."""
+    sizes = {task.label: task.classes for task in model.tasks}
+    for label, weights in (class_weights or {}).items():
+        if label not in sizes or len(weights) != sizes[label] or min(weights) < 0:
+            raise ValueError(f'class weights for {label!r}: {model.name} needs {sizes} weights >= 0 per label top')
 
 
 def fix_all_but_the_classifiers(proto):

@@ -243,5 +243,10 @@ def average(*tops):
     return L.Eltwise(*tops, operation=P.Eltwise.SUM, coeff=[1.0 / len(tops)] * len(tops))
 
 
-def softmax_loss(score, label, normalize=False):
-    return L.SoftmaxWithLoss(score, label, loss_param=dict(normalize=normalize, ignore_label=255))
+def softmax_loss(score, label, normalize=False, weights=None):
+    """The reference's loss; with class `weights`, solvers.losses' weighted one (CVPR 2015 sec. 4.3)."""
+    if weights is None:
+        return L.SoftmaxWithLoss(score, label, loss_param=dict(normalize=normalize, ignore_label=255))
+    params = dict(weights=[float(w) for w in weights], ignore_label=255, normalize=normalize)
+    return L.Python(score, label, module='solvers.losses', layer='WeightedSoftmaxWithLoss', param_str=str(params),
+                    loss_weight=1)

@@ -253,6 +253,8 @@ def parser(model=None):
                     '(default: unseeded, as the reference)')
     ap.add_argument('--augment', action='store_true', help='mirror and translate (up to 32 pixels) the training '
                     'images and labels at random, as CVPR 2015 sec. 4.3 tried (default: off, as the paper trained)')
+    ap.add_argument('--class-balance', action='store_true', help='weight the training loss per class by median '
+                    'frequency balancing over the training split, as CVPR 2015 sec. 4.3 tried (default: off)')
     ap.add_argument('--loss-sampling', type=keep_probability, metavar='P', help='keep each final-layer cell of the '
                     'loss with probability P and accumulate 1/P times as many images per step (iter_size), as '
                     'CVPR 2015 sec. 4.3 tried (default 1: the whole image)')
@@ -279,6 +281,30 @@ def training_options(model, args, iter_size):
     return data, solver
 
 
+def class_counts(model, data):
+    """{label top: pixels per class} over the model's training split, read by its own data layer."""
+    import surgery
+    from caffe.proto import caffe_pb2
+
+    reader = caffe_pb2.NetParameter(name='class-counts')
+    reader.layer.add().CopyFrom(netgen.net(model, model.splits[0], data=data).layer[0])  # just the data layer
+    net = surgery.instantiate(reader)
+    counts = {task.label: np.zeros(task.classes, np.int64) for task in model.tasks}
+    for _ in tqdm(range(split_size(net)), desc='class frequencies', unit='img', leave=False):
+        net.forward()
+        for label, count in counts.items():
+            values = net.blobs[label].data.astype(np.int64).ravel()
+            count += np.bincount(values[(values >= 0) & (values < len(count))], minlength=len(count))
+    return counts
+
+
+def balanced_weights(model, dirs):
+    """{label top: class weights} by median frequency balancing over the model's training split."""
+    from solvers.losses import class_weights
+
+    return {label: class_weights(count) for label, count in class_counts(model, dirs).items()}
+
+
 def parse_args(argv, model=None):
     ap = parser(model)
     args = ap.parse_args(argv)
@@ -303,7 +329,9 @@ def run(args):
     if args.seed is not None:
         overrides['random_seed'] = args.seed
     weights = None if args.resume else check_weights(model, args.weights or default_weights(model))
-    prepared = runs.prepare(model, args.out, args.width, args.data_root, data, solver_overrides=overrides)
+    balance = balanced_weights(model, runs.data_dirs(model, args.data_root)) if args.class_balance else None
+    prepared = runs.prepare(model, args.out, args.width, args.data_root, data, solver_overrides=overrides,
+                            class_weights=balance)
     solver = caffe.SGDSolver(str(prepared.solver))
     if args.resume:
         resume(solver, args.resume)

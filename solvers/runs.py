@@ -73,18 +73,20 @@ class Prepared:
         return next(iter(self.nets.values()))
 
 
-def prepare(model, out, width=1.0, data_root=None, data=None, solver_overrides=None, transform=None):
+def prepare(model, out, width=1.0, data_root=None, data=None, solver_overrides=None, transform=None,
+            class_weights=None):
     """Write the nets and solver that a run trains into out/run/ -> Prepared.
 
     The run solver names its nets absolutely, leaves snapshots to the driver (snapshot 0: the driver writes
     them atomically after each round) with prefix out/.partial/<reference prefix>, and takes `solver_overrides`
-    (e.g. base_lr for the demo). `transform(param)` may edit each net (tests use it to drop dropout).
+    (e.g. base_lr for the demo). `transform(param)` may edit each net (tests use it to drop dropout);
+    `class_weights` ({label top: weights}) weights the training loss per class.
     """
     run = Path(out).resolve() / 'run'
     dirs = data_dirs(model, data_root, data)
     nets, paths = {}, {}
     for split in model.splits:
-        param = netgen.net(model, split, width, dirs)
+        param = netgen.net(model, split, width, dirs, class_weights)
         nets[split] = (transform(param) or param) if transform is not None else param
         paths[split] = write_atomic(run / f'{split}.prototxt', text_format.MessageToString(nets[split]))
     solver = netgen.solver(model, **(solver_overrides or {}))

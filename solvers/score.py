@@ -4,6 +4,7 @@ Every SoftmaxWithLoss layer of the net is an output to score: its bottoms are th
 blob, its top the loss (SIFT Flow has two: score_sem/sem/loss and score_geo/geo/loss_geo).
 """
 import argparse
+import ast
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +31,18 @@ def loss_is_summed(loss_param):
     return loss_param.normalization in (loss_param.BATCH_SIZE, loss_param.NONE)
 
 
+def weighted_loss_is_summed(layer):
+    """For solvers.losses.WeightedSoftmaxWithLoss (class balancing): summed unless its param_str normalizes."""
+    return not ast.literal_eval(layer.python_param.param_str).get('normalize', False)
+
+
 def outputs(net_param):
-    """The scored outputs of a NetParameter, in layer order."""
+    """The scored outputs of a NetParameter, in layer order: its softmax losses, plain or class-weighted."""
     found = [Output(layer.bottom[0], layer.bottom[1], layer.top[0], loss_is_summed(layer.loss_param))
-             for layer in net_param.layer if layer.type == 'SoftmaxWithLoss']
+             if layer.type == 'SoftmaxWithLoss' else
+             Output(layer.bottom[0], layer.bottom[1], layer.top[0], weighted_loss_is_summed(layer))
+             for layer in net_param.layer if layer.type == 'SoftmaxWithLoss'
+             or layer.type == 'Python' and layer.python_param.layer == 'WeightedSoftmaxWithLoss']
     if not found:
         raise ValueError(f'net {net_param.name!r} has no SoftmaxWithLoss layer: nothing to score')
     return found

@@ -2,6 +2,7 @@
 
 Everything that builds a Caffe net runs in a child process: a failed Caffe CHECK aborts the process.
 """
+import ast
 import json
 import os
 import signal
@@ -438,3 +439,15 @@ def test_loss_sampling_keeps_the_effective_batch(data_root, tmp_path):
     assert driver.training_options(model, driver.parse_args(['voc-fcn-alexnet']), 20) == ({}, {})
     with pytest.raises(SystemExit):
         driver.parse_args(['voc-fcn-alexnet', '--loss-sampling', '0'])
+
+
+def test_class_balance_trains_with_weights_from_the_training_split(data_root, he_weights, tmp_path):
+    result = solve('voc-fcn32s', '--width', WIDTH, '--weights', he_weights, '--data-root', data_root, '--rounds', 1,
+                   '--steps', 2, '--class-balance', '--out', tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    train, val = ((tmp_path / 'run' / f'{split}.prototxt').read_text() for split in ('train', 'val'))
+    assert 'WeightedSoftmaxWithLoss' in train and 'SoftmaxWithLoss' in val and 'Weighted' not in val
+    weights = ast.literal_eval(train.split('param_str: "')[-1].split('"')[0].replace("\\'", "'"))['weights']
+    assert len(weights) == 21 and weights[0] < 1 < max(weights)  # background is frequent: weighted down
+    (row,) = [json.loads(line) for line in (tmp_path / 'log.jsonl').read_text().splitlines()]
+    assert np.isfinite(row['train_loss'])
