@@ -109,6 +109,22 @@ def score_layer(proto):
     return proto.layer[-1].name
 
 
+def coarse_scores(proto):
+    """{output blob: (the coarse score blob its final upsampling reads, that blob's geometry)}: for each Crop of
+    an upsampling Deconvolution's top (score <- upscore <- score_fr, fuse_pool4, ...)."""
+    producers, geometry = {}, {}
+    for layer, row in zip(proto.layer, walk(proto), strict=True):
+        for top in layer.top:
+            producers[top], geometry[top] = layer, row.blob
+    found = {}
+    for layer in proto.layer:
+        upsampling = producers.get(layer.bottom[0]) if layer.type == 'Crop' else None
+        if upsampling is not None and upsampling.type == 'Deconvolution':
+            coarse = upsampling.bottom[0]
+            found[layer.top[0]] = (coarse, geometry[coarse])
+    return found
+
+
 def _fixed(layer):
     return len(layer.param) > 0 and all(p.lr_mult == 0 for p in layer.param)
 

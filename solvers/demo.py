@@ -126,7 +126,7 @@ def write_overlay(weights, args, data_root, count=4):
     model = registry.get('voc-fcn8s')
     voc = model.data.dirs(data_root)['voc_dir']
     ids = (voc / 'ImageSets' / 'Segmentation' / 'seg11valid.txt').read_text().split()[:count]
-    net = infer.load_deploy_net(model, weights, args.width)
+    net, _ = infer.load_deploy_net(model, weights, args.width)
     rows = []
     for id_ in ids:
         rgb = infer.read_image(voc / 'JPEGImages' / f'{id_}.jpg')

@@ -29,22 +29,29 @@ def read_image(path):
 
 
 def load_deploy_net(model, weights, width=1.0):
-    """The model's deploy net with trained weights; it must take one 3-channel `data` input."""
+    """(the model's deploy net with trained weights, its NetParameter); it must take one 3-channel `data` input."""
     import netgen
     import surgery
 
     if not Path(weights).is_file():
         raise cli.BadInput(f'weights {weights} not found: pass a .caffemodel written by training')
-    net = surgery.instantiate(netgen.net(model, 'deploy', width))
+    proto = netgen.net(model, 'deploy', width)
+    net = surgery.instantiate(proto)
     if list(net.inputs) != ['data'] or net.blobs['data'].channels != 3:
         shapes = {k: net.blobs[k].data.shape for k in net.inputs}
         raise cli.BadInput(f'fcn-infer feeds one 3-channel image as `data`; {model.name} takes {shapes}')
     surgery.load_weights(net, str(weights))
-    return net
+    return net, proto
 
 
 def segment(net, rgb, mean):
     """{output blob: H x W uint8 label map} for one RGB image, at the image's own size."""
+    forward(net, rgb, mean)
+    return {out: net.blobs[out].data[0].argmax(0).astype(np.uint8) for out in net.outputs}
+
+
+def forward(net, rgb, mean):
+    """One forward pass of the net, reshaped to the image."""
     data = preprocess(rgb, mean)
     net.blobs['data'].reshape(1, *data.shape)
     net.reshape()
@@ -55,7 +62,40 @@ def segment(net, rgb, mean):
                          f'{empty[0]} comes out empty; use a larger image')
     net.blobs['data'].data[0] = data
     net.forward()
-    return {out: net.blobs[out].data[0].argmax(0).astype(np.uint8) for out in net.outputs}
+
+
+def shift_and_stitch(coarse, image, factor, step):
+    """CVPR 2015 sec. 3.2: the coarse output (stride s = factor x step) of `factor` x `factor` inputs, each shifted
+    up and left by a multiple of `step` pixels, interlaced into one output of stride `step`. `coarse(image)` gives
+    C x h x w scores; `image` is H x W (x channels)."""
+    maps = {(i, j): coarse(image[i * step:, j * step:]) for i in range(factor) for j in range(factor)}
+    h, w = min(m.shape[1] for m in maps.values()), min(m.shape[2] for m in maps.values())
+    dense = np.zeros((next(iter(maps.values())).shape[0], h * factor, w * factor), np.float32)
+    for (i, j), scores in maps.items():
+        dense[:, i::factor, j::factor] = scores[:, :h, :w]
+    return dense
+
+
+def stitched(net, proto, rgb, mean, factor):
+    """{output blob: H x W uint8 label map} by shift-and-stitch of each output's coarse scores: each pixel takes
+    the label of the nearest cell of the denser output (its centre is `origin` + k x step in the image)."""
+    from netgen import geometry
+
+    labels = {}
+    for output, (blob, geo) in geometry.coarse_scores(proto).items():
+        if geo.stride.denominator != 1 or geo.stride % factor:
+            raise cli.BadInput(f'--shift-and-stitch {factor}: {blob} has stride {geo.stride}, which {factor} '
+                               'does not divide')
+        step = int(geo.stride) // factor
+
+        def coarse(image, blob=blob):
+            forward(net, image, mean)
+            return net.blobs[blob].data[0].copy()
+        cells = shift_and_stitch(coarse, rgb, factor, step).argmax(0).astype(np.uint8)
+        rows, cols = (np.clip(np.round((np.arange(n) - float(geo.origin)) / step).astype(int), 0, m - 1)
+                      for n, m in zip(rgb.shape[:2], cells.shape, strict=True))
+        labels[output] = cells[np.ix_(rows, cols)]
+    return labels
 
 
 def overlay(rgb, labels, alpha=0.5):
@@ -100,8 +140,14 @@ def parse_args(argv):
     ap.add_argument('--weights', required=True, type=Path, help='trained .caffemodel')
     ap.add_argument('--out', required=True, type=Path, help='directory for the label maps and overlays')
     cli.add_width(ap, what='the net the weights were trained for')
+    ap.add_argument('--shift-and-stitch', type=int, default=1, metavar='F', help='CVPR 2015 sec. 3.2: run F x F '
+                    'shifted copies of each image and interlace the coarse scores into F x F times denser ones '
+                    '(F must divide their stride; default 1: the net\'s own upsampling)')
     cli.add_device(ap)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.shift_and_stitch < 1:
+        ap.error('--shift-and-stitch must be at least 1')
+    return args
 
 
 @cli.tool('fcn-infer')
@@ -111,9 +157,11 @@ def main(argv=None):
     args = parse_args(argv)
     rgbs = {path: read_image(path) for path in args.images}  # every image checked before any work
     use_device(args.gpu)
-    net = load_deploy_net(args.model, args.weights, args.width)
+    net, proto = load_deploy_net(args.model, args.weights, args.width)
     for path, rgb in tqdm(rgbs.items(), desc='segmenting', unit='img', disable=len(rgbs) < 2):
-        for written in write_results(path.stem, rgb, segment(net, rgb, args.model.mean), args.out):
+        labels = stitched(net, proto, rgb, args.model.mean, args.shift_and_stitch) if args.shift_and_stitch > 1 \
+            else segment(net, rgb, args.model.mean)
+        for written in write_results(path.stem, rgb, labels, args.out):
             print(written)
     return cli.OK
 
