@@ -45,6 +45,11 @@ class Dataset:
                f"{registry.source(self.layer).download} " \
                f"(see data/{self.data_folder}/README.md), or make a synthetic one with `fcn-data synth {self.key}`."
 
+    @property
+    def n_classes(self):
+        """The classes of its (first) task, as declared."""
+        return self.declared.tasks[0].classes
+
     def split_file(self, split):
         return self.root / self.split_dir / f'{split}.txt'
 
@@ -69,7 +74,6 @@ class VOC(Dataset):
     tops = ('data', 'label')
     layer = 'VOCSegDataLayer'
     declared = registry.DATASETS['voc']
-    n_classes = declared.tasks[0].classes
 
     def __init__(self, root, mean=declared.means['color']):
         super().__init__(root)
@@ -112,7 +116,6 @@ class NYUD(Dataset):
     tops = ('color', 'depth', 'hha', 'label')
     layer = 'NYUDSegDataLayer'
     declared = registry.DATASETS['nyud']
-    n_classes = declared.tasks[0].classes
 
     def paths(self, id_):
         return {'color': self.root / 'data' / 'images' / f'img_{id_}.png',
@@ -190,7 +193,6 @@ class PASCALContext(Dataset):
     tops = ('data', 'label')
     layer = 'PASCALContextSegDataLayer'
     declared = registry.DATASETS['pascalcontext']
-    n_classes = declared.tasks[0].classes
 
     def __init__(self, context_dir, voc_dir):
         super().__init__(context_dir)
