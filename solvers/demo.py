@@ -109,7 +109,7 @@ def run_stage(model, base_lr, previous, args, data_root, log):
     if previous is None:
         init_trunk(solver.net, args.seed)
     else:
-        surgery.load_weights(solver.net, str(previous))  # copy by name: trunk, score_fr, earlier skips
+        surgery.load_weights(solver.net, str(previous), partial=True)  # by name: trunk, score_fr, earlier skips
     surgery.interp(solver.net)
     rounds = args.rounds[[s for s, _ in STAGES].index(model.name)]
     rows = driver.train(solver, rounds, args.steps, out, outputs(param), log=log, label=f'{model.name}: ',

@@ -65,14 +65,28 @@ def initialize(solver, model, weights, width=1.0):
     trunk start is checked to be trained; the NYUDv2 fusion nets are built from the trunk by surgery."""
     import surgery
 
-    if model.surgery in (None, 'load'):
-        surgery.load_weights(solver.net, str(weights))
+    if model.surgery in (None, 'load'):  # a start is partial by nature: the new layers are not in the file
+        report = surgery.load_weights(solver.net, str(weights), partial=True)
+        absent = sorted(previous_stage_layers(model, width) & set(report.missing))
+        if absent:
+            raise surgery.WeightsError(f'{weights} lacks {", ".join(absent)} of the trained {model.init_from}: the '
+                                       'file is truncated or comes from another net')
+        if report.missing:
+            print(f'{model.name}: starting from {weights}; left at initialization: {", ".join(report.missing)}')
     else:  # a net holding the converted VGG16 trunk, from which surgery builds the fused first layers
         trunk_net = netgen.net(registry.conversion_target('vgg16'), 'deploy', width=width)
-        getattr(surgery, model.surgery)(solver.net, surgery.instantiate(trunk_net, weights=str(weights)))
+        getattr(surgery, model.surgery)(solver.net, surgery.instantiate(trunk_net, str(weights), partial=True))
     if model.init_from is None:
-        surgery.check_trained_trunk(solver.net)
+        surgery.check_trained_trunk(solver.net)  # every trunk layer trained: none missing, none at a filler
     surgery.interp(solver.net)
+
+
+def previous_stage_layers(model, width):
+    """The weighted layers that a model's trained previous stage provides (none for a trunk start)."""
+    if model.init_from is None:
+        return set()
+    weighted = ('Convolution', 'Deconvolution', 'InnerProduct', 'Scale')
+    return {layer.name for layer in netgen.net(model.init_from, 'deploy', width).layer if layer.type in weighted}
 
 
 # --- snapshots and resume ------------------------------------------------------------------------------------

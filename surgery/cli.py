@@ -8,7 +8,7 @@ from fcn import cli, registry  # cli sets GLOG_minloglevel (default 2) before Ca
 
 from .bilinear import interp, upsampling_layers
 from .transplant import transplant
-from .weights import WeightsError, load_weights, read_caffemodel
+from .weights import load_weights, read_caffemodel
 
 def conversions():
     """{trunk: the FCN whose trunk `convert TRUNK` writes}, for every trunk with a declared ILSVRC classifier."""
@@ -55,15 +55,11 @@ def run_convert(args):
     target = registry.conversion_target(args.model)
     classifier, fcn = target.classifier, target.name
     src = instantiate(netgen.net(classifier, 'deploy', width=args.width))
-    loaded = load_weights(src, args.weights)
+    load_weights(src, args.weights)  # the whole classifier: a file lacking a layer is refused
     dst = instantiate(netgen.net(fcn, 'deploy', width=args.width))
     report = transplant(dst, src)
     print(report)
     trunk = report.written()
-    absent = [name for name in loaded.missing if name in trunk]
-    if absent:
-        raise WeightsError(f'convert: {args.weights} has no weights for {", ".join(absent)}: the FCN trunk would '
-                           f'keep its initialization there; use the published {classifier} caffemodel')
     save_layers(dst, trunk, args.out)
     print(f'wrote {args.out}: the {fcn} trunk ({len(trunk)} layers); score and upsampling layers are left '
           'to the net\'s initialization and surgery.interp')

@@ -24,8 +24,9 @@ def read_prototxt(path, message=None):
         raise WeightsError(f'{path} is not a valid {kind} prototxt: {e}') from None
 
 
-def instantiate(spec, weights=None, phase=caffe.TEST):
-    """A caffe.Net from a NetParameter or a prototxt path, with `weights` validated and loaded if given."""
+def instantiate(spec, weights=None, phase=caffe.TEST, partial=False):
+    """A caffe.Net from a NetParameter or a prototxt path, with `weights` validated and loaded if given
+    (all of the net's layers, or with `partial` those the file has: see load_weights)."""
     param = spec if isinstance(spec, caffe_pb2.NetParameter) else read_prototxt(spec)
     if not param.layer and not param.layers:
         raise WeightsError(f'net definition {spec if not isinstance(spec, caffe_pb2.NetParameter) else ""} '
@@ -35,5 +36,5 @@ def instantiate(spec, weights=None, phase=caffe.TEST):
         f.flush()
         net = caffe.Net(f.name, phase)
     if weights is not None:
-        load_weights(net, weights)
+        load_weights(net, weights, partial=partial)
     return net

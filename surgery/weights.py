@@ -131,20 +131,32 @@ def _check_blob(path, layer, index, shape, blob):
                            f'({count} expected): the file is corrupt')
 
 
-def load_weights(net, path, read_limit=None):
+def load_weights(net, path, read_limit=None, partial=False):
     """Validate the caffemodel at `path` against `net` in Python, then let Caffe copy it in.
 
     Returns a LoadReport. Raises WeightsError naming the layer, the blob and both shapes on a mismatch,
-    and on a missing, truncated or corrupt file: Caffe would abort the process instead. A file larger than
-    Caffe can read (the published VGG16 caffemodel is 553 MB) is handed to Caffe one layer at a time.
+    and on a missing, truncated or corrupt file: Caffe would abort the process instead. Every layer of the net
+    that has weights must be in the file (a file cut at a layer boundary parses, but lacks some), unless
+    `partial` (starting a net from another one's weights; the report lists what stays at initialization).
+    NaN or infinite weights are refused either way. A file larger than Caffe can read (the published VGG16
+    caffemodel is 553 MB) is handed to Caffe one layer at a time.
     """
     param = read_caffemodel(path)
     report = validate(net, param, path)
+    if report.missing and not partial:
+        raise WeightsError(f'{path} has no weights for {len(report.missing)} layer(s) of the net: '
+                           f'{", ".join(report.missing[:8])}{" ..." if len(report.missing) > 8 else ""}; the file '
+                           'is truncated or was made for another net')
     limit = CAFFE_READ_LIMIT if read_limit is None else read_limit
     if Path(path).stat().st_size < limit:
         net.copy_from(str(path))
     else:
         _copy_by_layer(net, param, set(report.loaded), limit, path)
+    broken = [name for name in report.loaded if not all(np.isfinite(blob.data).all() for blob in net.params[name])]
+    if broken:
+        raise WeightsError(f'{path} holds NaN or infinite weights in {", ".join(broken[:8])}'
+                           f'{" ..." if len(broken) > 8 else ""}: it cannot give meaningful results; use a snapshot '
+                           'from before the training diverged')
     return report
 
 

@@ -1,0 +1,109 @@
+"""Hostile weights: NaN or infinite values and files that lack layers (a file cut at a layer boundary parses)
+are refused by every tool that reads weights, naming the layers, before they can give a plausible result."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, 'PYTHONPATH': str(REPO)}
+WIDTH = '1/16'
+
+
+def tool(*args, timeout=300):
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, env=ENV, cwd='/', timeout=timeout)
+
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory):
+    """Synthetic data; good, NaN and truncated voc-fcn8s weights; a good and a truncated voc-fcn32s file (the cut
+    one without fc7, score_fr and the 32s upscore, as a file cut at a layer boundary)."""
+    import netgen
+    import surgery
+    from caffe.proto import caffe_pb2
+    from datalayers.synth import synthesize
+    from solvers import demo
+
+    root = tmp_path_factory.mktemp('hostile')
+    synthesize('sbdd', root / 'data' / 'sbdd', count=8, seed=0, size=(64, 64))
+    synthesize('voc', root / 'data' / 'pascal', count=8, seed=0, size=(64, 64))
+    paths = {'data': root / 'data'}
+    for name in ('voc-fcn8s', 'voc-fcn32s'):
+        net = surgery.instantiate(netgen.net(name, 'deploy', width=1 / 16))
+        demo.init_trunk(net, seed=0)
+        surgery.interp(net)
+        paths[name] = root / f'{name}.caffemodel'
+        net.save(str(paths[name]))
+        whole = caffe_pb2.NetParameter.FromString(paths[name].read_bytes())
+        cut = caffe_pb2.NetParameter(name=whole.name)
+        cut.layer.extend(layer for layer in whole.layer if layer.name not in ('fc7', 'score_fr', 'upscore'))
+        paths[f'{name}-cut'] = root / f'{name}-cut.caffemodel'
+        paths[f'{name}-cut'].write_bytes(cut.SerializeToString())
+        if name == 'voc-fcn8s':
+            net.params['conv3_1'][0].data[0, 0, 0, 0] = np.nan
+            net.params['score_fr'][1].data[0] = np.inf
+            paths['nan'] = root / 'nan.caffemodel'
+            net.save(str(paths['nan']))
+    image = root / 'image.png'
+    from PIL import Image
+    Image.fromarray(np.zeros((48, 48, 3), np.uint8)).save(image)
+    paths['image'] = image
+    return paths
+
+
+def score(files, weights):
+    return tool(BIN / 'fcn-score', 'voc-fcn8s', '--weights', weights, '--width', WIDTH, '--data-root', files['data'])
+
+
+def infer(files, weights, out):
+    return tool(BIN / 'fcn-infer', 'voc-fcn8s', '--weights', weights, '--width', WIDTH, files['image'], '--out', out)
+
+
+def refused(result, *words):
+    assert result.returncode == 2, (result.returncode, result.stdout[-1000:], result.stderr[-2000:])
+    assert all(word in result.stderr for word in words), result.stderr[-2000:]
+    assert 'Traceback' not in result.stderr and 'mean_iu' not in result.stdout
+
+
+def test_good_weights_score_and_segment(files, tmp_path):
+    assert score(files, files['voc-fcn8s']).returncode == 0
+    assert infer(files, files['voc-fcn8s'], tmp_path).returncode == 0
+
+
+def test_nan_weights_do_not_score_or_segment(files, tmp_path):
+    refused(score(files, files['nan']), 'NaN or infinite weights in conv3_1, score_fr')
+    refused(infer(files, files['nan'], tmp_path), 'NaN or infinite weights in conv3_1, score_fr')
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_file_lacking_layers_does_not_score_or_segment(files, tmp_path):
+    refused(score(files, files['voc-fcn8s-cut']), 'has no weights for 2 layer(s) of the net: fc7, score_fr')
+    refused(infer(files, files['voc-fcn8s-cut'], tmp_path), 'has no weights for 2 layer(s)')
+
+
+def test_surgery_refuses_nan_and_incomplete_sources(files, tmp_path):
+    import netgen
+
+    net = tmp_path / 'fcn8s.prototxt'
+    net.write_text(str(netgen.net('voc-fcn8s', 'deploy', width=1 / 16)))
+    for weights, words in ((files['nan'], 'NaN or infinite'), (files['voc-fcn8s-cut'], 'no weights for 2')):
+        result = tool(sys.executable, '-m', 'surgery.cli', 'transplant', '--src-net', net, '--src-weights', weights,
+                      '--dst-net', net, '--out', tmp_path / 'out.caffemodel')
+        refused(result, words)
+        assert not (tmp_path / 'out.caffemodel').exists()
+
+
+def test_training_refuses_nan_and_a_previous_stage_lacking_layers(files, tmp_path):
+    common = ['--width', WIDTH, '--data-root', files['data'], '--rounds', 1, '--steps', 1, '--out', tmp_path]
+    refused(tool(sys.executable, REPO / 'voc-fcn8s' / 'solve.py', '--weights', files['nan'], *common),
+            'NaN or infinite weights in conv3_1')
+    refused(tool(sys.executable, REPO / 'voc-fcn16s' / 'solve.py', '--weights', files['voc-fcn32s-cut'], *common),
+            'lacks fc7, score_fr of the trained voc-fcn32s')
+    started = tool(sys.executable, REPO / 'voc-fcn16s' / 'solve.py', '--weights', files['voc-fcn32s'], *common)
+    assert started.returncode == 0, started.stderr[-2000:]
+    left = started.stdout.split('left at initialization: ')[1].splitlines()[0].split(', ')
+    assert sorted(left) == ['score_pool4', 'upscore16', 'upscore2']  # the 16s layers the 32s net lacks
