@@ -52,7 +52,7 @@ def tool(prog):
                 return main(*args, **kwargs)
             except ModuleNotFoundError as err:
                 if not pycaffe_missing(err):
-                    raise
+                    return internal_error(name, err)
                 return error(name, PYCAFFE_MISSING, FAILURE)
             except (BadInput, ValueError) as err:
                 return error(name, err, BAD_INPUT)
@@ -61,8 +61,22 @@ def tool(prog):
             except KeyboardInterrupt:
                 print(f'{name}: interrupted', file=sys.stderr)
                 return INTERRUPTED
+            except Exception as err:  # the last resort: one line for the user, the traceback in a log file
+                return internal_error(name, err)
         return run
     return decorate
+
+
+def internal_error(prog, err):
+    """Report an unexpected exception in one line, with the full traceback written to a log file."""
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile('w', prefix=f'{Path(prog).name.replace(".", "-")}-', suffix='.log',
+                                     delete=False) as log:
+        log.write(''.join(traceback.format_exception(err)))
+    return error(prog, f'{type(err).__name__}: {err} (an internal error: the traceback is in {log.name}; '
+                       'please report it)', FAILURE)
 
 
 # --- options -----------------------------------------------------------------------------------------------
@@ -99,6 +113,31 @@ def add_width(ap, default=1.0, what='the nets'):
     ap.add_argument('--width', type=width, default=default, metavar='W',
                     help=f'channel width of {what}, a number or fraction such as 0.125 or 1/8 '
                          f'(default {Fraction(default).limit_denominator()}); reduced widths run fast')
+
+
+def positive(kind):
+    """An argparse type: a number of `kind` (int, float) > 0."""
+    def check(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0 or value == float('inf'):
+            raise argparse.ArgumentTypeError(f'{"a whole number" if kind is int else "a number"} > 0 is needed, '
+                                             f'got {text!r}')
+        return value
+    return check
+
+
+def seed(text):
+    """A random seed Caffe takes: a whole number from 0 to 2**63 - 1 (its random_seed is an int64; -1 unseeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2 ** 63:
+        raise argparse.ArgumentTypeError(f'a seed is a whole number from 0 to 2**63 - 1, got {text!r}')
+    return value
 
 
 def add_device(ap):

@@ -255,15 +255,16 @@ def parser(model=None):
     start.add_argument('--weights', type=Path, help="starting weights (default: the previous stage's trained "
                        'weights, or the converted ILSVRC trunk)')
     start.add_argument('--resume', type=Path, metavar='SOLVERSTATE', help='continue a run from its .solverstate')
-    ap.add_argument('--rounds', type=int, help='rounds in all, counted from iteration 0 (default: the reference\'s'
-                    + (f', {model.rounds_steps[0]})' if model else ')'))
-    ap.add_argument('--steps', type=int, help='SGD steps per round (default: the reference\'s'
+    ap.add_argument('--rounds', type=cli.positive(int), help='rounds in all, counted from iteration 0 (default: '
+                    'the reference\'s' + (f', {model.rounds_steps[0]})' if model else ')'))
+    ap.add_argument('--steps', type=cli.positive(int), help='SGD steps per round (default: the reference\'s'
                     + (f', {model.rounds_steps[1]})' if model else ')'))
     cli.add_data_root(ap)
     ap.add_argument('--out', type=Path, help='where snapshots, the log and the curve go (default: MODEL/snapshot)')
     cli.add_width(ap, what='the nets to train')
-    ap.add_argument('--base-lr', type=float, help="override the solver's base_lr (e.g. for a reduced-width variant)")
-    ap.add_argument('--seed', type=int, help="seed Caffe's random numbers (dropout) for a repeatable run "
+    ap.add_argument('--base-lr', type=cli.positive(float),
+                    help="override the solver's base_lr (e.g. for a reduced-width variant)")
+    ap.add_argument('--seed', type=cli.seed, help="seed Caffe's random numbers (dropout) for a repeatable run "
                     '(default: unseeded, as the reference)')
     ap.add_argument('--augment', action='store_true', help='mirror and translate (up to 32 pixels) the training '
                     'images and labels at random, as CVPR 2015 sec. 4.3 tried (default: off, as the paper trained)')
@@ -320,15 +321,12 @@ def balanced_weights(model, dirs):
 
 
 def parse_args(argv, model=None):
-    ap = parser(model)
-    args = ap.parse_args(argv)
+    args = parser(model).parse_args(argv)
     args.model = model or args.model
     rounds, steps = args.model.rounds_steps
     args.rounds = rounds if args.rounds is None else args.rounds
     args.steps = steps if args.steps is None else args.steps
     args.out = args.out or runs.model_dir(args.model) / 'snapshot'
-    if args.rounds < 1 or args.steps < 1:
-        ap.error('--rounds and --steps must be at least 1')
     return args
 
 
@@ -338,7 +336,7 @@ def run(args):
     model = args.model
     use_device(args.gpu)
     data, overrides = training_options(model, args, netgen.solver(model).iter_size)
-    if args.base_lr:
+    if args.base_lr is not None:
         overrides['base_lr'] = args.base_lr
     if args.seed is not None:
         overrides['random_seed'] = args.seed

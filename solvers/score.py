@@ -101,7 +101,7 @@ def parse_args(argv):
     ap.add_argument('--split', help="split to score (default: the model's evaluation split, val or test)")
     cli.add_data_root(ap)
     cli.add_width(ap, what='the net the weights were trained for')
-    ap.add_argument('--images', type=int, help='score only the first N images')
+    ap.add_argument('--images', type=cli.positive(int), help='score only the first N images of the split')
     ap.add_argument('--json', type=Path, help='also write the results as JSON here')
     cli.add_device(ap)
     return ap.parse_args(argv)
@@ -134,7 +134,10 @@ def main(argv=None):
     use_device(args.gpu)
     net, param = load_test_net(args.model, args.split, args.weights, args.width, args.data_root)
     outs = outputs(param)
-    results = evaluate(net, outs, args.images or split_size(net))
+    size = split_size(net)
+    if args.images and args.images > size:
+        raise cli.BadInput(f'--images {args.images}: the {args.split or args.model.splits[1]} split has {size}')
+    results = evaluate(net, outs, args.images or size)
     for score, result in results.items():
         print(format_scores(result, score))
         print(f'{score}: per-class IU ' + ' '.join('-' if v is None else f'{v:.3f}' for v in result['per_class_iu']))

@@ -107,3 +107,23 @@ def test_training_refuses_nan_and_a_previous_stage_lacking_layers(files, tmp_pat
     assert started.returncode == 0, started.stderr[-2000:]
     left = started.stdout.split('left at initialization: ')[1].splitlines()[0].split(', ')
     assert sorted(left) == ['score_pool4', 'upscore16', 'upscore2']  # the 16s layers the 32s net lacks
+
+
+def test_score_refuses_more_images_than_the_split_has(files):
+    result = tool(BIN / 'fcn-score', 'voc-fcn8s', '--weights', files['voc-fcn8s'], '--width', WIDTH, '--data-root',
+                  files['data'], '--images', 1000)
+    refused(result, '--images 1000: the val split has')
+    assert tool(BIN / 'fcn-score', 'voc-fcn8s', '--weights', files['voc-fcn8s'], '--images', -1).returncode == 2
+
+
+def test_an_unexpected_error_is_one_line_and_a_log(capsys):
+    from fcn import cli
+
+    def broken():
+        raise RuntimeError('something nobody planned for')
+    assert cli.tool('fcn-x')(broken)() == cli.FAILURE
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith('fcn-x: error: RuntimeError: something nobody planned for')
+    log = Path(err.split('the traceback is in ')[1].split(';')[0])
+    assert 'Traceback' in log.read_text() and 'raise RuntimeError' in log.read_text()
+    log.unlink()

@@ -224,7 +224,11 @@ BAD_CASES = {
     'resume another model': (['--resume', 'STATE'], 'different model or width'),
     'weights other width': (['--weights', 'WEIGHTS', '--width', '0.25'], 'shape'),
     'gpu on cpu build': (['--gpu', '0'], 'CPU-only'),
-    'zero rounds': (['--rounds', '0'], 'at least 1'),
+    'zero rounds': (['--rounds', '0'], 'a whole number > 0 is needed'),
+    'zero learning rate': (['--base-lr', '0'], 'a number > 0 is needed'),
+    'negative seed': (['--seed', '-5'], 'a seed is a whole number from 0'),
+    'huge seed': (['--seed', '1e23'], 'a seed is a whole number from 0'),
+    'zero width': (['--width', '0'], 'width must be in (0, 1]'),
 }
 
 
