@@ -6,12 +6,16 @@ evaluation split after each. Added: progress, a log row per round, a learning cu
 a NaN guard, Ctrl-C saving a snapshot, and resume from a solverstate.
 """
 import argparse
+import contextlib
 import gc
 import json
 import math
 import os
+import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -101,6 +105,7 @@ def snapshot(solver, out):
     out/.partial, then the files are moved into place, the solverstate last (it names the caffemodel)."""
     partial = Path(out) / '.partial'
     partial.mkdir(parents=True, exist_ok=True)
+    check_space(solver.net, out)  # Caffe aborts the process when a write fails
     solver.snapshot()
     base = next(partial.glob(f'*_iter_{solver.iter}.caffemodel')).name[:-len('.caffemodel')]
     model, state_path = Path(out) / f'{base}.caffemodel', Path(out) / f'{base}.solverstate'
@@ -114,6 +119,15 @@ def snapshot(solver, out):
     runs.write_atomic(state_path, state.SerializeToString())
     (partial / state_path.name).unlink()
     return model
+
+
+def check_space(net, out):
+    """A Failure, before Caffe writes, when `out` has no room for a snapshot: weights plus momentum history."""
+    needed = 2 * sum(blob.data.nbytes for blobs in net.params.values() for blob in blobs) + (16 << 20)
+    free = shutil.disk_usage(out).free
+    if free < needed:
+        raise cli.Failure(f'{out} has {free >> 20} MB free, a snapshot needs {needed >> 20} MB: nothing was written '
+                          'and earlier snapshots are untouched; free some space and resume from the last one')
 
 
 def read_state(path, net):
@@ -139,15 +153,25 @@ def read_state(path, net):
     if len(history) != len(shapes) or any(np.prod(h) != np.prod(s) for h, s in zip(history, shapes, strict=True)):
         raise SetupError(f'--resume {path}: its momentum history has shapes {history[:4]}... but this net has '
                          f'{shapes[:4]}...: it was saved from a different model or width')
+    short = [i for i, h in enumerate(state.history) if (len(h.data) or len(h.double_data)) != np.prod(blob_shape(h))]
+    if short:
+        raise SetupError(f'--resume {path}: momentum history blob {short[0]} holds fewer values than its shape '
+                         'says: the file is corrupt')
+    if state.iter < 0:
+        raise SetupError(f'--resume {path}: it says iteration {state.iter}: the file is corrupt')
     state.learned_net = str(model.resolve())
     return state
 
 
-def resume(solver, path):
-    """Restore iteration, weights, momentum history and (when saved) the data order."""
+def resume(solver, path, last=None):
+    """Restore iteration, weights, momentum history and (when saved) the data order. A state at or past
+    iteration `last` (the run's end) is an error: there is nothing left to do."""
     import surgery
 
     state = read_state(path, solver.net)
+    if last is not None and state.iter >= last:
+        raise SetupError(f'--resume {path}: the run is at iteration {state.iter}, at or past the {last} asked '
+                         'for: nothing to do; ask for more --rounds')
     surgery.load_weights(solver.net, state.learned_net)  # validates shapes in Python before Caffe copies
     with tempfile.TemporaryDirectory() as tmp:  # the state with its weights' path made absolute
         restored = runs.write_atomic(Path(tmp) / 'resume.solverstate', state.SerializeToString())
@@ -202,41 +226,67 @@ def train_round(solver, steps, outs, desc):
 def train(solver, rounds, steps, out, outs, n_val=None, log=None, label='', echo=print):
     """Rounds of `steps` steps from the solver's current iteration up to `rounds` rounds in all, scoring after
     each. Writes a snapshot, a log row and the learning curve per round. Returns the log rows of this call.
-    Raises Diverged (after reporting the last good snapshot) and re-raises KeyboardInterrupt after a snapshot."""
+    Raises Diverged (after reporting the last good snapshot) and re-raises KeyboardInterrupt after a snapshot;
+    SIGTERM (what job schedulers and container stops send) counts as one, and a signal during that snapshot waits."""
     from solvers.curve import plot_curve
 
     out = Path(out)
     test_net = solver.test_nets[0]
     test_net.share_with(solver.net)
     n_val = n_val or split_size(test_net)
-    log, rows = Path(log or out / 'log.jsonl'), []
+    log = Path(log or out / 'log.jsonl')
     first_round = solver.iter // steps
-    try:
-        for r in range(first_round, rounds):
-            start = time.time()
-            train_loss, train_pp = train_round(solver, steps, outs, f'{label}round {r + 1}/{rounds}')
-            results = evaluate(test_net, outs, n_val)
-            snapshot(solver, out)
-            row = {'stage': label.strip(' :'), 'round': r + 1, 'iter': solver.iter,
-                   'seconds': round(time.time() - start, 2), 'train_loss': train_loss,
-                   'train_loss_per_pixel': train_pp, 'scores': results}
-            rows.append(row)
-            with open(log, 'a') as f:
-                f.write(json.dumps(row) + '\n')
-            plot_curve(log, log.with_suffix('.png'), title=label.strip(' :'))
-            for score, result in results.items():
-                echo(f'{label}round {r + 1}/{rounds} iter {solver.iter}: ' + format_scores(result, score))
-    except Diverged as err:
-        last_good = runs.latest_snapshot(out)
-        kept = f'the last good snapshot is {last_good}' if last_good else f'there is no snapshot in {out} yet'
-        raise Diverged(f'training stopped: {err}. Weights after this step are not saved; {kept}. '
-                       'Lower base_lr or check the data and the starting weights.') from None
-    except KeyboardInterrupt:
-        saved = snapshot(solver, out)
-        echo(f'interrupted at iteration {solver.iter}: saved {saved}; resume with --resume '
-             f'{saved.with_suffix(".solverstate")}')
-        raise
+    rows = []
+    with handling(stop, signal.SIGTERM):
+        try:
+            for r in range(first_round, rounds):
+                start = time.time()
+                train_loss, train_pp = train_round(solver, steps, outs, f'{label}round {r + 1}/{rounds}')
+                results = evaluate(test_net, outs, n_val)
+                snapshot(solver, out)
+                row = {'stage': label.strip(' :'), 'round': r + 1, 'iter': solver.iter,
+                       'seconds': round(time.time() - start, 2), 'train_loss': train_loss,
+                       'train_loss_per_pixel': train_pp, 'scores': results}
+                rows.append(row)
+                with open(log, 'a') as f:
+                    f.write(json.dumps(row) + '\n')
+                plot_curve(log, log.with_suffix('.png'), title=label.strip(' :'))
+                for score, result in results.items():
+                    echo(f'{label}round {r + 1}/{rounds} iter {solver.iter}: ' + format_scores(result, score))
+        except Diverged as err:
+            last_good = runs.latest_snapshot(out)
+            kept = f'the last good snapshot is {last_good}' if last_good else f'there is no snapshot in {out} yet'
+            raise Diverged(f'training stopped: {err}. Weights after this step are not saved; {kept}. '
+                           'Lower base_lr or check the data and the starting weights.') from None
+        except KeyboardInterrupt:
+            with handling(wait_for_the_snapshot, signal.SIGINT, signal.SIGTERM):
+                saved = snapshot(solver, out)
+            echo(f'interrupted at iteration {solver.iter}: saved {saved}; resume with --resume '
+                 f'{saved.with_suffix(".solverstate")}')
+            raise
     return rows
+
+
+def stop(signum, frame):
+    raise KeyboardInterrupt
+
+
+def wait_for_the_snapshot(signum, frame):
+    print('\nsaving a snapshot first: it finishes, then the run stops', file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def handling(handler, *signums):
+    """Route these signals to `handler` for the duration (only the main thread may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 # --- command line --------------------------------------------------------------------------------------------
@@ -341,12 +391,13 @@ def run(args):
     if args.seed is not None:
         overrides['random_seed'] = args.seed
     weights = None if args.resume else check_weights(model, args.weights or default_weights(model))
+    runs.lock(args.out)
     balance = balanced_weights(model, runs.data_dirs(model, args.data_root)) if args.class_balance else None
     prepared = runs.prepare(model, args.out, args.width, args.data_root, data, solver_overrides=overrides,
                             class_weights=balance)
     solver = caffe.SGDSolver(str(prepared.solver))
     if args.resume:
-        resume(solver, args.resume)
+        resume(solver, args.resume, args.rounds * args.steps)
     else:
         initialize(solver, model, weights, args.width)
     train(solver, args.rounds, args.steps, args.out, outputs(prepared.train_net), label=f'{model.name}: ')

@@ -62,6 +62,26 @@ def write_atomic(path, data):
     return path
 
 
+def lock(out):
+    """Claim the run folder `out` for this process until it exits (an flock on OUT/.lock, which holds the PID):
+    a second run into the same folder would mix its snapshots and log with this one's."""
+    import fcntl
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / '.lock', os.O_RDWR | os.O_CREAT, 0o666 & ~current_umask())
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors='replace').strip() or 'unknown'
+        os.close(fd)
+        raise SetupError(f'{out} is in use by another run (PID {holder}): wait for it, or choose another --out') \
+            from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f'{os.getpid()}\n'.encode())
+    return fd  # kept open: the lock lasts as long as the process
+
+
 @dataclass(frozen=True)
 class Prepared:
     """What `prepare` wrote: the solver's path and each split's NetParameter."""

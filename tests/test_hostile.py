@@ -1,8 +1,10 @@
 """Hostile weights: NaN or infinite values and files that lack layers (a file cut at a layer boundary parses)
 are refused by every tool that reads weights, naming the layers, before they can give a plausible result."""
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +129,89 @@ def test_an_unexpected_error_is_one_line_and_a_log(capsys):
     log = Path(err.split('the traceback is in ')[1].split(';')[0])
     assert 'Traceback' in log.read_text() and 'raise RuntimeError' in log.read_text()
     log.unlink()
+
+
+# --- training runs: resume states, the --out lock, signals, disk space -------------------------------------
+
+def train(files, out, *extra, patch='', popen=False):
+    """voc-fcn8s/solve.py's main in a child, after `patch` (Python run first)."""
+    start = [] if '--resume' in extra else ['--weights', files['voc-fcn8s']]
+    argv = [*start, '--width', WIDTH, '--data-root', files['data'], '--out', out, *extra]
+    code = (f'import sys\n{patch}\nfrom solvers.driver import main\n'
+            f'sys.exit(main("voc-fcn8s", {list(map(str, argv))!r}))')
+    if popen:
+        return subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=ENV, cwd='/')
+    return tool(sys.executable, '-c', code)
+
+
+@pytest.fixture(scope='module')
+def snapshot(files, tmp_path_factory):
+    out = tmp_path_factory.mktemp('run')
+    result = train(files, out, '--rounds', 1, '--steps', 2)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out / 'train_iter_2.solverstate'
+
+
+def edited_state(snapshot, tmp_path, edit):
+    from caffe.proto import caffe_pb2
+
+    state = caffe_pb2.SolverState.FromString(snapshot.read_bytes())
+    edit(state)
+    for suffix in ('.caffemodel', '.data.json'):
+        (tmp_path / f'train_iter_2{suffix}').write_bytes(snapshot.with_suffix(suffix).read_bytes())
+    path = tmp_path / 'train_iter_2.solverstate'
+    path.write_bytes(state.SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize('case, message', [
+    ('negative', 'it says iteration -5'), ('past the end', 'at or past the 4 asked for'),
+    ('short history', 'holds fewer values than its shape says')])
+def test_resume_refuses_a_state_it_cannot_trust(files, snapshot, tmp_path, case, message):
+    edits = {'negative': lambda s: setattr(s, 'iter', -5), 'past the end': lambda s: setattr(s, 'iter', 10 ** 9),
+             'short history': lambda s: s.history[0].data.__delitem__(slice(1, None))}
+    state = edited_state(snapshot, tmp_path, edits[case])
+    refused(train(files, tmp_path / 'out', '--resume', state, '--rounds', 2, '--steps', 2), message)
+
+
+def wait_for(path, proc, seconds=120):
+    deadline = time.time() + seconds
+    while not path.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert path.exists(), proc.communicate()[1][-2000:]
+
+
+def test_a_second_run_into_the_same_out_is_refused(files, tmp_path):
+    first = train(files, tmp_path, '--rounds', 1, '--steps', 100000, popen=True)
+    try:
+        wait_for(tmp_path / 'run' / 'solver.prototxt', first)
+        refused(train(files, tmp_path, '--rounds', 1, '--steps', 1), f'is in use by another run (PID {first.pid})')
+    finally:
+        first.kill()
+        first.communicate()
+    assert train(files, tmp_path, '--rounds', 1, '--steps', 1).returncode == 0  # the lock died with its process
+
+
+def test_sigterm_saves_a_snapshot_and_a_second_signal_waits_for_it(files, tmp_path):
+    slow = ('import time\nfrom solvers import driver\nsave = driver.snapshot\n'
+            'driver.snapshot = lambda *a: (time.sleep(3), save(*a))[1]')
+    proc = train(files, tmp_path, '--rounds', 1, '--steps', 100000, patch=slow, popen=True)
+    wait_for(tmp_path / 'run' / 'solver.prototxt', proc)
+    time.sleep(6)  # into the steps
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(1)  # inside the (slowed) snapshot
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert 'saving a snapshot first' in err and 'resume with --resume' in out
+    (model,) = tmp_path.glob('train_iter_*.caffemodel')
+    assert model.with_suffix('.solverstate').is_file()
+
+
+def test_a_full_disk_stops_before_caffe_writes(files, tmp_path):
+    full = ('import shutil, collections\nUsage = collections.namedtuple("Usage", "total used free")\n'
+            'shutil.disk_usage = lambda path: Usage(10 ** 9, 10 ** 9, 1 << 20)')
+    result = train(files, tmp_path, '--rounds', 1, '--steps', 1, patch=full)
+    assert result.returncode == 1 and 'MB free, a snapshot needs' in result.stderr, result.stderr[-2000:]
+    assert not list(tmp_path.glob('*.caffemodel')) and 'Traceback' not in result.stderr
