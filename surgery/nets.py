@@ -1,4 +1,7 @@
 """Instantiating caffe.Nets from a NetParameter or a prototxt path, checked in Python first."""
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,16 +27,51 @@ def read_prototxt(path, message=None):
         raise WeightsError(f'{path} is not a valid {kind} prototxt: {e}') from None
 
 
+def allowed_python_modules():
+    """The modules a net's Python layers may name: the declared data layers, fcn's loss layer, and those the user
+    allows in FCN_PYTHON_LAYERS (comma-separated): Caffe imports and runs whatever module a prototxt names."""
+    from fcn import registry
+
+    declared = {source.module for data in registry.DATASETS.values() for source in data.sources.values()}
+    return declared | {'solvers.losses'} | set(filter(None, os.environ.get('FCN_PYTHON_LAYERS', '').split(',')))
+
+
+def check_python_layers(param, where):
+    allowed = allowed_python_modules()
+    for layer in param.layer:
+        if layer.type == 'Python' and layer.python_param.module not in allowed:
+            raise WeightsError(f'{where}: layer {layer.name!r} would import and run the Python module '
+                               f'{layer.python_param.module!r}, which is not one of fcn\'s layer modules '
+                               f'({", ".join(sorted(allowed))}); to allow it, set FCN_PYTHON_LAYERS='
+                               f'{layer.python_param.module}')
+
+
+def probe(path, where):
+    """Build the net in a child process first: on a net it cannot build (an unknown bottom or layer type, a kernel
+    larger than its input) Caffe aborts the whole process. Its reason becomes a WeightsError."""
+    result = subprocess.run([sys.executable, '-c', 'import sys, caffe; caffe.Net(sys.argv[1], caffe.TEST)', path],
+                            capture_output=True, text=True, env={**os.environ, 'GLOG_minloglevel': '2'})
+    if result.returncode:
+        lines = result.stderr.strip().splitlines() or ['(no message)']
+        reason = next((line for line in lines if 'Check failed' in line or 'Unknown' in line), lines[-1])
+        raise WeightsError(f'{where}: Caffe cannot build this net: {reason.split("] ", 1)[-1]}')  # less glog's prefix
+
+
 def instantiate(spec, weights=None, phase=caffe.TEST, partial=False):
     """A caffe.Net from a NetParameter or a prototxt path, with `weights` validated and loaded if given
-    (all of the net's layers, or with `partial` those the file has: see load_weights)."""
-    param = spec if isinstance(spec, caffe_pb2.NetParameter) else read_prototxt(spec)
+    (all of the net's layers, or with `partial` those the file has: see load_weights). A prototxt from a path,
+    unlike a net netgen made, is built once in a child process first, so that Caffe cannot abort this one."""
+    from_file = not isinstance(spec, caffe_pb2.NetParameter)
+    param = read_prototxt(spec) if from_file else spec
+    where = spec if from_file else f'net {param.name!r}'
     if not param.layer and not param.layers:
-        raise WeightsError(f'net definition {spec if not isinstance(spec, caffe_pb2.NetParameter) else ""} '
-                           'has no layers')
+        raise WeightsError(f'{where} has no layers')
+    check_python_layers(param, where)
     with tempfile.NamedTemporaryFile('w', suffix='.prototxt') as f:
         f.write(text_format.MessageToString(param))
         f.flush()
+        if from_file:
+            probe(f.name, where)
         net = caffe.Net(f.name, phase)
     if weights is not None:
         load_weights(net, weights, partial=partial)

@@ -215,3 +215,36 @@ def test_a_full_disk_stops_before_caffe_writes(files, tmp_path):
     result = train(files, tmp_path, '--rounds', 1, '--steps', 1, patch=full)
     assert result.returncode == 1 and 'MB free, a snapshot needs' in result.stderr, result.stderr[-2000:]
     assert not list(tmp_path.glob('*.caffemodel')) and 'Traceback' not in result.stderr
+
+
+# --- nets Caffe would abort on, and Python layers that run arbitrary code ----------------------------------
+
+BAD_NETS = {
+    'unknown bottom': ('layer { name: "c" type: "Convolution" bottom: "nowhere" top: "c" '
+                       'convolution_param { num_output: 2 kernel_size: 3 } }', 'Unknown bottom blob'),
+    'unknown type': ('layer { name: "x" type: "NoSuchLayer" bottom: "data" top: "x" }', 'Unknown layer type'),
+    'kernel larger than input': ('layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
+                                 'convolution_param { num_output: 2 kernel_size: 9 } }', 'Check failed'),
+}
+
+
+@pytest.mark.parametrize('case', BAD_NETS)
+def test_transplant_refuses_a_net_caffe_cannot_build(files, tmp_path, case):
+    text, reason = BAD_NETS[case]
+    bad = tmp_path / 'bad.prototxt'
+    bad.write_text('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 4 '
+                   'dim: 4 } } }\n' + text)
+    good = tmp_path / 'good.prototxt'
+    import netgen
+    good.write_text(str(netgen.net('voc-fcn8s', 'deploy', width=1 / 16)))
+    result = tool(sys.executable, '-m', 'surgery.cli', 'transplant', '--src-net', good, '--src-weights',
+                  files['voc-fcn8s'], '--dst-net', bad, '--out', tmp_path / 'out.caffemodel')
+    refused(result, 'Caffe cannot build this net', reason)
+
+
+def test_a_python_layer_may_only_name_fcns_modules(files, tmp_path):
+    evil = tmp_path / 'evil.prototxt'
+    evil.write_text('layer { name: "p" type: "Python" top: "p" python_param { module: "builtins" layer: "print" } }')
+    args = [sys.executable, '-m', 'surgery.cli', 'transplant', '--src-net', evil, '--src-weights', files['nan'],
+            '--dst-net', evil, '--out', tmp_path / 'out.caffemodel']
+    refused(tool(*args), "would import and run the Python module 'builtins'", 'FCN_PYTHON_LAYERS=builtins')
