@@ -37,6 +37,8 @@ def _open_image(path, modes, what, hint=''):
     try:
         im = Image.open(path)
         im.load()
+    except Image.DecompressionBombError as e:  # not an OSError: Pillow's guard against huge images
+        raise DatasetError(f"{what} {path} is too large to read safely: {e}") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise DatasetError(f"unreadable or truncated {what} {path}: {e}") from e
     if im.mode not in modes:

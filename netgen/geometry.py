@@ -109,6 +109,42 @@ def score_layer(proto):
     return proto.layer[-1].name
 
 
+def blob_sizes(proto, height, width):
+    """{blob: values} of a deploy net fed one height x width image, by Caffe's own shape rules (computed, never
+    allocated: Caffe aborts on a blob of more than 2**31 - 1 values). Square kernels, as in every FCN here."""
+    shapes = {}
+    for layer in proto.layer:
+        bottoms = [shapes[name] for name in layer.bottom]
+        if layer.type == 'Input':
+            tops = [(shape.dim[1], height, width) for shape in layer.input_param.shape]
+        else:
+            tops = [_top_shape(layer, bottoms)] * len(layer.top)
+        shapes.update(zip(layer.top, tops, strict=True))
+    return {name: math.prod(shape) for name, shape in shapes.items()}
+
+
+def _top_shape(layer, bottoms):
+    channels, h, w = bottoms[0]
+    if layer.type in SPATIAL or layer.type == 'Deconvolution':
+        kernel, stride, pad = _window(layer)
+        if layer.type == 'Pooling':  # rounded up, a window starting in the padding dropped (pooling_layer.cpp)
+            size = [math.ceil((n + 2 * pad - kernel) / stride) + 1 for n in (h, w)]
+            size = [s - 1 if pad and (s - 1) * stride >= n + pad else s for s, n in zip(size, (h, w), strict=True)]
+        elif layer.type == 'Convolution':
+            size = [(n + 2 * pad - kernel) // stride + 1 for n in (h, w)]
+        else:
+            size = [stride * (n - 1) + kernel - 2 * pad for n in (h, w)]
+        out = channels if layer.type == 'Pooling' else layer.convolution_param.num_output
+        return (out, *size)
+    if layer.type == 'Crop':
+        return (channels, *bottoms[1][1:])
+    if layer.type == 'Concat':
+        return (sum(b[0] for b in bottoms), h, w)
+    if layer.type == 'InnerProduct':
+        return (layer.inner_product_param.num_output, 1, 1)
+    return bottoms[0]  # pointwise
+
+
 def coarse_scores(proto):
     """{output blob: (the coarse score blob its final upsampling reads, that blob's geometry)}: for each Crop of
     an upsampling Deconvolution's top (score <- upscore <- score_fr, fuse_pool4, ...)."""

@@ -5,6 +5,7 @@ label map as a palette PNG (`NAME.png`, or `NAME_<output>.png` for multi-output 
 and a color overlay of the labels on the image (`NAME_overlay.png`, `NAME_<output>_overlay.png`).
 """
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +25,8 @@ def read_image(path):
             return np.asarray(im.convert('RGB'))
     except FileNotFoundError:
         raise ValueError(f'image {path} not found') from None
+    except Image.DecompressionBombError as err:  # not an OSError: Pillow's guard against huge images
+        raise ValueError(f'{path} is too large to read safely: {err}') from None
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f'{path} is not an image Pillow can read ({err})') from None
 
@@ -48,6 +51,25 @@ def segment(net, rgb, mean):
     """{output blob: H x W uint8 label map} for one RGB image, at the image's own size."""
     forward(net, rgb, mean)
     return {out: net.blobs[out].data[0].argmax(0).astype(np.uint8) for out in net.outputs}
+
+
+def check_fits(proto, rgb, path):
+    """Refuse, before Caffe allocates anything, an image whose blobs in this net would pass Caffe's limit of
+    2**31 - 1 values per blob (Caffe aborts) or the memory available now."""
+    from netgen.geometry import blob_sizes
+
+    sizes = blob_sizes(proto, *rgb.shape[:2])
+    blob, largest = max(sizes.items(), key=lambda item: item[1])
+    if largest > INT_MAX:
+        raise cli.BadInput(f'{path}: a {rgb.shape[1]}x{rgb.shape[0]} image is too large for this net: its blob '
+                           f'{blob} would hold {largest} values, over Caffe\'s limit of {INT_MAX}; scale it down')
+    needed, available = 4 * sum(sizes.values()), os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    if needed > available:
+        raise cli.BadInput(f'{path}: a {rgb.shape[1]}x{rgb.shape[0]} image needs about {needed >> 20} MB in this '
+                           f'net, {available >> 20} MB are free; scale it down')
+
+
+INT_MAX = 2 ** 31 - 1
 
 
 def forward(net, rgb, mean):
@@ -159,6 +181,7 @@ def main(argv=None):
     use_device(args.gpu)
     net, proto = load_deploy_net(args.model, args.weights, args.width)
     for path, rgb in tqdm(rgbs.items(), desc='segmenting', unit='img', disable=len(rgbs) < 2):
+        check_fits(proto, rgb, path)
         labels = stitched(net, proto, rgb, args.model.mean, args.shift_and_stitch) if args.shift_and_stitch > 1 \
             else segment(net, rgb, args.model.mean)
         for written in write_results(path.stem, rgb, labels, args.out):

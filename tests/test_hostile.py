@@ -248,3 +248,40 @@ def test_a_python_layer_may_only_name_fcns_modules(files, tmp_path):
     args = [sys.executable, '-m', 'surgery.cli', 'transplant', '--src-net', evil, '--src-weights', files['nan'],
             '--dst-net', evil, '--out', tmp_path / 'out.caffemodel']
     refused(tool(*args), "would import and run the Python module 'builtins'", 'FCN_PYTHON_LAYERS=builtins')
+
+
+# --- images too large ---------------------------------------------------------------------------------------
+
+def test_blob_sizes_are_caffes():
+    import netgen
+    import surgery
+    from netgen.geometry import blob_sizes
+
+    for name in ('voc-fcn8s', 'voc-fcn-alexnet', 'voc-fcn-googlenet', 'nyud-fcn32s-color-hha'):
+        proto = netgen.net(name, 'deploy', width=1 / 16)
+        net = surgery.instantiate(proto)
+        for top in net.inputs:
+            net.blobs[top].reshape(1, net.blobs[top].channels, 123, 77)
+        net.reshape()
+        sizes = blob_sizes(proto, 123, 77)
+        assert {name: blob.count for name, blob in net.blobs.items() if name in sizes} == \
+            {name: count for name, count in sizes.items() if name in net.blobs}, name
+
+
+def test_an_image_over_caffes_blob_limit_is_refused_before_any_allocation():
+    import netgen
+    from solvers import infer
+
+    huge = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (12000, 12000, 3))  # a 12000 x 12000 photo, no memory
+    with pytest.raises(infer.cli.BadInput, match=r'12000x12000 image is too large for this net: its blob conv1_1 '
+                                                 r'would hold \d+ values, over Caffe\'s limit of 2147483647'):
+        infer.check_fits(netgen.net('voc-fcn8s', 'deploy'), huge, 'photo.jpg')
+    infer.check_fits(netgen.net('voc-fcn8s', 'deploy'), huge[:500, :500], 'small.jpg')
+
+
+def test_a_decompression_bomb_is_refused(files, tmp_path):
+    patch = 'from PIL import Image\nImage.MAX_IMAGE_PIXELS = 100  # so that a 48 x 48 image counts as a bomb'
+    argv = ['voc-fcn8s', '--weights', str(files['voc-fcn8s']), '--width', WIDTH, str(files['image']), '--out',
+            str(tmp_path)]
+    code = f'import sys\n{patch}\nfrom solvers.infer import main\nsys.exit(main({argv!r}))'
+    refused(tool(sys.executable, '-c', code), 'is too large to read safely')
