@@ -15,7 +15,12 @@ def size_arg(text):
         h, w = (int(v) for v in text.lower().split('x'))
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must look like 96x128 (height x width), got {text!r}") from None
+    if not (16 <= h <= MAX_SIDE and 16 <= w <= MAX_SIDE):
+        raise argparse.ArgumentTypeError(f"each side must be 16 to {MAX_SIDE} pixels, got {text!r}")
     return h, w
+
+
+MAX_SIDE = 4096  # synthetic images this large already take seconds each
 
 
 def cmd_synth(args):
@@ -68,8 +73,9 @@ def parser():
                                'pascalcontext: context_dir)')
     c.add_argument('--voc-dir', help='pascalcontext only: the folder holding VOC2010/ (default: DIR)')
     c.add_argument('--split', action='append', help='check only this split (repeatable; default: all present)')
-    c.add_argument('--limit', type=int, help='check at most this many images per split')
-    c.add_argument('--max-problems', type=int, default=10, help='stop after this many problems (default 10)')
+    c.add_argument('--limit', type=cli.positive(int), help='check at most this many images per split')
+    c.add_argument('--max-problems', type=cli.positive(int), default=10,
+                   help='stop after this many problems (default 10)')
     c.set_defaults(run=cmd_check)
 
     v = sub.add_parser('seg11valid', help='derive seg11valid.txt: VOC2011 seg val minus SBD train',

@@ -10,11 +10,18 @@ import numpy as np
 
 from fcn import registry
 
-from .io import (DatasetError, check_label, check_raw_values, check_same_size, read_class_list, read_gray16,
-                 read_label_png, read_mat, read_rgb, read_sbdd_cls, read_split)
+from .io import (DatasetError, check_label, check_raw_values, check_same_size, is_plain_name, read_class_list,
+                 read_gray16, read_label_png, read_mat, read_rgb, read_sbdd_cls, read_split)
 
 SIFTFLOW_SUBDIR = 'spatial_envelope_256x256_static_8outdoorcategories'
 NOT_SPLITS = {'classes', 'README', 'readme'}
+
+
+def plain_split(split):
+    """A split name that names a file in the split folder, not a path out of the dataset ('../x')."""
+    if not is_plain_name(split):
+        raise DatasetError(f"split {split!r} is not a plain name such as 'train' or 'seg11valid'")
+    return split
 
 
 def preprocess(rgb, mean):
@@ -51,7 +58,7 @@ class Dataset:
         return self.declared.tasks[0].classes
 
     def split_file(self, split):
-        return self.root / self.split_dir / f'{split}.txt'
+        return self.root / self.split_dir / f'{plain_split(split)}.txt'
 
     def ids(self, split):
         return read_split(self.split_file(split), self.help())
@@ -217,7 +224,7 @@ class PASCALContext(Dataset):
         return lookup
 
     def split_file(self, split):
-        return self.voc_root / 'ImageSets' / 'Main' / f'{split}.txt'
+        return self.voc_root / 'ImageSets' / 'Main' / f'{plain_split(split)}.txt'
 
     def load(self, id_, tops=None):
         image_path = self.voc_root / 'JPEGImages' / f'{id_}.jpg'

@@ -112,7 +112,16 @@ def read_split(path, layout):
     ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not ids:
         raise DatasetError(f"split file {path} lists no images")
+    strange = next((id_ for id_ in ids if not is_plain_name(id_)), None)
+    if strange is not None:
+        raise DatasetError(f"split file {path} lists {strange!r}: an image id is a plain file name (no '/', not "
+                           "starting with '.')")
     return ids
+
+
+def is_plain_name(name):
+    """A file name that stays inside its folder: no separator, not '.' or '..' or hidden."""
+    return bool(name) and '/' not in name and '\\' not in name and not name.startswith('.')
 
 
 def read_class_list(path):

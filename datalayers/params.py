@@ -1,5 +1,6 @@
 """param_str of the data layers: a Python dict literal, read with ast.literal_eval and checked key by key."""
 import ast
+import math
 from numbers import Real
 
 REQUIRED = object()
@@ -41,8 +42,8 @@ def probability(value):
 
 def mean3(value):
     if not isinstance(value, (tuple, list)) or len(value) != 3 or \
-            not all(isinstance(v, Real) and not isinstance(v, bool) for v in value):
-        raise TypeError('a tuple of three numbers (B, G, R)')
+            not all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+        raise TypeError('a tuple of three finite numbers (B, G, R)')
     return tuple(float(v) for v in value)
 
 

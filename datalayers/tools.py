@@ -7,7 +7,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .datasets import DATASETS, SBDD, VOC, PASCALContext
-from .io import DatasetError, read_sbdd_cls, read_split, write_label_png
+from .io import DatasetError, check_raw_values, read_sbdd_cls, read_split, write_label_png
 
 
 def seg11valid(voc_val_ids, sbdd_train_ids):
@@ -40,8 +40,9 @@ def sbdd_to_png(sbdd_dir, out_dir=None, split=None):
     for id_ in tqdm(ids, desc='sbdd .mat -> png', unit='img', disable=None):
         path = sbdd.root / 'cls' / f'{id_}.mat'
         label = read_sbdd_cls(path)
-        if label.ndim != 2 or label.min() < 0 or label.max() > 255:
-            raise DatasetError(f"{path}: GTcls.Segmentation is not a 2-D class map of values 0..255")
+        if label.ndim != 2:
+            raise DatasetError(f"{path}: GTcls.Segmentation is not a 2-D class map")
+        check_raw_values(label, range(sbdd.n_classes), path)  # SBD's 21 classes; it marks no void
         written.append(out_dir / f'{id_}.png')
         write_label_png(written[-1], label)
     return written

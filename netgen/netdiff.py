@@ -23,6 +23,9 @@ REPEATED_DEFAULTS = {('ConvolutionParameter', 'pad'): 0, ('ConvolutionParameter'
 PATH_FIELDS = {'net', 'train_net', 'test_net', 'snapshot_prefix'}  # solver fields naming files
 
 
+MAX_PROTOTXT = 64 << 20  # the largest reference net's text is under 100 KB
+
+
 class UnreadableError(Exception):
     """An input that is not a readable net or solver prototxt."""
 
@@ -50,6 +53,11 @@ def show(value):
 def read(path):
     """Parse `path` as a NetParameter or, failing that, a SolverParameter."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # /dev/zero, a FIFO: reading would never end
+        raise UnreadableError(f'{path} is not a regular file: expected a net or solver prototxt')
+    if path.is_file() and path.stat().st_size > MAX_PROTOTXT:
+        raise UnreadableError(f'{path} is {path.stat().st_size >> 20} MB: too large for a net or solver prototxt '
+                              f'(at most {MAX_PROTOTXT >> 20} MB; a .caffemodel is not a prototxt)')
     try:
         content = path.read_text()
     except (OSError, UnicodeDecodeError) as e:

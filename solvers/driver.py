@@ -176,6 +176,10 @@ def resume(solver, path, last=None):
     with tempfile.TemporaryDirectory() as tmp:  # the state with its weights' path made absolute
         restored = runs.write_atomic(Path(tmp) / 'resume.solverstate', state.SerializeToString())
         solver.restore(str(restored))
+    if any(layer.type == 'Dropout' for layer in solver.net.layers):
+        print('note: Caffe keeps its random state out of the solverstate and pycaffe cannot read or set it, so the '
+              'dropout masks after a resume differ from those of an uninterrupted run (the weights stay within about '
+              '1e-3 of it); --seed makes each run repeatable', file=sys.stderr)
     order = Path(path).with_suffix('.data.json')
     if order.is_file():
         saved = json.loads(order.read_text())

@@ -37,7 +37,7 @@ def first_val(root):
     ({'voc_dir': 'x', 'split': 'val', 'spilt': 'val'},
      r"unknown param_str key\(s\) \['spilt'\].*accepted keys: voc_dir"),
     ({'voc_dir': 'x', 'split': 3}, "'split' must be a non-empty string, got 3"),
-    ({'voc_dir': 'x', 'split': 'val', 'mean': (1, 2)}, "'mean' must be a tuple of three numbers"),
+    ({'voc_dir': 'x', 'split': 'val', 'mean': (1, 2)}, "'mean' must be a tuple of three finite numbers"),
     ({'voc_dir': 'x', 'split': 'val', 'seed': '1337'}, "'seed' must be an integer or None"),
     ({'voc_dir': 'x', 'split': 'val', 'randomize': 1}, "'randomize' must be True or False"),
     ({'split': 'val'}, r"lacks required key\(s\) \['voc_dir'\]"),

@@ -285,3 +285,63 @@ def test_a_decompression_bomb_is_refused(files, tmp_path):
             str(tmp_path)]
     code = f'import sys\n{patch}\nfrom solvers.infer import main\nsys.exit(main({argv!r}))'
     refused(tool(sys.executable, '-c', code), 'is too large to read safely')
+
+
+# --- small silent wrongs ------------------------------------------------------------------------------------
+
+def fcn_data(*args):
+    return tool(sys.executable, '-m', 'datalayers.cli', *args)
+
+
+def test_fcn_data_refuses_what_it_used_to_accept(files, tmp_path):
+    sbdd = files['data'] / 'sbdd' / 'dataset'
+    refused(fcn_data('check', 'sbdd', sbdd, '--limit', -1), 'a whole number > 0 is needed')
+    refused(fcn_data('check', 'sbdd', sbdd, '--split', 'nosuchsplit'), 'missing split file')
+    refused(fcn_data('check', 'sbdd', sbdd, '--split', '../../etc/passwd'), 'is not a plain name')
+    refused(fcn_data('synth', 'voc', '--out', tmp_path, '--size', '100000x100000'), 'each side must be 16 to 4096')
+    import shutil
+
+    import scipy.io
+    bad = tmp_path / 'sbdd'
+    shutil.copytree(sbdd, bad)
+    mat = next((bad / 'cls').glob('*.mat'))
+    gt = scipy.io.loadmat(mat)
+    gt['GTcls'][0]['Segmentation'][0][0, 0] = 200
+    scipy.io.savemat(mat, {'GTcls': gt['GTcls']})
+    refused(fcn_data('sbdd-png', bad, '--out', tmp_path / 'png'), 'label values [200] are not valid here')
+
+
+def test_a_split_file_cannot_lead_out_of_the_dataset(files, tmp_path):
+    import shutil
+
+    from datalayers import DatasetError
+    from datalayers.datasets import SBDD
+    root = tmp_path / 'sbdd'
+    shutil.copytree(files['data'] / 'sbdd' / 'dataset', root)
+    (root / 'train.txt').write_text('../../../etc/passwd\n')
+    with pytest.raises(DatasetError, match='an image id is a plain file name'):
+        SBDD(root).ids('train')
+
+
+def test_a_mean_must_be_finite():
+    from datalayers import ParamError
+    from datalayers.layers import VOCSegDataLayer
+    from datalayers.params import parse
+
+    with pytest.raises(ParamError, match='three finite numbers'):
+        parse("{'voc_dir': 'x', 'split': 'val', 'mean': (1e999, 0, 0)}", VOCSegDataLayer.spec, 'VOCSegDataLayer')
+
+
+def test_netdiff_refuses_what_it_cannot_read_to_the_end(tmp_path):
+    big = tmp_path / 'big.prototxt'
+    with open(big, 'wb') as f:
+        f.truncate(65 << 20)  # sparse: no disk used
+    for path, message in (('/dev/zero', 'is not a regular file'), (big, 'too large for a net or solver prototxt')):
+        refused(tool(sys.executable, '-m', 'netgen.netdiff', path, big), message)
+
+
+def test_a_resume_of_a_net_with_dropout_says_why_it_is_not_exact(files, snapshot, tmp_path):
+    state = edited_state(snapshot, tmp_path, lambda state: None)
+    result = train(files, tmp_path / 'more', '--resume', state, '--rounds', 2, '--steps', 2)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'Caffe keeps its random state out of the solverstate' in result.stderr
