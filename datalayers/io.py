@@ -29,6 +29,9 @@ def palette(n=256):
     return cmap
 
 
+MAX_PIXELS = 4096 * 4096  # the datasets' images are 500 x 500 at most (NYUDv2 640 x 480)
+
+
 def _open_image(path, modes, what, hint=''):
     """Open and fully decode an image (so a truncated file fails here), checking its mode."""
     path = Path(path)
@@ -36,6 +39,9 @@ def _open_image(path, modes, what, hint=''):
         raise DatasetError(f"missing {what}: {path}")
     try:
         im = Image.open(path)
+        if im.width * im.height > MAX_PIXELS:  # checked before decoding: Caffe would abort on the blobs anyway
+            raise DatasetError(f"{what} {path} is {im.width}x{im.height}: larger than any FCN dataset's images "
+                               f"({MAX_PIXELS >> 20} megapixels at most here); scale it down")
         im.load()
     except Image.DecompressionBombError as e:  # not an OSError: Pillow's guard against huge images
         raise DatasetError(f"{what} {path} is too large to read safely: {e}") from None

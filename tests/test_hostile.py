@@ -345,3 +345,29 @@ def test_a_resume_of_a_net_with_dropout_says_why_it_is_not_exact(files, snapshot
     result = train(files, tmp_path / 'more', '--resume', state, '--rounds', 2, '--steps', 2)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'Caffe keeps its random state out of the solverstate' in result.stderr
+
+
+def test_unwritable_outputs_are_one_line_errors(files):
+    cases = [
+        [BIN / 'fcn-score', 'voc-fcn8s', '--weights', files['voc-fcn8s'], '--width', WIDTH, '--data-root',
+         files['data'], '--json', '/proc/no/score.json'],
+        [BIN / 'fcn-infer', 'voc-fcn8s', '--weights', files['voc-fcn8s'], '--width', WIDTH, files['image'], '--out',
+         '/proc/no'],
+        [sys.executable, REPO / 'voc-fcn8s' / 'solve.py', '--weights', files['voc-fcn8s'], '--width', WIDTH,
+         '--data-root', files['data'], '--out', '/proc/no'],
+    ]
+    for args in cases:
+        result = tool(*args)
+        assert result.returncode == 1 and 'error:' in result.stderr and 'Traceback' not in result.stderr, \
+            (args[0], result.stderr[-2000:])
+
+
+def test_a_dataset_image_too_large_is_refused_before_decoding(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from datalayers import DatasetError, io
+    path = tmp_path / 'big.png'
+    Image.fromarray(np.zeros((300, 200, 3), np.uint8)).save(path)
+    monkeypatch.setattr(io, 'MAX_PIXELS', 100 * 100)
+    with pytest.raises(DatasetError, match='is 200x300: larger than any FCN dataset'):
+        io.read_rgb(path)
