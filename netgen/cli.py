@@ -94,7 +94,8 @@ def main(argv=None):
     if args.info:
         for model in models:
             print(f'# {model.name} ({args.split})')
-            print(geometry.report(netgen.net(model, args.split, args.width)))
+            print(geometry.report(netgen.net(model, args.split, args.width),
+                                  netgen.net(model, 'deploy', args.width)))  # the same weights, no data layer
         return cli.OK
     if args.check:
         stale = check(netgen, models)

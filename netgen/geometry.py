@@ -194,9 +194,10 @@ def _fmt(value):
     return str(value)
 
 
-def report(proto):
-    """The --info text: per layer stride, receptive field, origin, crop offset; then the totals."""
-    rows, counts = walk(proto), parameter_counts(proto)
+def report(proto, weights_of=None):
+    """The --info text: per layer stride, receptive field, origin, crop offset; then the totals. Parameters are
+    counted on `weights_of` (default `proto`): a train net's own data layer would need its dataset."""
+    rows, counts = walk(proto), parameter_counts(weights_of or proto)
     lines = [f'{"layer":<28} {"type":<16} {"stride":>7} {"rf":>6} {"origin":>8} {"crop":>6} {"params":>11}']
     for row in rows:
         b = row.blob

@@ -300,3 +300,10 @@ def test_table1_computes_the_papers_columns_and_times_a_forward_pass():
     assert [cell.split(' | ')[1] for cell in times] == ['50 K40c', '210 K40c', '59 K40c']
     assert all(float(cell.split(' | ')[0]) > 0 for cell in times)
     assert rows['mean IU (paper)'] == ['39.8', '56.0', '42.5']
+
+
+def test_info_on_a_train_split_needs_no_dataset(tmp_path):
+    result = subprocess.run([sys.executable, '-m', 'netgen.cli', '--info', 'voc-fcn8s', '--split', 'train'],
+                            capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)  # no ../data here
+    assert result.returncode == 0, result.stderr
+    assert 'parameters 134.4M' in result.stdout and 'loss' in result.stdout
