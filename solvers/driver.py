@@ -163,15 +163,11 @@ def read_state(path, net):
     return state
 
 
-def resume(solver, path, last=None):
-    """Restore iteration, weights, momentum history and (when saved) the data order. A state at or past
-    iteration `last` (the run's end) is an error: there is nothing left to do."""
+def resume(solver, path):
+    """Restore iteration, weights, momentum history and (when saved) the data order."""
     import surgery
 
     state = read_state(path, solver.net)
-    if last is not None and state.iter >= last:
-        raise SetupError(f'--resume {path}: the run is at iteration {state.iter}, at or past the {last} asked '
-                         'for: nothing to do; ask for more --rounds')
     surgery.load_weights(solver.net, state.learned_net)  # validates shapes in Python before Caffe copies
     with tempfile.TemporaryDirectory() as tmp:  # the state with its weights' path made absolute
         restored = runs.write_atomic(Path(tmp) / 'resume.solverstate', state.SerializeToString())
@@ -240,14 +236,16 @@ def train(solver, rounds, steps, out, outs, n_val=None, log=None, label='', echo
     n_val = n_val or split_size(test_net)
     log = Path(log or out / 'log.jsonl')
     first_round = solver.iter // steps
-    rows = []
+    rows, best = [], best_so_far(log, label)
     with handling(stop, signal.SIGTERM):
         try:
             for r in range(first_round, rounds):
                 start = time.time()
-                train_loss, train_pp = train_round(solver, steps, outs, f'{label}round {r + 1}/{rounds}')
+                todo = steps - solver.iter % steps  # a resumed round is finished, not started over
+                train_loss, train_pp = train_round(solver, todo, outs, f'{label}round {r + 1}/{rounds}')
                 results = evaluate(test_net, outs, n_val)
-                snapshot(solver, out)
+                saved = snapshot(solver, out)
+                best = keep_best(saved, results[outs[0].score]['mean_iu'], best)
                 row = {'stage': label.strip(' :'), 'round': r + 1, 'iter': solver.iter,
                        'seconds': round(time.time() - start, 2), 'train_loss': train_loss,
                        'train_loss_per_pixel': train_pp, 'scores': results}
@@ -269,6 +267,23 @@ def train(solver, rounds, steps, out, outs, n_val=None, log=None, label='', echo
                  f'{saved.with_suffix(".solverstate")}')
             raise
     return rows
+
+
+def best_so_far(log, label):
+    """The best mean IU that this stage's rows in the log reached so far (a resumed run goes on from it)."""
+    if not log.is_file():
+        return -math.inf
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    scores = [next(iter(row['scores'].values()))['mean_iu'] for row in rows if row['stage'] == label.strip(' :')]
+    return max((s for s in scores if s == s), default=-math.inf)  # s == s: not NaN
+
+
+def keep_best(model, mean_iu, best):
+    """Copy the round's snapshot to best.caffemodel beside it when its mean IU beats the best so far."""
+    if mean_iu == mean_iu and mean_iu > best:
+        runs.write_atomic(model.parent / 'best.caffemodel', model.read_bytes())
+        return mean_iu
+    return best
 
 
 def stop(signum, frame):
@@ -308,7 +323,10 @@ def parser(model=None):
     start = ap.add_mutually_exclusive_group()
     start.add_argument('--weights', type=Path, help="starting weights (default: the previous stage's trained "
                        'weights, or the converted ILSVRC trunk)')
-    start.add_argument('--resume', type=Path, metavar='SOLVERSTATE', help='continue a run from its .solverstate')
+    start.add_argument('--resume', type=resume_arg, metavar='SOLVERSTATE', help='continue a run from its '
+                       '.solverstate; `auto`: from the latest complete snapshot in --out')
+    ap.add_argument('--overwrite', action='store_true', help='start over in an --out that holds a previous run '
+                    '(its snapshots and log are deleted first)')
     ap.add_argument('--rounds', type=cli.positive(int), help='rounds in all, counted from iteration 0 (default: '
                     'the reference\'s' + (f', {model.rounds_steps[0]})' if model else ')'))
     ap.add_argument('--steps', type=cli.positive(int), help='SGD steps per round (default: the reference\'s'
@@ -329,6 +347,10 @@ def parser(model=None):
                     'CVPR 2015 sec. 4.3 tried (default 1: the whole image)')
     cli.add_device(ap)
     return ap
+
+
+def resume_arg(text):
+    return text if text == 'auto' else Path(text)
 
 
 def keep_probability(text):
@@ -396,16 +418,40 @@ def run(args):
         overrides['random_seed'] = args.seed
     weights = None if args.resume else check_weights(model, args.weights or default_weights(model))
     runs.lock(args.out)
+    args.resume = claim_out(args)
     balance = balanced_weights(model, runs.data_dirs(model, args.data_root)) if args.class_balance else None
     prepared = runs.prepare(model, args.out, args.width, args.data_root, data, solver_overrides=overrides,
                             class_weights=balance)
     solver = caffe.SGDSolver(str(prepared.solver))
     if args.resume:
-        resume(solver, args.resume, args.rounds * args.steps)
+        resume(solver, args.resume)
+        if solver.iter >= args.rounds * args.steps:
+            print(f'{model.name}: already finished at iteration {solver.iter} ({args.rounds} rounds of {args.steps} '
+                  'steps); ask for more --rounds to go on')
+            return cli.OK
     else:
         initialize(solver, model, weights, args.width)
+    runs.write_atomic(args.out / 'run.json', json.dumps(runs.record(args, weights, data, overrides), indent=1))
     train(solver, args.rounds, args.steps, args.out, outputs(prepared.train_net), label=f'{model.name}: ')
     return cli.OK
+
+
+def claim_out(args):
+    """The solverstate to resume from, after checking --out: a previous run there is continued (--resume), or
+    deleted (--overwrite), or the run is refused, saying which to choose."""
+    out, previous = Path(args.out), runs.previous_run(args.out)
+    if args.resume == 'auto':
+        latest = runs.latest_snapshot(out, complete=True)
+        if latest is None:
+            raise SetupError(f'--resume auto: {out} holds no complete snapshot to resume from')
+        return latest.with_suffix('.solverstate')
+    if previous and not args.resume:
+        if not args.overwrite:
+            raise SetupError(f'{out} holds a previous run ({previous[0].name}, ...): continue it with --resume auto, '
+                             'start over with --overwrite (which deletes its snapshots and log), or choose another '
+                             '--out')
+        runs.clear(previous)
+    return args.resume
 
 
 def main(name, argv=None):

@@ -119,9 +119,45 @@ def prepare(model, out, width=1.0, data_root=None, data=None, solver_overrides=N
 
 
 SNAPSHOT = re.compile(r'_iter_(\d+)\.caffemodel$')
+RUN_FILES = ('*_iter_*.caffemodel', '*_iter_*.solverstate', '*_iter_*.data.json', 'best.caffemodel', 'log.jsonl',
+             'log.png', 'run.json')
 
 
-def latest_snapshot(folder):
-    """The caffemodel with the highest iteration in `folder`, or None."""
-    found = [(int(m.group(1)), p) for p in Path(folder).glob('*_iter_*.caffemodel') if (m := SNAPSHOT.search(p.name))]
+def latest_snapshot(folder, complete=False):
+    """The caffemodel with the highest iteration in `folder` (with `complete`: that has its solverstate), or None."""
+    found = [(int(m.group(1)), p) for p in Path(folder).glob('*_iter_*.caffemodel') if (m := SNAPSHOT.search(p.name))
+             and (not complete or p.with_suffix('.solverstate').is_file())]
     return max(found)[1] if found else None
+
+
+def previous_run(out):
+    """The files a training run leaves in `out` (snapshots, log, best, run.json), if any."""
+    return sorted(p for pattern in RUN_FILES for p in Path(out).glob(pattern))
+
+
+def clear(files):
+    for path in files:
+        path.unlink(missing_ok=True)
+
+
+def record(args, weights, data, overrides):
+    """What run.json keeps of a run: the command, the model, where its weights and data came from, the options
+    and the versions, so that a result can be traced and repeated."""
+    import platform
+    import subprocess
+    import sys
+
+    import numpy
+
+    commit = subprocess.run(['git', '-C', str(registry.REPO), 'rev-parse', 'HEAD'], capture_output=True, text=True)
+    try:
+        from importlib.metadata import version
+        caffe = version('caffe')
+    except Exception:
+        caffe = 'unknown'
+    return {'command': sys.argv, 'model': args.model.name, 'weights': str(weights) if weights else None,
+            'resume': str(args.resume) if args.resume else None, 'data_root': str(registry.data_root(args.data_root)),
+            'width': args.width, 'rounds': args.rounds, 'steps': args.steps, 'data_overrides': data,
+            'solver_overrides': overrides, 'gpu': args.gpu,
+            'versions': {'python': platform.python_version(), 'numpy': numpy.__version__, 'caffe': caffe,
+                         'fcn': commit.stdout.strip() or 'unknown'}}

@@ -166,13 +166,19 @@ def edited_state(snapshot, tmp_path, edit):
 
 
 @pytest.mark.parametrize('case, message', [
-    ('negative', 'it says iteration -5'), ('past the end', 'at or past the 4 asked for'),
-    ('short history', 'holds fewer values than its shape says')])
+    ('negative', 'it says iteration -5'), ('short history', 'holds fewer values than its shape says')])
 def test_resume_refuses_a_state_it_cannot_trust(files, snapshot, tmp_path, case, message):
-    edits = {'negative': lambda s: setattr(s, 'iter', -5), 'past the end': lambda s: setattr(s, 'iter', 10 ** 9),
+    edits = {'negative': lambda s: setattr(s, 'iter', -5),
              'short history': lambda s: s.history[0].data.__delitem__(slice(1, None))}
     state = edited_state(snapshot, tmp_path, edits[case])
     refused(train(files, tmp_path / 'out', '--resume', state, '--rounds', 2, '--steps', 2), message)
+
+
+def test_resuming_a_finished_run_says_so(files, snapshot, tmp_path):
+    state = edited_state(snapshot, tmp_path, lambda s: setattr(s, 'iter', 10 ** 9))
+    result = train(files, tmp_path / 'out', '--resume', state, '--rounds', 2, '--steps', 2)
+    assert result.returncode == 0 and 'already finished at iteration 1000000000' in result.stdout, result.stderr
+    assert not list((tmp_path / 'out').glob('*.caffemodel'))
 
 
 def wait_for(path, proc, seconds=120):
@@ -190,7 +196,8 @@ def test_a_second_run_into_the_same_out_is_refused(files, tmp_path):
     finally:
         first.kill()
         first.communicate()
-    assert train(files, tmp_path, '--rounds', 1, '--steps', 1).returncode == 0  # the lock died with its process
+    refused(train(files, tmp_path, '--rounds', 1, '--steps', 1), 'holds a previous run (run.json')
+    assert train(files, tmp_path, '--rounds', 1, '--steps', 1, '--overwrite').returncode == 0  # the lock died too
 
 
 def test_sigterm_saves_a_snapshot_and_a_second_signal_waits_for_it(files, tmp_path):
@@ -371,3 +378,27 @@ def test_a_dataset_image_too_large_is_refused_before_decoding(tmp_path, monkeypa
     monkeypatch.setattr(io, 'MAX_PIXELS', 100 * 100)
     with pytest.raises(DatasetError, match='is 200x300: larger than any FCN dataset'):
         io.read_rgb(path)
+
+
+# --- protected runs: --resume auto, a round finished not restarted, best.caffemodel, run.json -----------------
+
+def test_resume_auto_finishes_the_interrupted_round_and_keeps_the_best(files, snapshot, tmp_path):
+    import json
+
+    state = edited_state(snapshot, tmp_path, lambda s: setattr(s, 'iter', 3))  # inside round 2 of 2-step rounds
+    result = train(files, tmp_path, '--resume', 'auto', '--rounds', 3, '--steps', 2)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert state.exists() and (tmp_path / 'train_iter_4.caffemodel').is_file()  # round 2 finished at 4, not 5
+    assert not (tmp_path / 'train_iter_5.caffemodel').exists()
+    rows = [json.loads(line) for line in (tmp_path / 'log.jsonl').read_text().splitlines()]
+    assert [row['iter'] for row in rows] == [4, 6]
+    best = max(rows, key=lambda row: row['scores']['score']['mean_iu'])
+    assert (tmp_path / 'best.caffemodel').read_bytes() == \
+        (tmp_path / f'train_iter_{best["iter"]}.caffemodel').read_bytes()
+    record = json.loads((tmp_path / 'run.json').read_text())
+    assert record['model'] == 'voc-fcn8s' and record['rounds'] == 3 and record['resume'].endswith('iter_2.solverstate')
+    assert {'python', 'numpy', 'caffe', 'fcn'} <= set(record['versions'])
+
+
+def test_resume_auto_needs_a_snapshot(files, tmp_path):
+    refused(train(files, tmp_path, '--resume', 'auto', '--rounds', 1, '--steps', 1), 'holds no complete snapshot')
