@@ -3,7 +3,7 @@
 The nets are reduced-width variants of voc-fcn32s/16s/8s (same topology, padding, crops, skips and fixed
 bilinear upsampling; fewer channels), fed by the real data layers from an SBD-format train split and the VOC
 seg11valid split. As the reference stages them, 16s starts from the trained 32s and 8s from the trained 16s,
-each with bilinear upsampling; the 32s trunk starts from `init_trunk`, a seeded stand-in for the converted
+each with bilinear upsampling; the 32s trunk starts from `surgery.stand_in_trunk`, a seeded stand-in for the converted
 ILSVRC trunk (which would have to be downloaded). Each stage uses the training driver: rounds of
 SGD steps, the four metrics printed after each round, atomic snapshots and a log.
 
@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from fcn import cli, registry
 from solvers import driver, runs
@@ -57,43 +56,6 @@ def synthesize(root, count, seed):
     return root
 
 
-# Mean-subtracted pixels spread over about +-60: the first layer divides by this so activations start near 1.
-PIXEL_SCALE = 64.0
-NOISE = 0.1  # of the He standard deviation, on top of the identity
-
-
-def init_trunk(net, seed):
-    """The demo's stand-in for the converted ILSVRC trunk: a trunk that starts by passing the image through.
-
-    A randomly initialized plain 16-layer net learns far too slowly for a demo, so every trunk layer starts as
-    the identity on its first channels (the centre tap; the first layer keeps +x and -x of each color so the
-    ReLUs lose nothing) plus a little He-normal noise, and the remaining channels He-normal. The score layers
-    start at zero as the reference's do; the upsampling layers are left to surgery.interp.
-    """
-    rng = np.random.default_rng(seed)
-    import surgery
-
-    fixed = set(surgery.upsampling_layers(net))
-    trunk = [name for name in net.params if name not in fixed and not name.startswith('score')]
-    for index, name in enumerate(trunk):
-        blobs = net.params[name]
-        kernel = blobs[0].data
-        out_ch, in_ch, kh, kw = kernel.shape
-        he = np.sqrt(2 / (in_ch * kh * kw))
-        kernel[...] = rng.normal(0, he, kernel.shape)
-        if index == 0:
-            signs = [(c, sign) for c in range(in_ch) for sign in (1, -1)][:out_ch]
-            for o, (c, sign) in enumerate(signs):
-                kernel[o] *= NOISE
-                kernel[o, c, kh // 2, kw // 2] += sign / PIXEL_SCALE
-        else:
-            for c in range(min(in_ch, out_ch)):
-                kernel[c] *= NOISE
-                kernel[c, c, kh // 2, kw // 2] += 1.0
-        if len(blobs) > 1:
-            blobs[1].data[...] = 0
-
-
 def run_stage(model, base_lr, previous, args, data_root, log):
     """Train one stage with the driver; returns (its last caffemodel, its last round's scores)."""
     import caffe
@@ -107,7 +69,7 @@ def run_stage(model, base_lr, previous, args, data_root, log):
     param = prepared.train_net
     solver = caffe.SGDSolver(str(prepared.solver))
     if previous is None:
-        init_trunk(solver.net, args.seed)
+        surgery.stand_in_trunk(solver.net, args.seed)
     else:
         surgery.load_weights(solver.net, str(previous), partial=True)  # by name: trunk, score_fr, earlier skips
     surgery.interp(solver.net)

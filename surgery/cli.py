@@ -65,6 +65,22 @@ def run_convert(args):
           'to the net\'s initialization and surgery.interp')
 
 
+def run_init(args):
+    from .nets import instantiate
+    from .stand_in import stand_in_trunk
+
+    import netgen
+
+    net = instantiate(netgen.net(args.model, 'deploy', width=args.width))
+    stand_in_trunk(net, args.seed)
+    interp(net)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    net.save(str(args.out))
+    print(f'wrote {args.out}: seeded stand-in weights (seed {args.seed}) for {args.model.name} at width '
+          f'{args.width:g}, upsampling bilinear. For smoke tests only: NOT the paper\'s initialization, which is '
+          '`fcn-surgery convert` of the published ILSVRC classifier')
+
+
 def parser():
     p = argparse.ArgumentParser(
         prog='fcn-surgery', description=__doc__,
@@ -95,13 +111,26 @@ def parser():
     c.add_argument('--out', required=True, help='caffemodel to write, e.g. vgg16-fcn.caffemodel')
     cli.add_width(c, what='both nets (reduced widths for tests)')
     c.set_defaults(run=run_convert)
+
+    i = sub.add_parser('init', help='seeded stand-in weights for smoke tests (not the paper\'s initialization)',
+                       description='Write weights for a model\'s net without any download: a seeded trunk that '
+                                   'starts by passing the image through, score layers at zero, bilinear upsampling. '
+                                   'Good for smoke tests and demos; the paper starts from `convert`.')
+    i.add_argument('model', type=cli.model, metavar='MODEL', help='the model, e.g. voc-fcn32s')
+    i.add_argument('--random', action='store_true', required=True,
+                   help='required: say that random, untrained weights are what you want')
+    i.add_argument('--seed', type=cli.seed, default=0, help='random seed (default 0)')
+    i.add_argument('--out', required=True, help='caffemodel to write')
+    cli.add_width(i, what='the net')
+    i.set_defaults(run=run_init)
     return p
 
 
 @cli.tool('fcn-surgery')
 def main(argv=None):
     args = parser().parse_args(argv)
-    if Path(args.out).resolve() == Path(getattr(args, 'weights', None) or args.src_weights).resolve():
+    source = getattr(args, 'weights', None) or getattr(args, 'src_weights', None)
+    if source and Path(args.out).resolve() == Path(source).resolve():
         raise cli.BadInput('--out would overwrite the input weights; write to another file')
     args.run(args)
     return cli.OK

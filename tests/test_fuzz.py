@@ -20,14 +20,14 @@ FUZZ = """
     from datalayers import DatasetError, io
     from fcn import registry
     from fcn.cli import BadInput
-    from solvers import demo, driver, infer, runs
+    from solvers import driver, infer, runs
 
     random.seed(0)
     work, data = Path(sys.argv[1]), Path(sys.argv[2])
     model = registry.get('voc-fcn32s')
     proto = netgen.net(model, 'deploy', width=1 / 32)
     net = surgery.instantiate(proto)
-    demo.init_trunk(net, seed=0)
+    surgery.stand_in_trunk(net, seed=0)
     surgery.interp(net)
     net.save(str(work / 'good.caffemodel'))
     prepared = runs.prepare(model, work / 'run', 1 / 32, data)

@@ -28,7 +28,6 @@ def files(tmp_path_factory):
     import surgery
     from caffe.proto import caffe_pb2
     from datalayers.synth import synthesize
-    from solvers import demo
 
     root = tmp_path_factory.mktemp('hostile')
     synthesize('sbdd', root / 'data' / 'sbdd', count=8, seed=0, size=(64, 64))
@@ -36,7 +35,7 @@ def files(tmp_path_factory):
     paths = {'data': root / 'data'}
     for name in ('voc-fcn8s', 'voc-fcn32s'):
         net = surgery.instantiate(netgen.net(name, 'deploy', width=1 / 16))
-        demo.init_trunk(net, seed=0)
+        surgery.stand_in_trunk(net, seed=0)
         surgery.interp(net)
         paths[name] = root / f'{name}.caffemodel'
         net.save(str(paths[name]))

@@ -61,10 +61,9 @@ def test_shift_and_stitch_equals_filter_rarefaction():
 def fcn8s_weights(tmp_path_factory):
     import netgen
     import surgery
-    from solvers import demo
 
     net = surgery.instantiate(netgen.net('voc-fcn8s', 'deploy', width=1 / 16))
-    demo.init_trunk(net, seed=0)
+    surgery.stand_in_trunk(net, seed=0)
     surgery.interp(net)
     path = tmp_path_factory.mktemp('w') / 'fcn8s.caffemodel'
     net.save(str(path))

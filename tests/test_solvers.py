@@ -49,10 +49,10 @@ def init_weights(model, path, width=WIDTH):
     """A reduced-width caffemodel with a He-initialized trunk (the stand-in for the converted ILSVRC trunk)."""
     result = run_py(f"""
         import caffe, netgen, surgery
-        from solvers import demo, driver
+        from solvers import driver
         param = netgen.net({model!r}, 'deploy', width={width})
         net = surgery.instantiate(param)
-        demo.init_trunk(net, seed=0)
+        surgery.stand_in_trunk(net, seed=0)
         net.save({str(path)!r})
     """)
     assert result.returncode == 0, result.stderr
@@ -161,7 +161,7 @@ RESUME = """
         return {k: [b.data.copy() for b in v] for k, v in net.params.items()}
 
     solver, param = make('straight')
-    demo.init_trunk(solver.net, seed=0)
+    surgery.stand_in_trunk(solver.net, seed=0)
     surgery.interp(solver.net)
     outs = score.outputs(param)
     driver.train(solver, 2, 7, out / 'straight', outs, n_val=2)
@@ -391,12 +391,12 @@ LEARNS = """
     import caffe, numpy as np
     import surgery
     from fcn import registry
-    from solvers import demo, runs
+    from solvers import runs
 
     name, root, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     prepared = runs.prepare(registry.get(name), out, 0.0625, root, solver_overrides={'base_lr': 1e-8})
     solver = caffe.SGDSolver(str(prepared.solver))
-    demo.init_trunk(solver.net, seed=0)
+    surgery.stand_in_trunk(solver.net, seed=0)
     surgery.interp(solver.net)
     before = {k: v[0].data.copy() for k, v in solver.net.params.items()}
     solver.step(3)  # the score layers start at zero: from the second step on, gradients reach everything
@@ -455,3 +455,17 @@ def test_class_balance_trains_with_weights_from_the_training_split(data_root, he
     assert len(weights) == 21 and weights[0] < 1 < max(weights)  # background is frequent: weighted down
     (row,) = [json.loads(line) for line in (tmp_path / 'log.jsonl').read_text().splitlines()]
     assert np.isfinite(row['train_loss'])
+
+
+def test_surgery_init_makes_weights_a_smoke_run_starts_from(data_root, tmp_path):
+    def init(out, *extra):
+        return subprocess.run([PYTHON, '-m', 'surgery.cli', 'init', 'voc-fcn32s', '--width', WIDTH, '--seed', '3',
+                               '--out', out, *extra], capture_output=True, text=True, env=ENV, cwd='/', timeout=120)
+    first, second = tmp_path / 'a.caffemodel', tmp_path / 'b.caffemodel'
+    result = init(first, '--random')
+    assert result.returncode == 0 and "NOT the paper's initialization" in result.stdout, result.stderr
+    assert init(second, '--random').returncode == 0 and first.read_bytes() == second.read_bytes()  # seeded
+    assert init(tmp_path / 'c.caffemodel').returncode == 2  # --random must be asked for
+    result = solve('voc-fcn32s', '--weights', first, '--width', WIDTH, '--data-root', data_root, '--rounds', 1,
+                   '--steps', 1, '--out', tmp_path / 'run')
+    assert result.returncode == 0, result.stderr[-2000:]

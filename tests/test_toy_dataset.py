@@ -13,14 +13,13 @@ TRAIN = """
     import sys
     import toy_dataset  # the one new file: its declarations join the registry
     import netgen, surgery
-    from solvers import demo
     from solvers.driver import train_command  # what the fcn-train console script runs
 
     out = sys.argv[1]
     root = toy_dataset.synthesize(out + '/data')
     param = netgen.net('toy-fcn32s', 'deploy', width=1 / 16)
     net = surgery.instantiate(param)
-    demo.init_trunk(net, seed=0)  # a stand-in for the converted ILSVRC trunk
+    surgery.stand_in_trunk(net, seed=0)  # a stand-in for the converted ILSVRC trunk
     net.save(out + '/start.caffemodel')
     sys.exit(train_command(['toy-fcn32s', '--weights', out + '/start.caffemodel', '--width', '1/16', '--data-root',
                             str(root), '--steps', '2', '--out', out + '/run', '--seed', '0']))
