@@ -54,6 +54,7 @@ class CheckReport:
     dataset: str
     counts: dict = field(default_factory=dict)
     classes: dict = field(default_factory=dict)  # label top -> Counter(class -> pixels)
+    names: dict = field(default_factory=dict)  # label top -> class names, from the dataset's declaration
     problems: list = field(default_factory=list)
 
     @property
@@ -63,7 +64,9 @@ class CheckReport:
     def summary(self, max_problems=10):
         lines = [f"{self.dataset}: " + ', '.join(f"{s} {n} images" for s, n in self.counts.items())]
         for top, counter in self.classes.items():
-            classes = ', '.join(f"{c}: {n}" for c, n in sorted(counter.items()))
+            names = self.names.get(top, ())
+            classes = ', '.join(f"{names[c] if c < len(names) else 'void' if c == 255 else c}: {n}"
+                                for c, n in sorted(counter.items()))
             lines.append(f"  {top} pixels per class: {classes}")
         if self.problems:
             lines.append(f"{len(self.problems)} problem(s); the first {min(max_problems, len(self.problems))}:")
@@ -87,7 +90,7 @@ def check(dataset, root, voc_dir=None, splits=None, limit=None, max_problems=20)
     splits = splits or data.splits()
     if not splits:
         raise DatasetError(f"no split files found in {data.split_file('SPLIT').parent}\n{data.help()}")
-    report = CheckReport(dataset)
+    report = CheckReport(dataset, names={task.label: task.names for task in data.declared.tasks})
     for split in splits:
         ids = data.ids(split)[:limit]
         report.counts[split] = len(ids)

@@ -74,7 +74,7 @@ def run_stage(model, base_lr, previous, args, data_root, log):
         surgery.load_weights(solver.net, str(previous), partial=True)  # by name: trunk, score_fr, earlier skips
     surgery.interp(solver.net)
     rounds = args.rounds[[s for s, _ in STAGES].index(model.name)]
-    rows = driver.train(solver, rounds, args.steps, out, outputs(param), log=log, label=f'{model.name}: ',
+    rows = driver.train(solver, rounds, args.steps, out, outputs(param, model), log=log, label=f'{model.name}: ',
                         echo=lambda line: print(line, flush=True))
     return runs.latest_snapshot(out), rows[-1]['scores']['score']
 

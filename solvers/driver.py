@@ -7,6 +7,7 @@ a NaN guard, Ctrl-C saving a snapshot, and resume from a solverstate.
 """
 import argparse
 import contextlib
+import csv
 import gc
 import json
 import math
@@ -26,7 +27,7 @@ import netgen
 from fcn import cli, registry
 from solvers import runs
 from solvers.device import use_device
-from solvers.metrics import format_scores, valid_pixels
+from solvers.metrics import METRICS, format_scores, valid_pixels
 from solvers.runs import SetupError
 from solvers.score import evaluate, outputs, split_size
 
@@ -252,6 +253,7 @@ def train(solver, rounds, steps, out, outs, n_val=None, log=None, label='', echo
                 rows.append(row)
                 with open(log, 'a') as f:
                     f.write(json.dumps(row) + '\n')
+                append_csv(log.with_suffix('.csv'), row)
                 plot_curve(log, log.with_suffix('.png'), title=label.strip(' :'))
                 for score, result in results.items():
                     echo(f'{label}round {r + 1}/{rounds} iter {solver.iter}: ' + format_scores(result, score))
@@ -267,6 +269,18 @@ def train(solver, rounds, steps, out, outs, n_val=None, log=None, label='', echo
                  f'{saved.with_suffix(".solverstate")}')
             raise
     return rows
+
+
+def append_csv(path, row):
+    """The round's numbers as a CSV row (a header first in a new file), for spreadsheets."""
+    flat = {key: row[key] for key in ('stage', 'round', 'iter', 'seconds', 'train_loss', 'train_loss_per_pixel')}
+    flat.update((f'{score}_{metric}', result[metric]) for score, result in row['scores'].items() for metric in METRICS)
+    new = not path.exists()
+    with open(path, 'a', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(flat))
+        if new:
+            writer.writeheader()
+        writer.writerow(flat)
 
 
 def best_so_far(log, label):
@@ -432,7 +446,7 @@ def run(args):
     else:
         initialize(solver, model, weights, args.width)
     runs.write_atomic(args.out / 'run.json', json.dumps(runs.record(args, weights, data, overrides), indent=1))
-    train(solver, args.rounds, args.steps, args.out, outputs(prepared.train_net), label=f'{model.name}: ')
+    train(solver, args.rounds, args.steps, args.out, outputs(prepared.train_net, model), label=f'{model.name}: ')
     return cli.OK
 
 

@@ -22,6 +22,7 @@ class Output:
     label: str   # the ground truth blob (N x 1 x H x W)
     loss: str    # the loss blob
     summed: bool  # True when the loss is summed over pixels (normalize: false), False when averaged
+    names: tuple = ()  # the class names, when the model is known: per-class results are keyed by them
 
 
 def loss_is_summed(loss_param):
@@ -31,16 +32,19 @@ def loss_is_summed(loss_param):
     return loss_param.normalization in (loss_param.BATCH_SIZE, loss_param.NONE)
 
 
-def weighted_loss_is_summed(layer):
-    """For solvers.losses.WeightedSoftmaxWithLoss (class balancing): summed unless its param_str normalizes."""
+def is_summed(layer):
+    """Whether a loss layer sums over pixels: Caffe's rule for SoftmaxWithLoss; for solvers.losses'
+    WeightedSoftmaxWithLoss (class balancing), unless its param_str normalizes."""
+    if layer.type == 'SoftmaxWithLoss':
+        return loss_is_summed(layer.loss_param)
     return not ast.literal_eval(layer.python_param.param_str).get('normalize', False)
 
 
-def outputs(net_param):
-    """The scored outputs of a NetParameter, in layer order: its softmax losses, plain or class-weighted."""
-    found = [Output(layer.bottom[0], layer.bottom[1], layer.top[0], loss_is_summed(layer.loss_param))
-             if layer.type == 'SoftmaxWithLoss' else
-             Output(layer.bottom[0], layer.bottom[1], layer.top[0], weighted_loss_is_summed(layer))
+def outputs(net_param, model=None):
+    """The scored outputs of a NetParameter, in layer order: its softmax losses, plain or class-weighted; with
+    the `model`, each knows its class names."""
+    names = {task.score: task.names for task in model.tasks} if model else {}
+    found = [Output(layer.bottom[0], layer.bottom[1], layer.top[0], is_summed(layer), names.get(layer.bottom[0], ()))
              for layer in net_param.layer if layer.type == 'SoftmaxWithLoss'
              or layer.type == 'Python' and layer.python_param.layer == 'WeightedSoftmaxWithLoss']
     if not found:
@@ -90,7 +94,21 @@ def evaluate(net, outs, n_images, progress=True):
             gt = net.blobs[o.label].data[0, 0]
             pred = net.blobs[o.score].data[0].argmax(0)
             acc[o.score].add(gt, pred, float(net.blobs[o.loss].data.flat[0]), o.summed)
-    return {score: a.result() for score, a in acc.items()}
+    return {o.score: named(acc[o.score].result(), o.names) for o in outs}
+
+
+def named(result, names):
+    """Per-class IU keyed by class name, where the names are known."""
+    if names:
+        result['per_class_iu'] = dict(zip(names, result['per_class_iu'], strict=True))
+    return result
+
+
+def per_class_table(result):
+    """The per-class IU as lines of `name  IU` ('-' where a class is absent from ground truth and prediction)."""
+    ious = result['per_class_iu']
+    pairs = ious.items() if isinstance(ious, dict) else enumerate(ious)
+    return [f'  {name!s:<20} {"-" if iu is None else f"{iu:.3f}"}' for name, iu in pairs]
 
 
 def parse_args(argv):
@@ -133,14 +151,15 @@ def main(argv=None):
     args = parse_args(argv)
     use_device(args.gpu)
     net, param = load_test_net(args.model, args.split, args.weights, args.width, args.data_root)
-    outs = outputs(param)
+    outs = outputs(param, args.model)
     size = split_size(net)
     if args.images and args.images > size:
         raise cli.BadInput(f'--images {args.images}: the {args.split or args.model.splits[1]} split has {size}')
     results = evaluate(net, outs, args.images or size)
     for score, result in results.items():
         print(format_scores(result, score))
-        print(f'{score}: per-class IU ' + ' '.join('-' if v is None else f'{v:.3f}' for v in result['per_class_iu']))
+        print(f'{score}: per-class IU')
+        print('\n'.join(per_class_table(result)))
     if args.json:
         runs.write_atomic(args.json, json.dumps(results, indent=1))
     return cli.OK

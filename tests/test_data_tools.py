@@ -133,3 +133,12 @@ def test_reference_nets_param_str_accepted():
                 assert parsed['seed'] == 1337 and parsed['split'] and parsed['randomize'] is True
                 checked += 1
     assert checked >= 8
+
+
+def test_check_names_the_classes(tmp_path):
+    from datalayers import tools
+    from datalayers.synth import synthesize
+
+    root = synthesize('voc', tmp_path, count=6, seed=0, size=(32, 32))
+    summary = tools.check('voc', root).summary()
+    assert 'label pixels per class: background: ' in summary and 'void: ' in summary

@@ -120,6 +120,8 @@ def test_fcn_score_prints_the_metrics(trained, data_root):
     logged = read_log(out / 'log.jsonl')[-1]['scores']['score']
     assert scored['mean_iu'] == pytest.approx(logged['mean_iu'])  # same weights, same split, same numbers
     assert 'mean_iu' in result.stdout and 'per-class IU' in result.stdout
+    assert '  background ' in result.stdout and '  tvmonitor ' in result.stdout  # class names, not indices
+    assert list(scored['per_class_iu'])[:2] == ['background', 'aeroplane']
 
 
 def test_fcn_score_bad_inputs(trained, data_root, tmp_path):

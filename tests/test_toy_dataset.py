@@ -35,6 +35,8 @@ def test_a_dataset_added_in_one_file_trains_through_fcn_train(tmp_path):
     assert (run / 'train_iter_2.caffemodel').is_file() and (run / 'train_iter_2.solverstate').is_file()
     (row,) = [json.loads(line) for line in (run / 'log.jsonl').read_text().splitlines()]
     assert row['iter'] == 2 and row['round'] == 1  # the declared schedule: 1 round, here of 2 steps
-    assert len(row['scores']['score']['per_class_iu']) == 2  # the declared classes
+    assert list(row['scores']['score']['per_class_iu']) == ['background', 'square']  # the declared class names
+    header = (run / 'log.csv').read_text().splitlines()[0].split(',')
+    assert header[:3] == ['stage', 'round', 'iter'] and 'score_mean_iu' in header
     net = (run / 'run' / 'train.prototxt').read_text()
     assert "module: \"toy_dataset\"" in net and str(tmp_path / 'data' / 'toy') in net  # the data root flowed in
