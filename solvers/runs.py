@@ -27,17 +27,25 @@ def model_dir(model):
 
 def data_dirs(model, data_root=None, data=None):
     """The param_str overrides that point the model's data layers at absolute folders: each '*_dir' under the data
-    root, or as given in `data` (which wins). A folder that does not exist is a SetupError saying where it goes."""
+    root, or as given in `data` (which wins). Folders that do not exist are one SetupError naming them all, each
+    with where it goes and where to get it."""
     root = registry.data_root(data_root)
     dirs = {key: str(path) for key, path in model.data.dirs(root).items()}
     dirs.update(data or {})
-    for key, path in dirs.items():
-        if key.endswith('_dir') and not Path(path).is_dir():
-            inside = Path(path).is_relative_to(root) and key not in (data or {})
-            hint = f'pass --data-root DIR holding {Path(path).relative_to(root)}' if inside else 'fix the path'
-            raise SetupError(f'{model.name} reads {key} = {path}, which is not a directory. Get the dataset (see '
-                             f'data/*/README.md and `fcn-data --help`), or {hint}.')
+    downloads = {key: source.download for source in model.data.sources.values() for key in source.params}
+    missing = [missing_dir(key, Path(path), root, key in (data or {}), downloads.get(key)) for key, path in dirs.items()
+               if key.endswith('_dir') and not Path(path).is_dir()]
+    if missing:
+        raise SetupError(f'{model.name} reads data that is not there:\n' + '\n'.join(missing) +
+                         f'\nPut the datasets under {root} as data/README.md lays them out, or pass --data-root DIR '
+                         '(or set FCN_DATA); `fcn-data synth` makes synthetic ones.')
     return dirs
+
+
+def missing_dir(key, path, root, given, download):
+    where = 'fix the path' if given or not path.is_relative_to(root) else \
+        f'pass --data-root DIR holding {path.relative_to(root)}'
+    return f'  {key} = {path}, which is not a directory: {where}' + (f'; get it from {download}' if download else '')
 
 
 def current_umask():

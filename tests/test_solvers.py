@@ -311,6 +311,8 @@ def test_a_run_reads_its_data_under_the_data_root(tmp_path, monkeypatch):
     with pytest.raises(runs.SetupError) as err:
         runs.data_dirs(registry.get('voc-fcn32s'), '/nowhere')
     assert '/nowhere/sbdd/dataset' in str(err.value) and 'pass --data-root DIR holding sbdd/dataset' in str(err.value)
+    assert 'pass --data-root DIR holding pascal/VOC2011' in str(err.value)  # every missing folder at once
+    assert 'get it from http://host.robots.ox.ac.uk/pascal/VOC/voc2011/' in str(err.value)
     for folder in ('pascal-context', 'pascal'):
         (tmp_path / folder).mkdir()
     monkeypatch.setenv('FCN_DATA', str(tmp_path))  # the reference's '../../data' quirk does not leak into runs
