@@ -5,6 +5,7 @@ label map as a palette PNG (`NAME.png`, or `NAME_<output>.png` for multi-output 
 and a color overlay of the labels on the image (`NAME_overlay.png`, `NAME_<output>_overlay.png`).
 """
 import argparse
+import glob
 import os
 import sys
 from pathlib import Path
@@ -18,11 +19,48 @@ from datalayers.datasets import preprocess
 from fcn import cli
 
 
-def read_image(path):
-    """H x W x 3 uint8 RGB, or a clear error for a missing or unreadable file."""
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.tif', '.tiff', '.webp')
+
+
+def image_paths(items):
+    """The images named: files, every image file in a named folder, the matches of a glob pattern; in order,
+    each once."""
+    found = []
+    for item in map(str, items):
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif not path.exists() and any(c in item for c in '*?['):
+            found += sorted(Path(p) for p in glob.glob(item))
+        else:
+            found.append(path)
+    if not found:
+        raise cli.BadInput(f'no images in {", ".join(map(str, items))}')
+    return list(dict.fromkeys(found))
+
+
+def output_names(paths):
+    """A distinct output name per input: its stem, or, where inputs share a stem, its path below their common
+    folder (a/img.jpg, b/img.jpg -> a_img, b_img; img.jpg, img.png -> img_jpg, img_png)."""
+    stems = [p.stem for p in paths]
+    names = []
+    for path, stem in zip(paths, stems, strict=True):
+        if stems.count(stem) > 1:
+            shared = [p.resolve() for p, s in zip(paths, stems, strict=True) if s == stem]
+            below = path.resolve().relative_to(os.path.commonpath(shared)) if len(set(p.parent for p in shared)) > 1 \
+                else Path(path.name)
+            stem = '_'.join(below.with_suffix('').parts)
+        names.append(stem)
+    return [name if names.count(name) == 1 else f'{name}_{path.suffix[1:]}' for name, path in zip(names, paths,
+                                                                                                 strict=True)]
+
+
+def read_image(path, decode=True):
+    """H x W x 3 uint8 RGB (with `decode` False: only checked, from the file's header), or a clear error for a
+    missing or unreadable file."""
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert('RGB'))
+            return np.asarray(im.convert('RGB')) if decode else im.size
     except FileNotFoundError:
         raise ValueError(f'image {path} not found') from None
     except Image.DecompressionBombError as err:  # not an OSError: Pillow's guard against huge images
@@ -158,7 +196,8 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(prog='fcn-infer', description=__doc__.split('\n\n')[0] + ' ' + __doc__.split(
         '\n\n')[1].replace('\n', ' '))
     ap.add_argument('model', type=cli.trainable, metavar='MODEL', help='model name, e.g. voc-fcn8s')
-    ap.add_argument('images', nargs='+', type=Path, metavar='IMAGE', help='images to segment (JPEG, PNG, ...)')
+    ap.add_argument('images', nargs='+', metavar='IMAGE', help='images to segment (JPEG, PNG, ...): files, folders '
+                    '(every image in them) or glob patterns such as "photos/*.jpg"')
     ap.add_argument('--weights', required=True, type=Path, help='trained .caffemodel')
     ap.add_argument('--out', required=True, type=Path, help='directory for the label maps and overlays')
     cli.add_width(ap, what='the net the weights were trained for')
@@ -177,15 +216,19 @@ def main(argv=None):
     from solvers.device import use_device
 
     args = parse_args(argv)
-    rgbs = {path: read_image(path) for path in args.images}  # every image checked before any work
+    paths = image_paths(args.images)
+    for path in paths:  # every image checked before any work
+        read_image(path, decode=False)
     use_device(args.gpu)
     net, proto = load_deploy_net(args.model, args.weights, args.width)
-    for path, rgb in tqdm(rgbs.items(), desc='segmenting', unit='img', disable=len(rgbs) < 2):
+    for path, name in tqdm(list(zip(paths, output_names(paths), strict=True)), desc='segmenting', unit='img',
+                           disable=len(paths) < 2):
+        rgb = read_image(path)
         check_fits(proto, rgb, path)
         labels = stitched(net, proto, rgb, args.model.mean, args.shift_and_stitch) if args.shift_and_stitch > 1 \
             else segment(net, rgb, args.model.mean)
-        for written in write_results(path.stem, rgb, labels, args.out):
-            print(written)
+        for written in write_results(name, rgb, labels, args.out):
+            tqdm.write(str(written))  # printed above the progress bar, not through it
     return cli.OK
 
 

@@ -401,3 +401,20 @@ def test_resume_auto_finishes_the_interrupted_round_and_keeps_the_best(files, sn
 
 def test_resume_auto_needs_a_snapshot(files, tmp_path):
     refused(train(files, tmp_path, '--resume', 'auto', '--rounds', 1, '--steps', 1), 'holds no complete snapshot')
+
+
+def test_fcn_infer_takes_folders_and_globs_and_keeps_same_names_apart(files, tmp_path):
+    from PIL import Image
+
+    image = Image.open(files['image'])
+    for relative in ('a/img.png', 'b/img.png', 'c/x.jpg', 'c/x.png'):
+        (tmp_path / relative).parent.mkdir(exist_ok=True)
+        image.save(tmp_path / relative)
+    result = tool(BIN / 'fcn-infer', 'voc-fcn8s', '--weights', files['voc-fcn8s'], '--width', WIDTH,
+                  tmp_path / 'a', tmp_path / 'b' / '*.png', tmp_path / 'c' / 'x.jpg', tmp_path / 'c' / 'x.png',
+                  '--out', tmp_path / 'out')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / 'out').glob('*.png') if 'overlay' not in p.name) == \
+        ['a_img.png', 'b_img.png', 'x_jpg.png', 'x_png.png']
+    refused(tool(BIN / 'fcn-infer', 'voc-fcn8s', '--weights', files['voc-fcn8s'], tmp_path / 'none' / '*.png',
+                 '--out', tmp_path / 'out'), 'no images in')
