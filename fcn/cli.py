@@ -54,6 +54,9 @@ def tool(prog):
                 if not pycaffe_missing(err):
                     return internal_error(name, err)
                 return error(name, PYCAFFE_MISSING, FAILURE)
+            except BrokenPipeError:  # the reader went away (`| head`): nothing more to say
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return OK
             except (BadInput, ValueError) as err:
                 return error(name, err, BAD_INPUT)
             except (Failure, OSError) as err:

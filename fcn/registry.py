@@ -318,3 +318,52 @@ for entry in [
     declare(entry)
 
 CLASSIFIER_SIZE = {'vgg16': 224, 'caffenet': 227, 'googlenet': 224}
+
+
+# --- the published weights ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Published:
+    """A published weights file: the model whose net it fits (checked on download), where the reference names
+    it, and its checksum where one is published ('sha1:...', 'md5:...'; None: the first download that fits the
+    net is pinned by its sha256)."""
+    model: str
+    url: str
+    checksum: str | None = None
+    width: float = 1.0
+
+    @property
+    def file(self):
+        return self.url.rsplit('/', 1)[-1]
+
+
+PUBLISHED = {}
+
+
+def publish(entry):
+    if entry.model in PUBLISHED:
+        raise ValueError(f'weights for {entry.model!r} are declared twice')
+    get(entry.model)
+    PUBLISHED[entry.model] = entry
+    return entry
+
+
+REFERENCE_HOST = 'http://dl.caffe.berkeleyvision.org/'  # each model folder's caffemodel-url in the reference
+for name, file in [
+    ('voc-fcn32s', 'fcn32s-heavy-pascal'), ('voc-fcn16s', 'fcn16s-heavy-pascal'),
+    ('voc-fcn8s', 'fcn8s-heavy-pascal'), ('voc-fcn8s-atonce', 'fcn8s-atonce-pascal'),
+    ('voc-fcn-alexnet', 'fcn-alexnet-pascal'), ('nyud-fcn32s-color', 'nyud-fcn32s-color-heavy'),
+    ('nyud-fcn32s-hha', 'nyud-fcn32s-hha-heavy'), ('nyud-fcn32s-color-hha', 'nyud-fcn32s-color-hha-heavy'),
+    ('siftflow-fcn32s', 'siftflow-fcn32s-heavy'), ('siftflow-fcn16s', 'siftflow-fcn16s-heavy'),
+    ('siftflow-fcn8s', 'siftflow-fcn8s-heavy'), ('pascalcontext-fcn32s', 'pascalcontext-fcn32s-heavy'),
+    ('pascalcontext-fcn16s', 'pascalcontext-fcn16s-heavy'), ('pascalcontext-fcn8s', 'pascalcontext-fcn8s-heavy'),
+]:
+    publish(Published(name, f'{REFERENCE_HOST}{file}.caffemodel',
+                      'md5:c03b2953ebd846c270da1a8e8f200c09' if name == 'voc-fcn8s' else None))  # md5: Chainer's pin
+# The ILSVRC classifiers the reference starts from; sha1s from the Caffe model zoo.
+publish(Published('ilsvrc-vgg16', 'http://www.robots.ox.ac.uk/~vgg/software/very_deep/caffe/'
+                                  'VGG_ILSVRC_16_layers.caffemodel'))
+publish(Published('ilsvrc-caffenet', f'{REFERENCE_HOST}bvlc_reference_caffenet.caffemodel',
+                  'sha1:4c8d77deb20ea792f84eb5e6d0a11ca0a8660a46'))
+publish(Published('ilsvrc-googlenet', f'{REFERENCE_HOST}bvlc_googlenet.caffemodel',
+                  'sha1:405fc5acd08a3bb12de8ee5e23a96bec22f08204'))
