@@ -198,7 +198,8 @@ def parse_args(argv):
     ap.add_argument('model', type=cli.trainable, metavar='MODEL', help='model name, e.g. voc-fcn8s')
     ap.add_argument('images', nargs='+', metavar='IMAGE', help='images to segment (JPEG, PNG, ...): files, folders '
                     '(every image in them) or glob patterns such as "photos/*.jpg"')
-    ap.add_argument('--weights', required=True, type=Path, help='trained .caffemodel')
+    ap.add_argument('--weights', type=Path, help='trained .caffemodel (default: the published weights of MODEL, '
+                    'once `fcn-weights fetch MODEL` has cached them)')
     ap.add_argument('--out', required=True, type=Path, help='directory for the label maps and overlays')
     cli.add_width(ap, what='the net the weights were trained for')
     ap.add_argument('--shift-and-stitch', type=int, default=1, metavar='F', help='CVPR 2015 sec. 3.2: run F x F '
@@ -220,7 +221,9 @@ def main(argv=None):
     for path in paths:  # every image checked before any work
         read_image(path, decode=False)
     use_device(args.gpu)
-    net, proto = load_deploy_net(args.model, args.weights, args.width)
+    from surgery.published import published_weights
+
+    net, proto = load_deploy_net(args.model, published_weights(args.model, args.weights), args.width)
     for path, name in tqdm(list(zip(paths, output_names(paths), strict=True)), desc='segmenting', unit='img',
                            disable=len(paths) < 2):
         rgb = read_image(path)

@@ -115,7 +115,8 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(prog='fcn-score', description='Score a trained FCN model on a split: overall '
                                  'accuracy, mean accuracy, mean IU, frequency-weighted IU, per-class IU and loss.')
     ap.add_argument('model', type=cli.trainable, metavar='MODEL', help='model name, e.g. voc-fcn8s')
-    ap.add_argument('--weights', required=True, type=Path, help='trained .caffemodel')
+    ap.add_argument('--weights', type=Path, help='trained .caffemodel (default: the published weights of MODEL, '
+                    'once `fcn-weights fetch MODEL` has cached them)')
     ap.add_argument('--split', help="split to score (default: the model's evaluation split, val or test)")
     cli.add_data_root(ap)
     cli.add_width(ap, what='the net the weights were trained for')
@@ -150,7 +151,10 @@ def main(argv=None):
 
     args = parse_args(argv)
     use_device(args.gpu)
-    net, param = load_test_net(args.model, args.split, args.weights, args.width, args.data_root)
+    from surgery.published import published_weights
+
+    weights = published_weights(args.model, args.weights)
+    net, param = load_test_net(args.model, args.split, weights, args.width, args.data_root)
     outs = outputs(param, args.model)
     size = split_size(net)
     if args.images and args.images > size:

@@ -55,6 +55,9 @@ def run_convert(args):
     target = registry.conversion_target(args.model)
     classifier, fcn = target.classifier, target.name
     src = instantiate(netgen.net(classifier, 'deploy', width=args.width))
+    from .published import published_weights
+
+    args.weights = published_weights(registry.get(classifier), args.weights)
     load_weights(src, args.weights)  # the whole classifier: a file lacking a layer is refused
     dst = instantiate(netgen.net(fcn, 'deploy', width=args.width))
     report = transplant(dst, src)
@@ -107,7 +110,8 @@ def parser():
     targets = conversions()
     c.add_argument('model', choices=sorted(targets), help='which classifier: ' + ', '.join(
         f'{trunk} ({fcn.classifier} -> {fcn.name})' for trunk, fcn in targets.items()))
-    c.add_argument('--weights', required=True, help='the published ILSVRC caffemodel')
+    c.add_argument('--weights', help='the published ILSVRC caffemodel (default: the one `fcn-weights fetch '
+                   'ilsvrc-TRUNK` cached)')
     c.add_argument('--out', required=True, help='caffemodel to write, e.g. vgg16-fcn.caffemodel')
     cli.add_width(c, what='both nets (reduced widths for tests)')
     c.set_defaults(run=run_convert)

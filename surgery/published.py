@@ -145,6 +145,20 @@ def checksum_note(entry):
     return 'sha256 pinned by the first download' if entry.file in pins() else 'none published: pinned on download'
 
 
+def published_weights(model, given=None):
+    """`given`, or else the fetched published weights of `model` (saying which file is used), or a BadInput that
+    says how to get them."""
+    if given is not None:
+        return Path(given)
+    entry = registry.PUBLISHED.get(model.name)
+    path = cached(entry) if entry else None
+    if path is None:
+        how = f'fetch the published ones with `fcn-weights fetch {model.name}`, or ' if entry else ''
+        raise cli.BadInput(f'{model.name}: no weights given: {how}pass --weights W')
+    print(f'{model.name}: using the published weights {path}', file=sys.stderr)
+    return path
+
+
 def entry_of(name):
     if name not in registry.PUBLISHED:
         raise argparse.ArgumentTypeError(f'no published weights for {name!r}; choose one of '

@@ -418,3 +418,17 @@ def test_fcn_infer_takes_folders_and_globs_and_keeps_same_names_apart(files, tmp
         ['a_img.png', 'b_img.png', 'x_jpg.png', 'x_png.png']
     refused(tool(BIN / 'fcn-infer', 'voc-fcn8s', '--weights', files['voc-fcn8s'], tmp_path / 'none' / '*.png',
                  '--out', tmp_path / 'out'), 'no images in')
+
+
+def test_tools_find_the_fetched_published_weights(files, tmp_path):
+    cache = tmp_path / 'cache'
+    (cache / 'weights').mkdir(parents=True)
+    (cache / 'weights' / 'fcn8s-heavy-pascal.caffemodel').write_bytes(files['voc-fcn8s'].read_bytes())
+    env = {**ENV, 'FCN_CACHE': str(cache)}
+    result = subprocess.run([str(BIN / 'fcn-infer'), 'voc-fcn8s', '--width', WIDTH, str(files['image']), '--out',
+                             str(tmp_path / 'out')], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'voc-fcn8s: using the published weights' in result.stderr and 'fcn8s-heavy-pascal' in result.stderr
+    result = subprocess.run([str(BIN / 'fcn-score'), 'voc-fcn16s', '--width', WIDTH], capture_output=True, text=True,
+                            env=env, timeout=300)
+    refused(result, 'fcn-weights fetch voc-fcn16s')
