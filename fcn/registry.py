@@ -331,6 +331,7 @@ class Published:
     url: str
     checksum: str | None = None
     width: float = 1.0
+    reported: str | None = None  # the mean IU its authors report, and where
 
     @property
     def file(self):
@@ -349,6 +350,10 @@ def publish(entry):
 
 
 REFERENCE_HOST = 'http://dl.caffe.berkeleyvision.org/'  # each model folder's caffemodel-url in the reference
+SEG11VALID = 'mean IU on seg11valid (the reference\'s README)'
+REPORTED = {'voc-fcn32s': f'63.6 {SEG11VALID}', 'voc-fcn16s': f'65.0 {SEG11VALID}', 'voc-fcn8s': f'65.5 {SEG11VALID}',
+            'voc-fcn8s-atonce': f'65.4 {SEG11VALID}', 'voc-fcn-alexnet': f'48.0 {SEG11VALID}',
+            'pascalcontext-fcn8s': '35.1 mean IU on the 59 classes (CVPR 2015, appendix B)'}
 for name, file in [
     ('voc-fcn32s', 'fcn32s-heavy-pascal'), ('voc-fcn16s', 'fcn16s-heavy-pascal'),
     ('voc-fcn8s', 'fcn8s-heavy-pascal'), ('voc-fcn8s-atonce', 'fcn8s-atonce-pascal'),
@@ -359,7 +364,8 @@ for name, file in [
     ('pascalcontext-fcn16s', 'pascalcontext-fcn16s-heavy'), ('pascalcontext-fcn8s', 'pascalcontext-fcn8s-heavy'),
 ]:
     publish(Published(name, f'{REFERENCE_HOST}{file}.caffemodel',
-                      'md5:c03b2953ebd846c270da1a8e8f200c09' if name == 'voc-fcn8s' else None))  # md5: Chainer's pin
+                      'md5:c03b2953ebd846c270da1a8e8f200c09' if name == 'voc-fcn8s' else None,  # md5: Chainer's pin
+                      reported=REPORTED.get(name)))
 # The ILSVRC classifiers the reference starts from; sha1s from the Caffe model zoo.
 publish(Published('ilsvrc-vgg16', 'http://www.robots.ox.ac.uk/~vgg/software/very_deep/caffe/'
                                   'VGG_ILSVRC_16_layers.caffemodel'))

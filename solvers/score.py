@@ -5,6 +5,7 @@ blob, its top the loss (SIFT Flow has two: score_sem/sem/loss and score_geo/geo/
 """
 import argparse
 import ast
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fcn import cli
+from fcn import cli, registry
 from solvers.metrics import fast_hist, format_scores, scores, valid_pixels
 
 
@@ -117,6 +118,11 @@ def parse_args(argv):
     ap.add_argument('model', type=cli.trainable, metavar='MODEL', help='model name, e.g. voc-fcn8s')
     ap.add_argument('--weights', type=Path, help='trained .caffemodel (default: the published weights of MODEL, '
                     'once `fcn-weights fetch MODEL` has cached them)')
+    ap.add_argument('--published', action='store_true', help='score the published weights of MODEL (fetched '
+                    'first if need be; --mirror URL or FCN_WEIGHTS_MIRROR as for fcn-weights) and print the number '
+                    'its authors report beside the result')
+    ap.add_argument('--mirror', default=os.environ.get('FCN_WEIGHTS_MIRROR'), metavar='URL',
+                    help='with --published: fetch from this mirror')
     ap.add_argument('--split', help="split to score (default: the model's evaluation split, val or test)")
     cli.add_data_root(ap)
     cli.add_width(ap, what='the net the weights were trained for')
@@ -151,9 +157,16 @@ def main(argv=None):
 
     args = parse_args(argv)
     use_device(args.gpu)
-    from surgery.published import published_weights
+    from surgery import published
 
-    weights = published_weights(args.model, args.weights)
+    entry = registry.PUBLISHED.get(args.model.name)
+    if args.published:
+        if entry is None or args.weights:
+            raise cli.BadInput(f'--published: {args.model.name} has no published weights (fcn-weights list)'
+                               if entry is None else '--published scores the published weights: drop --weights')
+        args.width, weights = entry.width, published.fetch(entry, args.mirror)
+    else:
+        weights = published.published_weights(args.model, args.weights)
     net, param = load_test_net(args.model, args.split, weights, args.width, args.data_root)
     outs = outputs(param, args.model)
     size = split_size(net)
@@ -164,6 +177,9 @@ def main(argv=None):
         print(format_scores(result, score))
         print(f'{score}: per-class IU')
         print('\n'.join(per_class_table(result)))
+    if args.published:
+        print(f'{args.model.name}, published weights: mean IU {100 * next(iter(results.values()))["mean_iu"]:.1f}; '
+              f'reported: {entry.reported or "no number in the text here"}')
     if args.json:
         runs.write_atomic(args.json, json.dumps(results, indent=1))
     return cli.OK

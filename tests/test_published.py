@@ -159,3 +159,28 @@ def test_add_a_file_got_elsewhere(weights, tmp_path):
     result = weights_tool(url, sha1(weights['good']), tmp_path, 'add', 'voc-fcn32s-fixed', good)
     assert result.returncode == 0 and (tmp_path / 'weights' / 'w.caffemodel').read_bytes() == weights['good']
     assert weights_tool(url, None, tmp_path, 'path', 'nosuchmodel').returncode == 2
+
+
+SCORE = """
+    import sys
+    from fcn import registry
+    registry.publish(registry.Published('voc-fcn32s-fixed', sys.argv[1], width=1 / 16, reported='12.3 test number'))
+    from solvers.score import main
+    sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_score_published_fetches_scores_and_prints_the_reported_number(server, weights, tmp_path):
+    from datalayers.synth import synthesize
+
+    synthesize('sbdd', tmp_path / 'data' / 'sbdd', count=4, seed=0, size=(48, 48))
+    synthesize('voc', tmp_path / 'data' / 'pascal', count=4, seed=0, size=(48, 48))
+    server.files['w.caffemodel'] = weights['good']
+    env = {**os.environ, 'PYTHONPATH': str(REPO), 'FCN_CACHE': str(tmp_path / 'cache')}
+    result = subprocess.run([sys.executable, '-c', textwrap.dedent(SCORE), 'http://gone.invalid/w.caffemodel',
+                             'voc-fcn32s-fixed', '--published', '--mirror', server.url, '--data-root',
+                             str(tmp_path / 'data')], capture_output=True, text=True, env=env, cwd='/', timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'voc-fcn32s-fixed, published weights: mean IU ' in result.stdout
+    assert 'reported: 12.3 test number' in result.stdout
+    assert (tmp_path / 'cache' / 'weights' / 'w.caffemodel').is_file()  # fetched on the way
