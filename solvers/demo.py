@@ -94,7 +94,7 @@ def write_overlay(weights, args, data_root, count=4):
         rgb = infer.read_image(voc / 'JPEGImages' / f'{id_}.jpg')
         pred = infer.segment(net, rgb, model.mean)['score']
         rows.append((rgb, read_label_png(voc / 'SegmentationClass' / f'{id_}.png'), pred))
-    infer.comparison(rows).save(args.out / 'overlay.png')
+    infer.comparison(rows, model.tasks[0].names).save(args.out / 'overlay.png')
     infer.label_image(rows[0][2]).save(args.out / 'labels.png')
     return args.out / 'overlay.png'
 

@@ -244,7 +244,9 @@ def train(solver, rounds, steps, out, outs, n_val=None, log=None, label='', echo
                 start = time.time()
                 todo = steps - solver.iter % steps  # a resumed round is finished, not started over
                 train_loss, train_pp = train_round(solver, todo, outs, f'{label}round {r + 1}/{rounds}')
-                results = evaluate(test_net, outs, n_val)
+                samples = []
+                results = evaluate(test_net, outs, n_val, samples=samples)
+                write_sheet(out / 'val.png', samples, outs[0].names)
                 saved = snapshot(solver, out)
                 best = keep_best(saved, results[outs[0].score]['mean_iu'], best)
                 row = {'stage': label.strip(' :'), 'round': r + 1, 'iter': solver.iter,
@@ -269,6 +271,15 @@ def train(solver, rounds, steps, out, outs, n_val=None, log=None, label='', echo
                  f'{saved.with_suffix(".solverstate")}')
             raise
     return rows
+
+
+def write_sheet(path, samples, names):
+    """The round's validation sheet: a few evaluation images, their ground truth and the prediction."""
+    from solvers.infer import comparison
+
+    image = comparison(samples, names)
+    image.save(path.with_suffix('.part.png'))
+    os.replace(path.with_suffix('.part.png'), path)
 
 
 def append_csv(path, row):

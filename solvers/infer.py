@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageDraw, UnidentifiedImageError
 from tqdm import tqdm
 
 from datalayers import label_image, palette
@@ -158,36 +158,59 @@ def stitched(net, proto, rgb, mean, factor):
     return labels
 
 
-def overlay(rgb, labels, alpha=0.5):
-    """The image with each labelled pixel blended toward its class color; void (255) pixels untouched."""
+def overlay(rgb, labels, names=(), alpha=0.5):
+    """The image with each labelled pixel blended toward its class color; void (255) pixels, and the background
+    class where the dataset has one, left as they are."""
     colors = palette(256)[labels].astype(np.float32)
     mixed = (1 - alpha) * rgb.astype(np.float32) + alpha * colors
-    keep = (labels == 255)[..., None]
-    return Image.fromarray(np.where(keep, rgb, mixed.round()).astype(np.uint8))
+    keep = (labels == 255) | ((labels == 0) if names[:1] == ('background',) else False)
+    return Image.fromarray(np.where(keep[..., None], rgb, mixed.round()).astype(np.uint8))
 
 
-def comparison(rows, scale=3):
+def with_legend(image, labels, names):
+    """The image with a legend below it: the color and the name of every class that appears in `labels`."""
+    present = [int(c) for c in np.unique(np.concatenate([np.ravel(x) for x in labels])) if c < len(names)]
+    if not present:
+        return image
+    row = 14
+    legend = Image.new('RGB', (max(image.width, 180), row * len(present) + 4), 'white')
+    draw = ImageDraw.Draw(legend)
+    for i, c in enumerate(present):
+        draw.rectangle([4, 3 + i * row, 14, 13 + i * row], fill=tuple(int(v) for v in palette(256)[c]),
+                       outline='black')
+        draw.text((20, 2 + i * row), f'{c}: {names[c]}', fill='black')
+    sheet = Image.new('RGB', (max(image.width, legend.width), image.height + legend.height), 'white')
+    sheet.paste(image, (0, 0))
+    sheet.paste(legend, (0, image.height))
+    return sheet
+
+
+def comparison(rows, names=(), scale=3):
     """One picture, a row per image: the image, its ground truth, the prediction over the image; enlarged
-    (nearest neighbour, so label edges stay sharp). `rows` holds (rgb, truth, prediction) triples."""
-    tiles = [[Image.fromarray(rgb), label_image(truth).convert('RGB'), overlay(rgb, pred)] for rgb, truth, pred in rows]
+    (nearest neighbour, so label edges stay sharp), with a legend of the classes shown. `rows` holds
+    (rgb, truth, prediction) triples."""
+    tiles = [[Image.fromarray(rgb), label_image(truth).convert('RGB'), overlay(rgb, pred, names)]
+             for rgb, truth, pred in rows]
     h, w = max(t[0].height for t in tiles), max(t[0].width for t in tiles)
     sheet = Image.new('RGB', (3 * w * scale, len(tiles) * h * scale), 'white')
     for r, row in enumerate(tiles):
         for c, tile in enumerate(row):
             big = tile.resize((tile.width * scale, tile.height * scale), Image.NEAREST)
             sheet.paste(big, (c * w * scale, r * h * scale))
-    return sheet
+    return with_legend(sheet, [t for _, truth, pred in rows for t in (truth, pred)], names)
 
 
-def write_results(stem, rgb, label_maps, out):
-    """Write the label PNG and overlay of every output; returns the written paths."""
+def write_results(stem, rgb, label_maps, out, names=None):
+    """Write the label PNG and the overlay (with a legend, given the class `names` of each output) of every
+    output; returns the written paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, labels in label_maps.items():
         base = stem if len(label_maps) == 1 else f'{stem}_{name}'
         label_image(labels).save(out / f'{base}.png')
-        overlay(rgb, labels).save(out / f'{base}_overlay.png')
+        classes = (names or {}).get(name, ())
+        with_legend(overlay(rgb, labels, classes), [labels], classes).save(out / f'{base}_overlay.png')
         written += [out / f'{base}.png', out / f'{base}_overlay.png']
     return written
 
@@ -230,7 +253,7 @@ def main(argv=None):
         check_fits(proto, rgb, path)
         labels = stitched(net, proto, rgb, args.model.mean, args.shift_and_stitch) if args.shift_and_stitch > 1 \
             else segment(net, rgb, args.model.mean)
-        for written in write_results(name, rgb, labels, args.out):
+        for written in write_results(name, rgb, labels, args.out, {t.score: t.names for t in args.model.tasks}):
             tqdm.write(str(written))  # printed above the progress bar, not through it
     return cli.OK
 

@@ -128,7 +128,7 @@ def prepare(model, out, width=1.0, data_root=None, data=None, solver_overrides=N
 
 SNAPSHOT = re.compile(r'_iter_(\d+)\.caffemodel$')
 RUN_FILES = ('*_iter_*.caffemodel', '*_iter_*.solverstate', '*_iter_*.data.json', 'best.caffemodel', 'log.jsonl',
-             'log.csv', 'log.png', 'run.json')
+             'log.csv', 'log.png', 'val.png', 'run.json')
 
 
 def latest_snapshot(folder, complete=False):

@@ -86,16 +86,29 @@ class Accumulator:
         return result
 
 
-def evaluate(net, outs, n_images, progress=True):
-    """Run `n_images` forward passes of a net whose data layer reads the split; {score blob: result}."""
+def evaluate(net, outs, n_images, progress=True, samples=None, keep=4):
+    """Run `n_images` forward passes of a net whose data layer reads the split; {score blob: result}. Given a
+    `samples` list, the first `keep` images go into it as (rgb, ground truth, prediction) of the first output."""
     acc = {o.score: Accumulator(net.blobs[o.score].channels) for o in outs}
-    for _ in tqdm(range(n_images), desc='scoring', unit='img', leave=False, disable=not progress):
+    image = next(iter(net.top_names.values()))[0]  # the data layer's first top: the (color) image
+    for i in tqdm(range(n_images), desc='scoring', unit='img', leave=False, disable=not progress):
         net.forward()
         for o in outs:
             gt = net.blobs[o.label].data[0, 0]
             pred = net.blobs[o.score].data[0].argmax(0)
             acc[o.score].add(gt, pred, float(net.blobs[o.loss].data.flat[0]), o.summed)
+        if samples is not None and i < keep:
+            first = outs[0]
+            samples.append((viewable(net.blobs[image].data[0]), net.blobs[first.label].data[0, 0].astype(np.uint8),
+                            net.blobs[first.score].data[0].argmax(0).astype(np.uint8)))
     return {o.score: named(acc[o.score].result(), o.names) for o in outs}
+
+
+def viewable(data):
+    """A mean-subtracted C x H x W BGR input back as H x W x 3 RGB for a picture, its range stretched."""
+    bgr = data[:3].transpose(1, 2, 0)[:, :, ::-1]
+    low, high = bgr.min(), bgr.max()
+    return ((bgr - low) / max(high - low, 1e-6) * 255).round().astype(np.uint8)
 
 
 def named(result, names):

@@ -473,3 +473,23 @@ def test_surgery_init_makes_weights_a_smoke_run_starts_from(data_root, tmp_path)
     result = solve('voc-fcn32s', '--weights', first, '--width', WIDTH, '--data-root', data_root, '--rounds', 1,
                    '--steps', 1, '--out', tmp_path / 'run')
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_overlays_leave_the_background_as_it_is_and_carry_a_legend():
+    from solvers import infer
+
+    rgb = np.full((20, 30, 3), 100, np.uint8)
+    labels = np.zeros((20, 30), np.uint8)
+    labels[5:10, 5:10], labels[0, 0] = 15, 255
+    names = registry_names('voc-fcn8s')
+    shown = np.asarray(infer.overlay(rgb, labels, names))
+    assert (shown[labels == 0] == 100).all() and (shown[labels == 255] == 100).all()  # background and void kept
+    assert not (shown[labels == 15] == 100).all()  # person tinted
+    assert not (np.asarray(infer.overlay(rgb, labels, ('wall',) * 40))[labels == 0] == 100).all()  # no background
+    with_legend = infer.with_legend(infer.overlay(rgb, labels, names), [labels], names)
+    assert with_legend.height == 20 + 2 * 14 + 4 and with_legend.width >= 180  # two entries: background, person
+
+
+def registry_names(model):
+    from fcn import registry
+    return registry.get(model).tasks[0].names

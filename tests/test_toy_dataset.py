@@ -33,6 +33,7 @@ def test_a_dataset_added_in_one_file_trains_through_fcn_train(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / 'run'
     assert (run / 'train_iter_2.caffemodel').is_file() and (run / 'train_iter_2.solverstate').is_file()
+    assert (run / 'val.png').is_file() and (run / 'best.caffemodel').is_file()  # the round's sheet, the best
     (row,) = [json.loads(line) for line in (run / 'log.jsonl').read_text().splitlines()]
     assert row['iter'] == 2 and row['round'] == 1  # the declared schedule: 1 round, here of 2 steps
     assert list(row['scores']['score']['per_class_iu']) == ['background', 'square']  # the declared class names
