@@ -24,6 +24,22 @@ def plain_split(split):
     return split
 
 
+def modality_array(modality, path, means):
+    """One input image as the data layers feed it (C x H x W float32): color as BGR minus its mean, NYUDv2's HHA
+    minus its mean (not flipped, as in the reference), depth as log millimetres minus its mean."""
+    if modality == 'color':
+        return preprocess(read_rgb(path), means['color'])
+    if modality == 'hha':
+        hha = read_rgb(path).astype(np.float32)
+        hha -= np.asarray(means['hha'], dtype=np.float32)
+        return hha.transpose(2, 0, 1).copy()
+    depth = read_gray16(path)
+    if depth.ndim != 2 or (depth <= 0).any():
+        raise DatasetError(f"{path}: depth must be a single-channel map of positive millimetres "
+                           f"(log depth is fed); found zeros or negative values, fill holes first")
+    return (np.log(depth) - np.float32(means['depth']))[np.newaxis].astype(np.float32)
+
+
 def preprocess(rgb, mean):
     """H x W x 3 RGB uint8 -> 3 x H x W float32 BGR minus the mean (Caffe's ILSVRC convention)."""
     bgr = rgb[:, :, ::-1].astype(np.float32)
@@ -141,19 +157,13 @@ class NYUD(Dataset):
         return out
 
     def _load_color(self, path):
-        return preprocess(read_rgb(path), self.declared.means['color'])
+        return modality_array('color', path, self.declared.means)
 
     def _load_hha(self, path):
-        hha = read_rgb(path).astype(np.float32)  # HHA is not flipped to BGR, as in the reference
-        hha -= np.asarray(self.declared.means['hha'], dtype=np.float32)
-        return hha.transpose(2, 0, 1).copy()
+        return modality_array('hha', path, self.declared.means)
 
     def _load_depth(self, path):
-        depth = read_gray16(path)
-        if depth.ndim != 2 or (depth <= 0).any():
-            raise DatasetError(f"{path}: depth must be a single-channel map of positive millimetres "
-                               f"(log depth is fed); found zeros or negative values, fill holes first")
-        return (np.log(depth) - np.float32(self.declared.means['depth']))[np.newaxis].astype(np.float32)
+        return modality_array('depth', path, self.declared.means)
 
     def _load_label(self, path):
         raw = read_mat(path, 'segmentation')

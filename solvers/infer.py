@@ -70,7 +70,7 @@ def read_image(path, decode=True):
 
 
 def load_deploy_net(model, weights, width=1.0):
-    """(the model's deploy net with trained weights, its NetParameter); it must take one 3-channel `data` input."""
+    """(the model's deploy net with trained weights, its NetParameter)."""
     import netgen
     import surgery
 
@@ -78,17 +78,34 @@ def load_deploy_net(model, weights, width=1.0):
         raise cli.BadInput(f'weights {weights} not found: pass a .caffemodel written by training')
     proto = netgen.net(model, 'deploy', width)
     net = surgery.instantiate(proto)
-    if list(net.inputs) != ['data'] or net.blobs['data'].channels != 3:
-        shapes = {k: net.blobs[k].data.shape for k in net.inputs}
-        raise cli.BadInput(f'fcn-infer feeds one 3-channel image as `data`; {model.name} takes {shapes}')
     surgery.load_weights(net, str(weights))
     return net, proto
 
 
 def segment(net, rgb, mean):
     """{output blob: H x W uint8 label map} for one RGB image, at the image's own size."""
-    forward(net, rgb, mean)
+    return segment_inputs(net, {'data': preprocess(rgb, mean)})
+
+
+def segment_inputs(net, inputs):
+    """{output blob: H x W uint8 label map} for one set of input arrays {input top: C x H x W}."""
+    forward(net, inputs)
     return {out: net.blobs[out].data[0].argmax(0).astype(np.uint8) for out in net.outputs}
+
+
+def model_inputs(model, path, rgb, twins=None):
+    """The net's input arrays for one image, as the model's data layer prepares them: a color image; an HHA one
+    (nyud-fcn32s-hha); or a color image with its depth or HHA twin of the same file name in the folder `twins`."""
+    from datalayers.datasets import modality_array
+
+    arrays = {}
+    for top, modality in zip(model.inputs, model.modalities, strict=True):
+        if modality == 'color':
+            arrays[top] = preprocess(rgb, model.data.means['color'])
+        else:
+            arrays[top] = modality_array(modality, path if top == 'data' else Path(twins) / Path(path).name,
+                                         model.data.means)
+    return arrays
 
 
 def check_fits(proto, rgb, path):
@@ -110,17 +127,18 @@ def check_fits(proto, rgb, path):
 INT_MAX = 2 ** 31 - 1
 
 
-def forward(net, rgb, mean):
-    """One forward pass of the net, reshaped to the image."""
-    data = preprocess(rgb, mean)
-    net.blobs['data'].reshape(1, *data.shape)
+def forward(net, inputs):
+    """One forward pass of the net, reshaped to the inputs {input top: C x H x W}."""
+    for top, array in inputs.items():
+        net.blobs[top].reshape(1, *array.shape)
     net.reshape()
     # Caffe aborts on a layer whose output vanishes (an image smaller than the net's pooling allows).
     empty = [name for name, blob in net.blobs.items() if blob.count == 0]
     if empty:
-        raise ValueError(f'a {rgb.shape[1]}x{rgb.shape[0]} image is too small for this net: '
-                         f'{empty[0]} comes out empty; use a larger image')
-    net.blobs['data'].data[0] = data
+        h, w = next(iter(inputs.values())).shape[1:]
+        raise ValueError(f'a {w}x{h} image is too small for this net: {empty[0]} comes out empty; use a larger image')
+    for top, array in inputs.items():
+        net.blobs[top].data[0] = array
     net.forward()
 
 
@@ -149,7 +167,7 @@ def stitched(net, proto, rgb, mean, factor):
         step = int(geo.stride) // factor
 
         def coarse(image, blob=blob):
-            forward(net, image, mean)
+            forward(net, {'data': preprocess(image, mean)})
             return net.blobs[blob].data[0].copy()
         cells = shift_and_stitch(coarse, rgb, factor, step).argmax(0).astype(np.uint8)
         rows, cols = (np.clip(np.round((np.arange(n) - float(geo.origin)) / step).astype(int), 0, m - 1)
@@ -225,6 +243,8 @@ def parse_args(argv):
                     'once `fcn-weights fetch MODEL` has cached them)')
     ap.add_argument('--out', required=True, type=Path, help='directory for the label maps and overlays')
     cli.add_width(ap, what='the net the weights were trained for')
+    ap.add_argument('--twins', type=Path, metavar='DIR', help='for the NYUDv2 two-input models: the folder holding '
+                    'each color image\'s depth or HHA twin under the same file name (e.g. data/nyud/data/hha)')
     ap.add_argument('--shift-and-stitch', type=int, default=1, metavar='F', help='CVPR 2015 sec. 3.2: run F x F '
                     'shifted copies of each image and interlace the coarse scores into F x F times denser ones '
                     '(F must divide their stride; default 1: the net\'s own upsampling)')
@@ -241,8 +261,17 @@ def main(argv=None):
 
     args = parse_args(argv)
     paths = image_paths(args.images)
+    model = args.model
+    if len(model.inputs) > 1 and args.twins is None:
+        raise cli.BadInput(f'{model.name} takes {" and ".join(model.modalities)} images: pass --twins DIR, the '
+                           f'folder holding each color image\'s {model.modalities[1]} twin under the same file name')
+    if model.modalities != ('color',) and args.shift_and_stitch > 1:
+        raise cli.BadInput(f'--shift-and-stitch shifts one color image; {model.name} takes '
+                           f'{" and ".join(model.modalities)}')
     for path in paths:  # every image checked before any work
         read_image(path, decode=False)
+        if len(model.inputs) > 1:
+            read_image(args.twins / path.name, decode=False)
     use_device(args.gpu)
     from surgery.published import published_weights
 
@@ -251,8 +280,8 @@ def main(argv=None):
                            disable=len(paths) < 2):
         rgb = read_image(path)
         check_fits(proto, rgb, path)
-        labels = stitched(net, proto, rgb, args.model.mean, args.shift_and_stitch) if args.shift_and_stitch > 1 \
-            else segment(net, rgb, args.model.mean)
+        labels = stitched(net, proto, rgb, model.mean, args.shift_and_stitch) if args.shift_and_stitch > 1 \
+            else segment_inputs(net, model_inputs(model, path, rgb, args.twins))
         for written in write_results(name, rgb, labels, args.out, {t.score: t.names for t in args.model.tasks}):
             tqdm.write(str(written))  # printed above the progress bar, not through it
     return cli.OK

@@ -432,3 +432,28 @@ def test_tools_find_the_fetched_published_weights(files, tmp_path):
     result = subprocess.run([str(BIN / 'fcn-score'), 'voc-fcn16s', '--width', WIDTH], capture_output=True, text=True,
                             env=env, timeout=300)
     refused(result, 'fcn-weights fetch voc-fcn16s')
+
+
+def test_fcn_infer_runs_the_nyud_models_with_their_twin_images(tmp_path):
+    import netgen
+    import surgery
+    from datalayers.synth import synthesize
+    from fcn import registry
+    from solvers import infer
+
+    root = synthesize('nyud', tmp_path / 'nyud', count=4, seed=0, size=(48, 64))
+    color = sorted((root / 'data' / 'images').glob('*.png'))[0]
+    for name, twins in (('nyud-fcn32s-color-hha', 'hha'), ('nyud-fcn32s-color-d', 'depth')):
+        net = surgery.instantiate(netgen.net(name, 'deploy', width=1 / 16))
+        surgery.stand_in_trunk(net, seed=0)
+        net.save(str(tmp_path / f'{name}.caffemodel'))
+        base = [BIN / 'fcn-infer', name, '--weights', tmp_path / f'{name}.caffemodel', '--width', WIDTH, color,
+                '--out', tmp_path / name]
+        refused(tool(*base), f'pass --twins DIR, the folder holding each color image\'s {twins} twin')
+        result = tool(*base, '--twins', root / 'data' / twins)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert (tmp_path / name / f'{color.stem}.png').is_file()
+    hha = root / 'data' / 'hha' / color.name  # the HHA-only net gets HHA as its data layer does: not flipped
+    arrays = infer.model_inputs(registry.get('nyud-fcn32s-hha'), hha, infer.read_image(hha))
+    from datalayers.datasets import NYUD
+    np.testing.assert_array_equal(arrays['data'], NYUD(root).load(color.stem[4:], ['hha'])['hha'])
