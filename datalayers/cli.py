@@ -9,6 +9,17 @@ from .datasets import DATASETS
 from .synth import MIN_COUNT, dir_overrides, synthesize
 
 
+DATASET_HELP = 'one of ' + ', '.join(f'{key} (data/{cls.data_folder})' for key, cls in DATASETS.items())
+
+
+def dataset_name(text):
+    """A reader's key, or its folder under data/ (sift-flow for siftflow, pascal for voc, ...)."""
+    by_folder = {cls.data_folder: key for key, cls in DATASETS.items()}
+    if text in DATASETS or text in by_folder:
+        return by_folder.get(text, text)
+    raise argparse.ArgumentTypeError(f'unknown dataset {text!r}: {DATASET_HELP}')
+
+
 def size_arg(text):
     """'HxW' -> (H, W)."""
     try:
@@ -50,7 +61,6 @@ def cmd_sbdd_png(args):
 
 
 def parser():
-    datasets = list(DATASETS)
     p = argparse.ArgumentParser(prog='fcn-data', description=__doc__)
     sub = p.add_subparsers(dest='command', required=True)
 
@@ -58,7 +68,7 @@ def parser():
                        description='Write a synthetic dataset in exactly the real layout (JPEG, palette PNG, .mat, '
                                    'split files), deterministic for a seed. voc writes OUT/VOC2011, sbdd OUT/dataset, '
                                    'the others write into OUT.')
-    s.add_argument('dataset', choices=datasets)
+    s.add_argument('dataset', type=dataset_name, metavar='DATASET', help=DATASET_HELP)
     s.add_argument('--out', required=True, help='output directory (e.g. data/pascal for voc)')
     s.add_argument('--count', type=int, default=40, help=f'number of images (>= {MIN_COUNT}; default 40)')
     s.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
@@ -68,7 +78,7 @@ def parser():
     c = sub.add_parser('check', help='validate a real or synthetic dataset',
                        description='Read every image of every split through the data layers\' readers; report '
                                    'counts, label pixels per class and the first problems. Exit 1 on problems.')
-    c.add_argument('dataset', choices=datasets)
+    c.add_argument('dataset', type=dataset_name, metavar='DATASET', help=DATASET_HELP)
     c.add_argument('dir', help='the directory given to the data layer (voc: the VOC2011 folder; sbdd: dataset/; '
                                'pascalcontext: context_dir)')
     c.add_argument('--voc-dir', help='pascalcontext only: the folder holding VOC2010/ (default: DIR)')
