@@ -41,13 +41,11 @@ def error(prog, message, status):
     return status
 
 
-def tool(prog):
-    """Decorate a tool's main so that every failure is one `PROG: error: ...` line and its exit status.
-    `prog` is the program's name, or a function of main's arguments that gives it."""
+def tool(name):
+    """Decorate a tool's main so that every failure is one `NAME: error: ...` line and its exit status."""
     def decorate(main):
         @functools.wraps(main)
         def run(*args, **kwargs):
-            name = prog(*args, **kwargs) if callable(prog) else prog
             try:
                 return main(*args, **kwargs)
             except ModuleNotFoundError as err:
@@ -96,20 +94,18 @@ def width(text):
     return value
 
 
-def model(text):
-    """A model name -> its registry declaration."""
-    try:
-        return registry.get(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+def argument(lookup):
+    """An argparse type from a lookup that raises ValueError on a bad name."""
+    def convert(text):
+        try:
+            return lookup(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return convert
 
 
-def trainable(text):
-    """A trainable FCN's name -> its registry declaration."""
-    try:
-        return registry.trainable(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+model = argument(registry.get)  # a model name -> its registry declaration
+trainable = argument(registry.trainable)  # a trainable FCN's name -> its registry declaration
 
 
 def add_width(ap, default=1.0, what='the nets'):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from fcn.cli import tool
+from fcn.cli import BadInput, tool
 
 # Caffe's defaults for repeated fields, which protobuf cannot declare: an empty list means [default]
 REPEATED_DEFAULTS = {('ConvolutionParameter', 'pad'): 0, ('ConvolutionParameter', 'stride'): 1,
@@ -26,8 +26,8 @@ PATH_FIELDS = {'net', 'train_net', 'test_net', 'snapshot_prefix'}  # solver fiel
 MAX_PROTOTXT = 64 << 20  # the largest reference net's text is under 100 KB
 
 
-class UnreadableError(Exception):
-    """An input that is not a readable net or solver prototxt."""
+class UnreadableError(BadInput):
+    """An input that is not a readable net or solver prototxt (exit status 2, through the command-line kit)."""
 
 
 @dataclass
@@ -231,11 +231,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.ignore_order and args.structural:
         parser.error('--ignore-order aligns layers by name, which --structural ignores: use one of them')
-    try:
-        differences = diff_files(args.a, args.b, args.structural, args.ignore_order)
-    except UnreadableError as e:
-        print(f'fcn-netdiff: error: {e}', file=sys.stderr)
-        return 2
+    differences = diff_files(args.a, args.b, args.structural, args.ignore_order)
     if not args.quiet:
         for difference in differences:
             print(difference)
