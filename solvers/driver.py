@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import csv
 import gc
+import io
 import json
 import math
 import os
@@ -277,9 +278,9 @@ def write_sheet(path, samples, names):
     """The round's validation sheet: a few evaluation images, their ground truth and the prediction."""
     from solvers.infer import comparison
 
-    image = comparison(samples, names)
-    image.save(path.with_suffix('.part.png'))
-    os.replace(path.with_suffix('.part.png'), path)
+    png = io.BytesIO()
+    comparison(samples, names).save(png, 'PNG')
+    runs.write_atomic(path, png.getvalue())
 
 
 def append_csv(path, row):

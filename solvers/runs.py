@@ -6,7 +6,6 @@ absolute (--data-root, else $FCN_DATA, else the repository's data/), into OUT/ru
 """
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from google.protobuf import text_format
 import netgen
 from fcn import registry
 from fcn.cli import BadInput
+from fcn.files import write_atomic
 
 
 class SetupError(BadInput):
@@ -48,28 +48,6 @@ def missing_dir(key, path, root, given, download):
     return f'  {key} = {path}, which is not a directory: {where}' + (f'; get it from {download}' if download else '')
 
 
-def current_umask():
-    mask = os.umask(0o022)  # reading it means setting it: put it straight back
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path, data):
-    """Write bytes or text so that `path` is either the old file or the complete new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide a run from colleagues
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def lock(out):
     """Claim the run folder `out` for this process until it exits (an flock on OUT/.lock, which holds the PID):
     a second run into the same folder would mix its snapshots and log with this one's."""
@@ -77,7 +55,7 @@ def lock(out):
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out / '.lock', os.O_RDWR | os.O_CREAT, 0o666 & ~current_umask())
+    fd = os.open(out / '.lock', os.O_RDWR | os.O_CREAT, 0o666)  # the umask applies
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fcn import cli, registry
+from fcn.files import write_atomic
 
 
 def cache_dir():
@@ -84,10 +85,7 @@ def verify(entry, path):
                               'corrupt or another file, and was not kept')
     fits(entry, path)
     if expected is None:
-        table = pins()
-        table[entry.file] = digest(path, 'sha256')
-        (cache_dir() / 'pins.json.part').write_text(json.dumps(table, indent=1))
-        os.replace(cache_dir() / 'pins.json.part', cache_dir() / 'pins.json')
+        write_atomic(cache_dir() / 'pins.json', json.dumps({**pins(), entry.file: digest(path, 'sha256')}, indent=1))
 
 
 def fits(entry, path):
@@ -111,14 +109,7 @@ def fetch(entry, mirror=None):
     url = f'{mirror.rstrip("/")}/{entry.file}' if mirror else entry.url
     part = cache_dir() / f'{entry.file}.part'
     download(url, part)
-    try:
-        verify(entry, part)
-    except cli.Failure:
-        part.unlink(missing_ok=True)  # a wrong file: the next fetch starts over
-        raise
-    final = cache_dir() / entry.file
-    os.replace(part, final)  # whole and checked, or not there at all
-    return final
+    return keep(entry, part)
 
 
 def add(entry, source):
@@ -129,6 +120,12 @@ def add(entry, source):
     cache_dir().mkdir(parents=True, exist_ok=True)
     part = cache_dir() / f'{entry.file}.part'
     shutil.copyfile(source, part)
+    return keep(entry, part)
+
+
+def keep(entry, part):
+    """Move a checked file into the cache, whole; one that fails the checks is removed (the next fetch starts
+    over)."""
     try:
         verify(entry, part)
     except cli.Failure:

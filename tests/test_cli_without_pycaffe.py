@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from fcn.cli import PYCAFFE_MISSING
-from solvers.runs import write_atomic
+from fcn.files import write_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 HIDE_CAFFE = "import sys; sys.modules['caffe'] = None; "
