@@ -148,22 +148,14 @@ class NYUD(Dataset):
 
     def load(self, id_, tops=None):
         paths = self.paths(id_)
-        out = {t: getattr(self, f'_load_{t}')(paths[t]) for t in (tops or self.tops)}
+        out = {t: self._load_label(paths[t]) if t == 'label' else modality_array(t, paths[t], self.declared.means)
+               for t in (tops or self.tops)}
         first = next(iter(out))
         for t, array in out.items():
             if array.shape[1:] != out[first].shape[1:]:
                 raise DatasetError(f"{paths[t]} is {array.shape[1]}x{array.shape[2]} but {paths[first]} is "
                                    f"{out[first].shape[1]}x{out[first].shape[2]}")
         return out
-
-    def _load_color(self, path):
-        return modality_array('color', path, self.declared.means)
-
-    def _load_hha(self, path):
-        return modality_array('hha', path, self.declared.means)
-
-    def _load_depth(self, path):
-        return modality_array('depth', path, self.declared.means)
 
     def _load_label(self, path):
         raw = read_mat(path, 'segmentation')
