@@ -1,12 +1,13 @@
 """The benchmarked nets: netgen's deploy nets at a given input size, with the training loss added.
 
-Also `graph()`, the net as plain data (layer type, blobs and the geometry of each layer), so that a
-process without Caffe (the PyTorch side) can build the same net.
+`graph()` (export.graph) gives a net as plain data, so that a process without Caffe (the PyTorch side) can
+build the same net.
 """
 
 from caffe.proto import caffe_pb2
 
 import netgen
+from export.graph import graph  # noqa: F401 (the benchmark's name for it)
 
 
 def deploy_net(model, size, width=1.0):
@@ -48,41 +49,3 @@ def data_layer_net(model, data_dir, width=1.0):
     net = caffe_pb2.NetParameter(name=f'{model}-data')
     net.layer.add().CopyFrom(data)
     return net
-
-
-def _pair(values, default):
-    """Caffe's repeated kernel/pad/stride field as (h, w)."""
-    values = list(values)
-    return (values[0], values[-1]) if values else (default, default)
-
-
-def graph(net):
-    """The NetParameter as a list of plain dicts, one per layer, with what a re-implementation needs."""
-    layers = []
-    for layer in net.layer:
-        spec = {'name': layer.name, 'type': layer.type, 'bottom': list(layer.bottom), 'top': list(layer.top),
-                'lr_mult': [p.lr_mult for p in layer.param]}
-        if layer.type in ('Convolution', 'Deconvolution'):
-            p = layer.convolution_param
-            spec.update(num_output=p.num_output, kernel=_pair(p.kernel_size, 1), pad=_pair(p.pad, 0),
-                        stride=_pair(p.stride, 1), group=p.group, bias=p.bias_term)
-            if list(p.dilation) not in ([], [1]):
-                raise NotImplementedError(f'{layer.name}: dilated convolutions are not benchmarked')
-        elif layer.type == 'Pooling':
-            p = layer.pooling_param
-            spec.update(pool=caffe_pb2.PoolingParameter.PoolMethod.Name(p.pool),
-                        kernel=_pair([p.kernel_size] if p.kernel_size else [], 1),
-                        stride=_pair([p.stride] if p.stride else [], 1), pad=_pair([p.pad] if p.pad else [], 0))
-        elif layer.type == 'Crop':
-            spec.update(axis=layer.crop_param.axis, offset=list(layer.crop_param.offset))
-        elif layer.type == 'Eltwise':
-            p = layer.eltwise_param
-            spec.update(operation=caffe_pb2.EltwiseParameter.EltwiseOp.Name(p.operation), coeff=list(p.coeff))
-        elif layer.type == 'SoftmaxWithLoss':
-            p = layer.loss_param
-            spec.update(ignore_label=p.ignore_label if p.HasField('ignore_label') else None,
-                        normalize=p.normalize if p.HasField('normalize') else True)
-        elif layer.type == 'Input':
-            spec.update(shape=[list(s.dim) for s in layer.input_param.shape])
-        layers.append(spec)
-    return layers

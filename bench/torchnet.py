@@ -1,99 +1,50 @@
-"""The same net in PyTorch, built from `bench.nets.graph()` and carrying Caffe's weights.
+"""The benchmark's PyTorch net: the module fcn-export writes (export.torch_source) for the same graph, carrying
+Caffe's weights, wrapped to return every blob by name as the Caffe side reads them.
 
-Each Caffe layer becomes the equivalent torch op: Convolution -> conv2d, Deconvolution ->
-conv_transpose2d (the same adjoint of cross-correlation, same weight layout), MAX Pooling with
-ceil mode (Caffe rounds the output size up), Dropout -> identity (as in Caffe's TEST phase),
-Crop -> slicing at Caffe's offsets, Eltwise SUM with its coefficients, SoftmaxWithLoss ->
-cross-entropy summed over pixels (normalize: false) ignoring the ignore label.
+Parameters whose Caffe lr_mult is 0 (the fixed bilinear upsampling) get no gradient, as in Caffe.
 """
+import tempfile
+from pathlib import Path
 
-import torch
-import torch.nn.functional as F
 from torch import nn
+
+from export import torch_source
+from export.check import load_module
 
 
 class CaffeNet(nn.Module):
-    """Runs the layer list in order over a dict of named blobs, as Caffe does."""
+    """The generated module, called with its inputs by name; returns {blob: tensor}."""
 
-    def __init__(self, layers, weights):
+    def __init__(self, net, attributes):
         super().__init__()
-        self.layers = [spec for spec in layers if spec['type'] != 'Input']
-        self.inputs = [top for spec in layers if spec['type'] == 'Input' for top in spec['top']]
-        self.params = nn.ParameterDict()
-        for spec in self.layers:
-            for i, array in enumerate(weights.get(spec['name'], [])):
-                mults = spec.get('lr_mult', [])
-                fixed = i < len(mults) and mults[i] == 0
-                self.params[f'{spec["name"]}__{i}'] = nn.Parameter(torch.from_numpy(array.copy()),
-                                                                  requires_grad=not fixed)
-
-    def param(self, name, i):
-        key = f'{name}__{i}'
-        return self.params[key] if key in self.params else None
+        self.net = net
+        self.attributes = attributes
 
     def forward(self, **inputs):
-        blobs = dict(inputs)
-        for spec in self.layers:
-            bottoms = [blobs[b] for b in spec['bottom']]
-            blobs[spec['top'][0]] = OPS[spec['type']](self, spec, *bottoms)
-        return blobs
+        results = self.net(*(inputs[blob] for blob in self.net.inputs))
+        return dict(zip(self.net.outputs, results if isinstance(results, tuple) else (results,), strict=True))
 
-
-def _conv(net, spec, x):
-    return F.conv2d(x, net.param(spec['name'], 0), net.param(spec['name'], 1), stride=spec['stride'],
-                    padding=spec['pad'], groups=spec['group'])
-
-
-def _deconv(net, spec, x):
-    return F.conv_transpose2d(x, net.param(spec['name'], 0), net.param(spec['name'], 1), stride=spec['stride'],
-                              padding=spec['pad'], groups=spec['group'])
-
-
-def _pool(net, spec, x):
-    if spec['pool'] != 'MAX':
-        raise NotImplementedError(f'{spec["name"]}: {spec["pool"]} pooling is not benchmarked')
-    return F.max_pool2d(x, spec['kernel'], spec['stride'], spec['pad'], ceil_mode=True)
-
-
-def _crop(net, spec, x, reference):
-    axis, offsets = spec['axis'], spec['offset']
-    index = [slice(None)] * x.dim()
-    for i, d in enumerate(range(axis, x.dim())):
-        offset = offsets[0] if len(offsets) == 1 else offsets[i] if offsets else 0
-        index[d] = slice(offset, offset + reference.shape[d])
-    return x[tuple(index)]
-
-
-def _eltwise(net, spec, *xs):
-    if spec['operation'] != 'SUM':
-        raise NotImplementedError(f'{spec["name"]}: Eltwise {spec["operation"]} is not benchmarked')
-    coeff = spec['coeff'] or [1.0] * len(xs)
-    return sum(c * x if c != 1 else x for c, x in zip(coeff, xs, strict=True))
-
-
-def _loss(net, spec, score, label):
-    label = label[:, 0].long()
-    ignore = spec['ignore_label'] if spec['ignore_label'] is not None else -100
-    loss = F.cross_entropy(score, label, ignore_index=ignore, reduction='sum')
-    # Caffe's normalize: true divides by the counted pixels, false by the batch size.
-    return loss / (label != ignore).sum() if spec['normalize'] else loss / score.shape[0]
-
-
-OPS = {
-    'Convolution': _conv,
-    'Deconvolution': _deconv,
-    'ReLU': lambda net, spec, x: F.relu(x, inplace=True),  # in place, as in Caffe
-    'Pooling': _pool,
-    'Dropout': lambda net, spec, x: x,
-    'Crop': _crop,
-    'Eltwise': _eltwise,
-    'SoftmaxWithLoss': _loss,
-}
+    def param(self, name, i):
+        """Caffe's blob i (0 weight, 1 bias) of layer `name`, or None."""
+        layer = getattr(self.net, self.attributes.get(name, ''), None)
+        return None if layer is None else getattr(layer, ('weight', 'bias')[i], None)
 
 
 def build(layers, weights):
-    """CaffeNet for `layers` (bench.nets.graph) with {layer name: [weight, bias]} numpy arrays."""
-    unknown = sorted({spec['type'] for spec in layers} - set(OPS) - {'Input'})
-    if unknown:
-        raise NotImplementedError(f'no PyTorch equivalent here for Caffe layer type(s) {", ".join(unknown)}')
-    return CaffeNet(layers, weights)
+    """CaffeNet for `layers` (export.graph.graph) with {layer name: [weight, bias]} numpy arrays."""
+    blobs = list(dict.fromkeys(top for spec in layers if spec['type'] != 'Input' for top in spec['top']))
+    shapes = {name: [list(a.shape) for a in arrays] for name, arrays in weights.items()}
+    text = torch_source.source(layers, shapes, 'bench', returns=blobs)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / 'bench_net.py'
+        path.write_text(text)
+        module = load_module(path, 'fcn_bench_net')
+    net = getattr(module, torch_source.class_name('bench'))()
+    net.load_state_dict(torch_source.state_dict(layers, weights))
+    wrapped = CaffeNet(net, torch_source.attributes(layers))
+    for spec in layers:
+        for i, mult in enumerate(spec['lr_mult']):
+            param = wrapped.param(spec['name'], i)
+            if mult == 0 and param is not None:
+                param.requires_grad_(False)
+    return wrapped

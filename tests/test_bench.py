@@ -129,8 +129,8 @@ def test_torch_copy_detects_a_wrong_weight(tmp_path):
 def test_unsupported_layer_is_named():
     pytest.importorskip('torch')
     from bench import torchnet
-    with pytest.raises(NotImplementedError, match='LRN'):
-        torchnet.build([{'name': 'norm1', 'type': 'LRN', 'bottom': ['x'], 'top': ['y']}], {})
+    with pytest.raises(ValueError, match='prob: no PyTorch expression for Softmax'):
+        torchnet.build([{'name': 'prob', 'type': 'Softmax', 'bottom': ['x'], 'top': ['y'], 'lr_mult': []}], {})
 
 
 def test_sgemm_through_caffes_blas_is_correct():

@@ -1,0 +1,193 @@
+"""Export a trained FCN to ONNX or PyTorch: `fcn-export MODEL --weights W --format onnx|torch --out F`.
+
+The deploy net is rebuilt from its Caffe graph, crop offsets included, so any input size gives the exact output
+size: ONNX (opset 17) with dynamic batch, height and width, or a self-contained PyTorch module file (it imports
+only torch) with its state_dict beside it (F.py and F.pt). Before anything is written the export runs beside
+Caffe on random inputs at two sizes, one of them odd (and on --image), and fails, leaving no file, when the
+scores differ by more than 1e-4 relative or the predicted classes of fewer than 99.9% of the pixels agree.
+"""
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from fcn import cli
+
+FORMATS = ('onnx', 'torch')
+DEFAULT_SIZES = ((256, 320), (191, 253))  # height x width; the second odd in both
+
+
+def size(text):
+    """HxW, e.g. 191x253."""
+    try:
+        h, w = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'a size is HEIGHTxWIDTH such as 191x253, got {text!r}') from None
+    if not (0 < h <= 4096 and 0 < w <= 4096):
+        raise argparse.ArgumentTypeError(f'a check size is 1 to 4096 pixels a side, got {text!r}')
+    return h, w
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog='fcn-export', description=__doc__.split('\n\n')[0] + ' ' +
+                                 __doc__.split('\n\n')[1].replace('\n', ' '))
+    ap.add_argument('model', type=cli.trainable, metavar='MODEL', help='model name, e.g. voc-fcn8s')
+    ap.add_argument('--weights', type=Path, help='trained .caffemodel (default: the published weights of MODEL, '
+                    'once `fcn-weights fetch MODEL` has cached them)')
+    ap.add_argument('--format', choices=FORMATS, default='onnx', help='onnx (default): an .onnx model for '
+                    'onnxruntime and other runtimes; torch: a module file plus its state_dict')
+    ap.add_argument('--out', type=Path, help='the file to write (default: MODEL.onnx, or MODEL_NAME.py and '
+                    'MODEL_NAME.pt for torch, in the current folder)')
+    ap.add_argument('--image', type=Path, help='also check on this image (models with one image input)')
+    ap.add_argument('--sizes', type=size, nargs=2, default=DEFAULT_SIZES, metavar='HxW',
+                    help='the two random check inputs\' sizes (default 256x320 191x253)')
+    ap.add_argument('--seed', type=cli.seed, default=0, help='seed of the random check inputs (default 0)')
+    cli.add_width(ap, what='the net the weights were trained for')
+    return ap.parse_args(argv)
+
+
+def default_out(model, fmt):
+    from export.graph import identifier
+
+    return Path(f'{model.name}.onnx' if fmt == 'onnx' else f'{identifier(model.name)}.py')
+
+
+def artifact_names(out, fmt):
+    """The files an export writes: F.onnx, or F.py and F.pt."""
+    return [out] if fmt == 'onnx' else [out.with_suffix('.py'), out.with_suffix('.pt')]
+
+
+def require(fmt):
+    """Import what the format needs, or say how to install it."""
+    needed = ['onnx', 'onnxruntime'] if fmt == 'onnx' else ['torch']
+    for name in needed:
+        try:
+            __import__(name)
+        except ImportError:
+            raise cli.Failure(f'--format {fmt} needs {" and ".join(needed)}, which are not installed: '
+                              "pip install -e '.[export]' (make test installs them)") from None
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe(model, weights, width, module=None):
+    """The export's docstring: what the model is, where its weights came from, what it takes and gives."""
+    means = model.data.means
+    inputs = '\n'.join(f'  {top}: {modality}, {"BGR " if modality == "color" else ""}minus the mean '
+                       f'{means[modality]}{" (log depth in mm)" if modality == "depth" else ""}'
+                       for top, modality in zip(model.inputs, model.modalities, strict=True))
+    outputs = '\n'.join(f'  {t.score}: N x {t.classes} x H x W class scores ({", ".join(t.names[:3])}, ...)'
+                        for t in model.tasks)
+    text = (f'{model.name}: FCN-{model.stride}s ({model.trunk}) on {model.data.title}, exported from Caffe by '
+            f'fcn-export.\n\nWeights: {Path(weights).name} (sha256 {sha256(weights)[:16]}...)'
+            f'{f", width {width:g}" if width != 1 else ""}.\nInputs, N x C x H x W float32 of any height and width:'
+            f'\n{inputs}\nOutputs, the inputs\' height and width:\n{outputs}\n')
+    if module:
+        call = ', '.join(f'{module}.preprocess(image_{top}, {top!r})' if len(model.inputs) > 1
+                         else f'{module}.preprocess(rgb)' for top in model.inputs)
+        text += (f'\n    import {module}\n    net = {module}.load()  # the weights: {module}.pt beside this file\n'
+                 f'    labels = net({call}).argmax(1)  # CLASSES names them\n')
+    return text
+
+
+def check_cases(model, proto, args):
+    """(label, {input: 1 x C x H x W}) for each check: random inputs at the two sizes, and --image."""
+    from export.check import random_inputs
+
+    cases = [(f'random {h}x{w}', random_inputs(model.inputs, h, w, args.seed + i))
+             for i, (h, w) in enumerate(args.sizes)]
+    if args.image:
+        from datalayers.datasets import preprocess
+        from solvers.infer import check_fits, read_image
+
+        rgb = read_image(args.image)
+        check_fits(proto, rgb, args.image)
+        cases.append((f'{args.image.name} {rgb.shape[0]}x{rgb.shape[1]}', {'data': preprocess(rgb, model.mean)[None]}))
+    return cases
+
+
+def write(fmt, layers, weights, net, folder, out, doc, model):
+    """Write the export's files into `folder` under their final names; (the runner that checks them)."""
+    from export import check
+
+    if fmt == 'onnx':
+        import onnx
+
+        from export.onnx_graph import model_proto
+        channels = {blob: net.blobs[blob].data.shape[1] for blob in net.outputs}
+        path = folder / out.name
+        onnx.save(model_proto(layers, weights, channels, doc), path)
+        return check.onnx_runner(path)
+    import torch
+
+    from export import torch_source
+    module, state = folder / out.with_suffix('.py').name, folder / out.with_suffix('.pt').name
+    classes = {t.score: t.names for t in model.tasks}
+    means = dict(zip(model.inputs, ((m, model.data.means[m]) for m in model.modalities), strict=True))
+    module.write_text(torch_source.source(layers, {n: [list(a.shape) for a in w] for n, w in weights.items()},
+                                          model.name, doc, means, classes))
+    torch.save(torch_source.state_dict(layers, weights), state)
+    return check.torch_runner(module, state, torch_source.class_name(model.name))
+
+
+@cli.tool('fcn-export')
+def main(argv=None):
+    args = parse_args(argv)
+    model, fmt = args.model, args.format
+    out = args.out or default_out(model, fmt)
+    if fmt == 'torch' and not out.with_suffix('').name.isidentifier():
+        raise cli.BadInput(f'--out {out}: a module is imported by its file name, which must be a Python identifier '
+                           f'(letters, digits, _), e.g. {default_out(model, fmt)}')
+    if args.image and list(model.inputs) != ['data']:
+        raise cli.BadInput(f'--image: {model.name} takes {" and ".join(model.modalities)} images; its export is '
+                           'checked on random inputs only')
+    if args.image:
+        from solvers.infer import read_image
+        read_image(args.image, decode=False)
+    require(fmt)
+    from export import check
+    from export.graph import graph
+    from solvers.infer import load_deploy_net
+    from surgery.published import published_weights
+
+    weights_path = published_weights(model, args.weights)
+    net, proto = load_deploy_net(model, weights_path, args.width)
+    layers = graph(proto)
+    weights = {name: [b.data.copy() for b in blobs] for name, blobs in net.params.items()}
+    module = out.with_suffix('').name if fmt == 'torch' else None
+    doc = describe(model, weights_path, args.width, module)
+    cases = check_cases(model, proto, args)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix='.fcn-export-', dir=out.parent))
+    try:
+        run = write(fmt, layers, weights, net, folder, out, doc, model)
+        rows = check.check(net, run, cases)
+        print(check.report(rows))
+        failed = [r for r in rows if not r.passed]
+        if failed:
+            worst = max(failed, key=lambda r: r.relative_error)
+            raise cli.Failure(f'the {fmt} export of {model.name} does not match Caffe ({worst.input}, '
+                              f'{worst.output}: relative error {worst.relative_error:.2e}, argmax agrees on '
+                              f'{100 * worst.agreement:.3f}%; limits {check.MAX_RELATIVE_ERROR:g} and '
+                              f'{100 * check.MIN_AGREEMENT:g}%): nothing written')
+        written = artifact_names(out, fmt)
+        for path in written:
+            os.replace(folder / path.name, path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    for path in written:
+        print(f'wrote {path} ({path.stat().st_size / 2 ** 20:.1f} MB)')
+    return cli.OK
+
+
+if __name__ == '__main__':
+    sys.exit(main())
