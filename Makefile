@@ -10,11 +10,13 @@ MODELS := $(sort $(patsubst %/deploy.prototxt,%,$(wildcard */deploy.prototxt)))
 
 help:
 	@echo "make demo     the staged FCN-32s -> 16s -> 8s pipeline on a synthetic VOC dataset"
+	@echo "make demo GPU=0   the same on GPU 0 (needs a CUDA build: CUDA=1 make caffe)"
 	@echo "make test     lint and the test suite (does all set-up first)"
 	@echo "make setup    Debian packages, .venv, pycaffe built from source (cached)"
 	@echo "make caffe    (re)install pycaffe; CAFFE_SRC=/path/to/caffe, CUDA=1"
 	@echo "make nets     regenerate every model's prototxts;  make MODEL  one model"
 	@echo "make bench    Caffe vs PyTorch CPU speed and memory"
+	@echo "make bench GPU=0  Caffe vs PyTorch on GPU 0, beside the paper's K40c times (CUDA builds of both)"
 	@echo "make clean    remove .venv and caches in the tree (not the build cache)"
 	@echo "make fresh-check  make test and make demo in a bare Debian 12 root from a clean clone (root; KEEP=1 keeps it)"
 
@@ -44,7 +46,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 demo: setup
-	$(PY) -m solvers.demo
+	$(PY) -m solvers.demo $(if $(GPU),--gpu $(GPU))
 
 nets: setup
 	$(VENV)/bin/fcn-netgen --all
@@ -54,7 +56,7 @@ $(MODELS): setup
 
 bench: setup
 	$(PIP) install --quiet -e '.[bench]'
-	$(PY) -m bench
+	$(PY) -m bench $(if $(GPU),--gpu $(GPU))
 
 # A new user's machine: a bare Debian 12 root, a clean clone of HEAD, an empty build cache.
 fresh-check:
