@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # the model folders that fcn-netgen writes (each holds a deploy.prototxt)
 MODELS := $(sort $(patsubst %/deploy.prototxt,%,$(wildcard */deploy.prototxt)))
 
-.PHONY: help setup setup-system venv caffe test lint demo nets bench clean fresh-check $(MODELS)
+.PHONY: help setup setup-system venv caffe wheel wheel-check test lint demo nets bench clean fresh-check $(MODELS)
 
 help:
 	@echo "make demo     the staged FCN-32s -> 16s -> 8s pipeline on a synthetic VOC dataset"
@@ -14,6 +14,8 @@ help:
 	@echo "make test     lint and the test suite (does all set-up first)"
 	@echo "make setup    Debian packages, .venv, pycaffe built from source (cached)"
 	@echo "make caffe    (re)install pycaffe; CAFFE_SRC=/path/to/caffe, CUDA=1"
+	@echo "make wheel    a relocatable pycaffe wheel (manylinux, auditwheel) in dist/, from the cached build; CUDA=1"
+	@echo "make wheel-check  install that wheel and train a few steps in a bare Debian 12 root (root; KEEP=1 keeps it)"
 	@echo "make nets     regenerate every model's prototxts;  make MODEL  one model"
 	@echo "make bench    Caffe vs PyTorch CPU speed and memory"
 	@echo "make bench GPU=0  Caffe vs PyTorch on GPU 0, beside the paper's K40c times (CUDA builds of both)"
@@ -37,6 +39,13 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 caffe: setup-system venv
 	@$(PY) scripts/build_caffe.py
+
+# The same build as `make caffe` (the same variables), repaired into dist/; the last line is its path.
+wheel: setup-system venv
+	@$(PY) scripts/build_caffe.py --wheel dist
+
+wheel-check:
+	@bash scripts/wheel_check.sh $(if $(KEEP),--keep)
 
 test: setup
 	$(VENV)/bin/ruff check .

