@@ -5,6 +5,10 @@ the thread counts (OMP/OPENBLAS/MKL_NUM_THREADS, torch.set_num_threads) are set 
 starts.  Other processes' CPU use during each run is measured from /proc/stat and recorded with it,
 so a timing taken on a busy machine says so.  Several Caffe builds can be compared in one run:
 --caffe LABEL=PYTHON, once per build (a venv with that build of pycaffe installed).
+
+--gpu N: Caffe on GPU N (a CUDA build) against PyTorch on the same GPU, in float32 with TF32 off and
+with TF32 and cudnn.benchmark on, beside the FCN paper's K40c forward times; peak GPU memory instead of
+the sgemm ceiling and the wait for a quiet CPU.
 """
 
 import argparse
@@ -26,7 +30,13 @@ from fcn import cli
 HERE = Path(__file__).resolve().parent
 OUT = HERE / 'out'
 MODELS = ('voc-fcn32s', 'voc-fcn16s', 'voc-fcn8s')
+GPU_MODELS = MODELS + ('voc-fcn-alexnet', 'voc-fcn-googlenet')  # the three nets of the paper's Table 1
+SCALING_SIZES = (250, 500, 750, 1000)  # on the CPU; none by default on a GPU
 SCALING_MODEL = 'voc-fcn8s'
+# The FCN paper (Long, Shelhamer, Darrell, CVPR 2015), Table 1: forward time of a 500 x 500 input on an NVIDIA
+# Tesla K40c, averaged over 20 trials.  Its FCN-VGG16 is FCN-32s; FCN-16s and 8s add the skips it does not time.
+PAPER_K40C_FORWARD_MS = {'voc-fcn-alexnet': 50, 'voc-fcn32s': 210, 'voc-fcn-googlenet': 59}
+PAPER_SIZE = 500
 
 
 # --- measuring the machine's load ------------------------------------------------
@@ -75,7 +85,7 @@ def run_job(python, job, args):
     job_file = args.scratch / 'jobs' / f'{name}.json'
     job_file.write_text(json.dumps(job, indent=1))
     Path(job['result']).unlink(missing_ok=True)
-    load_before = wait_quiet(args.quiet_load, args.max_wait) if args.max_wait else others_load(1.0)
+    load_before = cpu_load_before(args)
     threads = str(args.threads)
     env = os.environ | {'OMP_NUM_THREADS': threads, 'OPENBLAS_NUM_THREADS': threads, 'MKL_NUM_THREADS': threads,
                         'PYTHONPATH': os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get('PYTHONPATH')]))}
@@ -87,11 +97,19 @@ def run_job(python, job, args):
     others_niced = (cpu_busy_s(niced=True) - niced) / wall  # the workers run at nice 0: this is others'
     if proc.returncode or not Path(job['result']).exists():
         tail = '\n'.join((proc.stdout + proc.stderr).strip().split('\n')[-15:])
-        raise RuntimeError(f'benchmark job {name} failed (exit {proc.returncode}); job in {job_file}:\n{tail}')
+        raise cli.Failure(f'benchmark job {name} failed (exit {proc.returncode}); job in {job_file}:\n{tail}')
     result = json.loads(Path(job['result']).read_text())
-    keep = {k: job[k] for k in ('label', 'model', 'size', 'width', 'framework', 'mode') if k in job}
+    keep = {k: job[k] for k in ('label', 'model', 'size', 'width', 'framework', 'mode', 'gpu', 'tf32') if k in job}
     return keep | result | {'others_load': round(others, 2), 'others_niced_load': round(others_niced, 2),
-                            'others_load_before': round(load_before, 2)}
+                            'others_load_before': load_before if load_before is None else round(load_before, 2)}
+
+
+def cpu_load_before(args):
+    """Other processes' CPU use just before a run (after waiting for a quiet machine with --max-wait); on a GPU,
+    where the CPU only launches kernels, not measured (None)."""
+    if args.gpu is not None:
+        return None
+    return wait_quiet(args.quiet_load, args.max_wait) if args.max_wait else others_load(1.0)
 
 
 def write_nets(model, size, width, scratch):
@@ -107,6 +125,16 @@ def write_nets(model, size, width, scratch):
     return paths
 
 
+def torch_variants(args):
+    """(label, job settings) of the PyTorch runs: one on the CPU; on a GPU, float32 (TF32 off) and TF32 with
+    cudnn.benchmark, its fast setting."""
+    if args.no_torch:
+        return []
+    if args.gpu is None:
+        return [('pytorch', {})]
+    return [('pytorch', {'tf32': False}), ('pytorch-tf32', {'tf32': True})]
+
+
 def bench_config(model, size, args, builds):
     """Forward and training runs of every Caffe build and of PyTorch for one net and input size."""
     paths = write_nets(model, size, args.width, args.scratch)
@@ -117,13 +145,13 @@ def bench_config(model, size, args, builds):
         reference = args.scratch / f'reference-{model}-{size}-w{args.width:g}-{mode}.npz'
         reference.unlink(missing_ok=True)
         base = {'model': model, 'size': size, 'width': args.width, 'mode': mode, 'repeat': args.repeat,
-                'warmup': args.warmup, 'reference': str(reference), 'weights': str(weights)}
+                'warmup': args.warmup, 'reference': str(reference), 'weights': str(weights), 'gpu': args.gpu}
         for label, python in builds.items():
             runs.append(run_job(python, base | {'label': label, 'framework': 'caffe', 'net': str(paths[mode])}, args))
             tqdm.write(describe(runs[-1]))
-        if not args.no_torch:
-            runs.append(run_job(sys.executable, base | {'label': 'pytorch', 'framework': 'torch',
-                                                        'graph': str(paths[mode + '_graph'])}, args))
+        for label, settings in torch_variants(args):
+            runs.append(run_job(sys.executable, base | settings | {'label': label, 'framework': 'torch',
+                                                                   'graph': str(paths[mode + '_graph'])}, args))
             tqdm.write(describe(runs[-1]))
     return runs
 
@@ -146,6 +174,9 @@ def data_layer(args, builds):
 def describe(run):
     check = run.get('check') or {}
     worst = f'  rel.err {max(check.values()):.1e}' if check else '  (reference)'
+    if run.get('gpu') is not None:
+        return (f'[bench] {run["label"]:>12} {run["model"]} {run["size"]} {run["mode"]:>7}: '
+                f'{run["median_s"] * 1000:.1f} ms on GPU {run["gpu"]}, GPU memory {run["gpu_mb"]:.0f} MB{worst}')
     return (f'[bench] {run["label"]:>10} {run["model"]} {run["size"]} {run["mode"]:>7}: {run["median_s"]:.3f} s, '
             f'peak {run["maxrss_mb"]:.0f} MB{worst}, others used {run["others_load"]:.2f} cores '
             f'({run["others_niced_load"]:.2f} of them niced)')
@@ -173,13 +204,33 @@ def summarize(runs, ceilings):
                'others_niced_load': max(r['others_niced_load'] for r in (fwd, train) if r)}
         row['train_gflops'] = train and flops['train'] / train['median_s'] / 1e9
         row['forward_gflops'] = fwd and flops['forward'] / fwd['median_s'] / 1e9
-        torch_train = by_key.get((model, size, 'pytorch', 'train'))
-        if label != 'pytorch' and torch_train and train:
-            row['speedup_vs_pytorch'] = torch_train['median_s'] / train['median_s']
+        if not label.startswith('pytorch'):
+            row |= speedups(by_key, model, size, fwd, train)
         if label in ceilings and train:
             row['fraction_of_ceiling'] = row['train_gflops'] / ceilings[label]['ceiling']['best']
+        if any(r.get('gpu') is not None for r in (fwd, train) if r):
+            row |= gpu_columns(model, size, fwd, train)
         rows.append(row)
     return rows
+
+
+def speedups(by_key, model, size, fwd, train):
+    """How many times faster than each PyTorch run of the same net a Caffe build is (train; forward beside)."""
+    out = {}
+    for torch_label in ('pytorch', 'pytorch-tf32'):
+        suffix = torch_label.removeprefix('pytorch').replace('-', '_')
+        for mode, own, key in (('train', train, 'speedup_vs_pytorch'), ('forward', fwd, 'forward_speedup_vs_pytorch')):
+            theirs = by_key.get((model, size, torch_label, mode))
+            if own and theirs:
+                out[key + suffix] = theirs['median_s'] / own['median_s']
+    return out
+
+
+def gpu_columns(model, size, fwd, train):
+    """Times in ms, peak GPU memory and the paper's K40c forward time (at its 500 x 500 only)."""
+    return {'forward_ms': fwd and fwd['median_s'] * 1000, 'train_ms': train and train['median_s'] * 1000,
+            'forward_gpu_mb': fwd and fwd.get('gpu_mb'), 'train_gpu_mb': train and train.get('gpu_mb'),
+            'paper_k40c_forward_ms': PAPER_K40C_FORWARD_MS.get(model) if size == PAPER_SIZE else None}
 
 
 def scaling(rows):
@@ -229,6 +280,25 @@ def plot(scale, path):
     plt.close(fig)
 
 
+def print_gpu_table(rows):
+    """Milliseconds on the GPU, the paper's K40c forward time beside them, peak GPU memory, ratios and errors."""
+    cols = ('model', 'size', 'build', 'fwd ms', 'K40c fwd ms (paper)', 'train ms', 'GPU MB f/t',
+            'vs torch fp32 f/t', 'vs torch tf32 f/t', 'err out/grad')
+    print('\n' + ' | '.join(cols))
+
+    def f(v, fmt):
+        return format(v, fmt) if v is not None else '-'
+    for r in rows:
+        print(' | '.join([r['model'], str(r['size']), r['build'], f(r.get('forward_ms'), '.1f'),
+                          f(r.get('paper_k40c_forward_ms'), 'd'), f(r.get('train_ms'), '.1f'),
+                          f'{f(r.get("forward_gpu_mb"), ".0f")}/{f(r.get("train_gpu_mb"), ".0f")}',
+                          *(f'{f(r.get("forward_speedup_vs_pytorch" + s), ".2f")}/'
+                            f'{f(r.get("speedup_vs_pytorch" + s), ".2f")}' for s in ('', '_tf32')),
+                          f'{f(r["output_rel_error"], ".0e")}/{f(r["grad_rel_error"], ".0e")}']))
+    print('\nGPU MB: Caffe, device memory the net took (cudaMemGetInfo); PyTorch, torch.cuda.max_memory_allocated. '
+          'K40c: the FCN paper, Table 1 (500 x 500; its FCN-VGG16 is FCN-32s).')
+
+
 def print_table(rows, ceilings):
     cols = ('model', 'size', 'build', 'fwd s', 'train s', 'GFLOP', 'GFLOP/s', 'peak MB f/t', 'vs torch',
             'of ceil', 'err out/grad', 'others')
@@ -265,10 +335,12 @@ def print_profile(profile, size, top=12):
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog='python -m bench', description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--models', nargs='+', default=list(MODELS), help='models at --size (default: %(default)s)')
+    ap.add_argument('--models', nargs='+', help=f'models at --size (default: {" ".join(MODELS)}; with --gpu '
+                    f'also {" ".join(GPU_MODELS[len(MODELS):])})')
     ap.add_argument('--size', type=int, default=500, help='square input size for --models (default: %(default)s)')
-    ap.add_argument('--scaling', type=int, nargs='*', default=[250, 500, 750, 1000],
-                    help=f'square input sizes for {SCALING_MODEL} (default: %(default)s; none to skip)')
+    ap.add_argument('--scaling', type=int, nargs='*',
+                    help=f'square input sizes for {SCALING_MODEL} (default: {" ".join(map(str, SCALING_SIZES))}, '
+                         'none with --gpu; none to skip)')
     cli.add_width(ap, what='the nets')
     ap.add_argument('--repeat', type=int, default=5, help='timed iterations; the median is reported')
     ap.add_argument('--warmup', type=int, default=1, help='untimed iterations first')
@@ -279,6 +351,7 @@ def parse_args(argv):
     ap.add_argument('--sgemm-shapes', nargs='+', default=['x'.join(map(str, s)) for s in SGEMM_SHAPES],
                     metavar='MxNxK', help='sgemm shapes for the ceiling; the best rate counts (default: %(default)s)')
     ap.add_argument('--no-torch', action='store_true', help='skip PyTorch')
+    cli.add_device(ap)
     ap.add_argument('--no-profile', action='store_true', help='skip the per-layer Caffe profile')
     ap.add_argument('--quiet-load', type=float, default=0.3,
                     help='with --max-wait: wait until other processes use fewer cores than this')
@@ -288,6 +361,9 @@ def parse_args(argv):
     ap.add_argument('--scratch', type=Path, default=OUT,
                     help='for the large raw files: weights, outputs, job files (default: %(default)s)')
     args = ap.parse_args(argv)
+    on_gpu = args.gpu is not None
+    args.models = args.models or list(GPU_MODELS if on_gpu else MODELS)
+    args.scaling = ([] if on_gpu else list(SCALING_SIZES)) if args.scaling is None else args.scaling
     try:
         args.sgemm_shapes = [tuple(int(d) for d in shape.split('x')) for shape in args.sgemm_shapes]
     except ValueError:
@@ -308,21 +384,62 @@ def parse_args(argv):
     return args, builds
 
 
+def check_gpu(args, builds):
+    """Before any worker starts: every Caffe build, and PyTorch unless --no-torch, can run on GPU --gpu (else
+    BadInput, saying how to get a build that can)."""
+    from solvers.device import check_gpu as check_caffe
+
+    for label, python in builds.items():
+        try:
+            check_caffe(args.gpu, python)
+        except cli.BadInput as err:
+            raise cli.BadInput(f'{err} [Caffe build {label}: {python}]' if len(builds) > 1 else err) from None
+    if args.no_torch:
+        return
+    import torch
+    if torch.version.cuda is None:
+        raise cli.BadInput(f'--gpu {args.gpu}: this PyTorch ({torch.__version__}) is a CPU-only build. Install a CUDA '
+                           'build of the same version into this venv, or pass --no-torch to measure Caffe alone.')
+    if not 0 <= args.gpu < torch.cuda.device_count():
+        raise cli.BadInput(f'--gpu {args.gpu}: PyTorch sees {torch.cuda.device_count()} GPU(s); pick another with '
+                           '--gpu N, or pass --no-torch')
+
+
+def machine(args):
+    """What the results were measured on: the CPU, and the GPU with --gpu (from nvidia-smi, when there is one)."""
+    cpu = next((line.split(':', 1)[1].strip() for line in Path('/proc/cpuinfo').read_text().split('\n')
+                if line.startswith('model name')), platform.machine())
+    found = {'cpu': cpu, 'cores': os.cpu_count(), 'python': platform.python_version(),
+             'date': time.strftime('%Y-%m-%d %H:%M:%S')}
+    if args.gpu is not None:
+        query = ['nvidia-smi', f'--id={args.gpu}', '--query-gpu=name,driver_version,memory.total',
+                 '--format=csv,noheader']
+        try:
+            found['gpu'] = subprocess.run(query, capture_output=True, text=True, timeout=30).stdout.strip() or None
+        except (OSError, subprocess.TimeoutExpired):
+            found['gpu'] = None
+    return found
+
+
+@cli.tool('python -m bench')
 def main(argv=None):
     args, builds = parse_args(argv)
+    on_gpu = args.gpu is not None
+    if on_gpu:
+        check_gpu(args, builds)
     for sub in ('jobs', 'nets'):
         (args.scratch / sub).mkdir(parents=True, exist_ok=True)
     configs = [(m, args.size) for m in args.models]
     configs += [(SCALING_MODEL, s) for s in args.scaling if (SCALING_MODEL, s) not in configs]
-    cpu = next((line.split(':', 1)[1].strip() for line in Path('/proc/cpuinfo').read_text().split('\n')
-                if line.startswith('model name')), platform.machine())
     settings = {k: v for k, v in vars(args).items() if k not in ('out', 'plot', 'scratch')}
-    results = {'machine': {'cpu': cpu, 'cores': os.cpu_count(), 'python': platform.python_version(),
-                           'date': time.strftime('%Y-%m-%d %H:%M:%S')},
-               'settings': settings | {'builds': builds}}
+    results = {'machine': machine(args), 'settings': settings | {'builds': builds}}
+    if on_gpu:
+        results['paper_k40c_forward_ms'] = PAPER_K40C_FORWARD_MS | {
+            'source': 'Long, Shelhamer, Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015, '
+                      'Table 1: 500 x 500 input, NVIDIA Tesla K40c, mean of 20 trials; FCN-VGG16 is FCN-32s'}
 
     ceilings = {}
-    for label, python in [*builds.items(), ('numpy', sys.executable)]:
+    for label, python in [] if on_gpu else [*builds.items(), ('numpy', sys.executable)]:  # a CPU BLAS's ceiling
         job = {'label': label, 'mode': 'ceiling', 'framework': 'numpy' if label == 'numpy' else 'caffe',
                'repeat': args.repeat, 'model': 'sgemm', 'shapes': args.sgemm_shapes}
         ceilings[label] = run_job(python, job, args)
@@ -341,7 +458,8 @@ def main(argv=None):
         for label, python in builds.items():
             paths = write_nets(SCALING_MODEL, args.size, args.width, args.scratch)
             job = {'label': label, 'model': SCALING_MODEL, 'size': args.size, 'width': args.width,
-                   'framework': 'caffe', 'mode': 'profile', 'net': str(paths['train']), 'repeat': args.repeat}
+                   'framework': 'caffe', 'mode': 'profile', 'net': str(paths['train']), 'repeat': args.repeat,
+                   'gpu': args.gpu}
             results['profile'][label] = run_job(python, job, args)['layers']
         results['data_layer'] = data_layer(args, builds)
         print_profile(results['profile'], args.size)
@@ -354,14 +472,13 @@ def main(argv=None):
     if results['scaling']:
         plot(results['scaling'], args.plot)
     args.out.write_text(json.dumps(results, indent=1))
-    print_table(rows, ceilings)
+    if on_gpu:
+        print_gpu_table(rows)
+    else:
+        print_table(rows, ceilings)
     print(f'\n[bench] wrote {args.out}' + (f' and {args.plot}' if results['scaling'] else ''))
     return 0
 
 
 if __name__ == '__main__':
-    try:
-        sys.exit(main())
-    except (RuntimeError, ValueError, NotImplementedError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(1)
+    sys.exit(main())

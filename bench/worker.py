@@ -6,7 +6,9 @@ The job file names the framework, the mode, the net and where the shared arrays 
 
 - weights: the Caffe weights, written by the first Caffe run and read by PyTorch;
 - reference: what the first run of a configuration computed (outputs, loss, gradients), which every
-  later run of it (PyTorch, another Caffe build) is checked against.
+  later run of it (PyTorch, another Caffe build) is checked against;
+- gpu: the GPU to run on (none: the CPU), and for PyTorch tf32: TensorFloat-32 and cudnn.benchmark on
+  (else both off: the same float32 arithmetic as Caffe's cuBLAS calls).
 """
 
 import json
@@ -17,7 +19,26 @@ import time
 import zlib
 from pathlib import Path
 
-CHECKED_PARAMS = ('conv1_1', 'score_fr')  # weight gradients compared between runs: first and last learnable
+LEARNED_TYPES = ('Convolution', 'Deconvolution')
+
+
+def checked_params(layers):
+    """The weight gradients compared between runs: the first learned layer's and score_fr's (or the last learned
+    layer's), from (name, type, lr_mults) in the net's order: conv1_1 and score_fr in the VGG16 FCNs."""
+    learned = [name for name, kind, mults in layers if kind in LEARNED_TYPES and not (mults and mults[0] == 0)]
+    if not learned:
+        return []
+    return list(dict.fromkeys([learned[0], 'score_fr' if 'score_fr' in learned else learned[-1]]))
+
+
+class Host:
+    """The CPU as the device: nothing to wait for, no device memory."""
+
+    def synchronize(self):
+        pass
+
+    def used_mb(self):
+        return None
 
 
 def maxrss_mb():
@@ -118,6 +139,17 @@ def run_data_layer(job):
     return {'times': times, 'shape': list(net.blobs[net.outputs[0]].data.shape)}
 
 
+def caffe_device(caffe, gpu):
+    """Select Caffe's device; the object that waits for it and reads its memory."""
+    if gpu is None:
+        caffe.set_mode_cpu()
+        return Host()
+    from bench.cuda import Runtime
+    caffe.set_device(gpu)
+    caffe.set_mode_gpu()  # creates the context and the cuBLAS handle: they are not the net's memory
+    return Runtime()
+
+
 def run_caffe(job):
     import numpy as np
 
@@ -125,8 +157,8 @@ def run_caffe(job):
     from bench import flops
     from bench.ceiling import loaded_blas
     from surgery import read_prototxt
-    caffe.set_mode_cpu()
-    baseline = maxrss_mb()
+    device = caffe_device(caffe, job.get('gpu'))
+    baseline, gpu_baseline = maxrss_mb(), device.used_mb()
     net_param = read_prototxt(job['net'])
     net = caffe.Net(job['net'], caffe.TEST)
     weights = init_weights(net, job['seed'])
@@ -139,32 +171,48 @@ def run_caffe(job):
     result = {'baseline_mb': baseline, 'blas': loaded_blas(),
               'flops': dict(zip(('forward', 'train'), flops.totals(rows), strict=True))}
 
+    last = len(net.layers) - 1
+
+    def forward():
+        net._forward(0, last)
+        device.synchronize()  # a GPU runs the kernels asynchronously
+
     if job['mode'] == 'forward':
-        times = timed(net.forward, job['repeat'], job['warmup'])
+        times = timed(forward, job['repeat'], job['warmup'])
         out = net.outputs[0]
         observed = {'output': net.blobs[out].data}
     elif job['mode'] == 'train':
         def step():
             net.clear_param_diffs()  # as Solver::Step does
-            net.forward()
-            net.backward()
+            net._forward(0, last)
+            net._backward(last, 0)
+            device.synchronize()
         times = timed(step, job['repeat'], job['warmup'])
         observed = {'loss': net.blobs['loss'].data.copy()}
-        observed.update({f'grad/{n}': net.params[n][0].diff.copy() for n in CHECKED_PARAMS if n in net.params})
+        layers = [(layer.name, layer.type, [p.lr_mult for p in layer.param]) for layer in net_param.layer]
+        observed.update({f'grad/{n}': net.params[n][0].diff.copy() for n in checked_params(layers)})
     elif job['mode'] == 'profile':
-        return result | {'layers': profile_caffe(net, rows, job['repeat'])}
+        return result | {'layers': profile_caffe(net, rows, job['repeat'], device)}
     else:
         raise ValueError(f'unknown mode {job["mode"]!r}')
+    if gpu_baseline is not None:  # Caffe frees nothing during a run: what it holds now is its peak
+        result |= {'gpu_mb': device.used_mb() - gpu_baseline, 'gpu_used_before_mb': gpu_baseline}
     return result | {'times': times, 'check': check(observed, job['reference'])}
 
 
-def profile_caffe(net, rows, repeat):
+def profile_caffe(net, rows, repeat, device):
     """Median seconds of each layer's forward and backward (Caffe's Split layers included), with its FLOPs."""
     net.forward()
     net.backward()
     n = len(net.layers)
-    fwd = [timed(lambda i=i: net._forward(i, i), repeat, 0) for i in range(n)]
-    bwd = [timed(lambda i=i: net._backward(i, i), repeat, 0) for i in reversed(range(n))][::-1]
+
+    def layer_time(run, i):
+        def step():
+            run(i, i)
+            device.synchronize()
+        return timed(step, repeat, 0)
+    fwd = [layer_time(net._forward, i) for i in range(n)]
+    bwd = [layer_time(net._backward, i) for i in reversed(range(n))][::-1]
     by_name = {r['name']: r for r in rows}
     return [by_name.get(name, {'name': name, 'type': layer.type, 'forward': 0, 'backward': 0})
             | {'forward_s': statistics.median(f), 'backward_s': statistics.median(b)}
@@ -173,24 +221,44 @@ def profile_caffe(net, rows, repeat):
 
 # --- PyTorch -------------------------------------------------------------------
 
+def torch_device(torch, job):
+    """PyTorch's device for the job: the CPU, or the GPU with TF32 and cudnn.benchmark both on or both off."""
+    if job.get('gpu') is None:
+        return torch.device('cpu')
+    tf32 = bool(job.get('tf32'))
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32  # on by default: off, convolutions compute in float32 as Caffe's do
+    torch.backends.cudnn.benchmark = tf32
+    device = torch.device('cuda', job['gpu'])
+    torch.cuda.set_device(device)
+    torch.zeros(1, device=device)  # the context first: it is not the net's memory
+    return device
+
+
 def run_torch(job):
     import numpy as np
     import torch
 
     from bench import torchnet
     torch.set_num_threads(job['threads'])
+    device = torch_device(torch, job)
+    on_gpu = device.type == 'cuda'
+    synchronize = torch.cuda.synchronize if on_gpu else (lambda: None)
     baseline = maxrss_mb()
+    gpu_baseline = torch.cuda.mem_get_info(device) if on_gpu else None
     layers = json.loads(Path(job['graph']).read_text())
     with np.load(job['weights']) as npz:
         weights = {}
         for key in sorted(npz.files):
             name, _ = key.rsplit('/', 1)
             weights.setdefault(name, []).append(npz[key])
-    model = torchnet.build(layers, weights)
+    model = torchnet.build(layers, weights).to(device)
     del weights
     shapes = {spec['top'][0]: tuple(spec['shape'][0]) for spec in layers if spec['type'] == 'Input'}
-    feed = {k: torch.from_numpy(v) for k, v in inputs(shapes, job['seed']).items()}
+    feed = {k: torch.from_numpy(v).to(device) for k, v in inputs(shapes, job['seed']).items()}
     out = layers[-1]['top'][0]
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats(device)
 
     if job['mode'] == 'forward':
         result = {}
@@ -198,8 +266,9 @@ def run_torch(job):
         def step():
             with torch.no_grad():
                 result['blobs'] = model(**feed)
+            synchronize()
         times = timed(step, job['repeat'], job['warmup'])
-        observed = {'output': result['blobs'][out].numpy()}
+        observed = {'output': result['blobs'][out].cpu().numpy()}
     elif job['mode'] == 'train':
         result = {}
 
@@ -209,13 +278,25 @@ def run_torch(job):
             blobs = model(**feed)
             blobs[out].backward()
             result['loss'] = blobs[out].detach()
+            synchronize()
         times = timed(step, job['repeat'], job['warmup'])
-        observed = {'loss': result['loss'].numpy().reshape(())}
-        observed.update({f'grad/{n}': model.param(n, 0).grad.numpy()
-                         for n in CHECKED_PARAMS if model.param(n, 0) is not None})
+        observed = {'loss': result['loss'].cpu().numpy().reshape(())}
+        names = checked_params([(spec['name'], spec['type'], spec.get('lr_mult', [])) for spec in layers])
+        observed.update({f'grad/{n}': model.param(n, 0).grad.cpu().numpy() for n in names})
     else:
         raise ValueError(f'unknown mode {job["mode"]!r} for torch')
-    return {'baseline_mb': baseline, 'times': times, 'check': check(observed, job['reference'])}
+    result = {'baseline_mb': baseline, 'times': times, 'check': check(observed, job['reference'])}
+    return result | (torch_gpu_memory(torch, device, gpu_baseline) if on_gpu else {})
+
+
+def torch_gpu_memory(torch, device, baseline):
+    """Peak memory of PyTorch's tensors (its caching allocator), what it reserved, and the device memory the
+    process took beyond its context (cudaMemGetInfo, as for Caffe: cuBLAS and cuDNN workspaces included)."""
+    free_before, _ = baseline
+    free_after, _ = torch.cuda.mem_get_info(device)
+    return {'gpu_mb': torch.cuda.max_memory_allocated(device) / 2**20,
+            'gpu_reserved_mb': torch.cuda.max_memory_reserved(device) / 2**20,
+            'gpu_device_mb': (free_before - free_after) / 2**20}
 
 
 def main(argv=None):

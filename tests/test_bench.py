@@ -190,3 +190,101 @@ def test_peak_memory_is_the_child_process_own():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert worker.maxrss_mb() > 300 > float(out.stdout) > 1
     del ballast
+
+
+# --- the GPU option ------------------------------------------------------------------------------------------------
+
+def cpu_only_caffe():
+    from fcn.cli import BadInput
+    from solvers.device import check_gpu
+    try:
+        check_gpu(0)
+    except BadInput as err:
+        return 'CPU-only' in str(err)
+    return False
+
+
+def test_gpu_option_defaults_to_the_papers_nets_and_no_scaling():
+    from bench.__main__ import GPU_MODELS, MODELS, SCALING_SIZES, parse_args
+    args, _ = parse_args(['--no-torch'])
+    assert args.gpu is None and args.models == list(MODELS) and args.scaling == list(SCALING_SIZES)
+    args, _ = parse_args(['--no-torch', '--gpu', '0'])
+    assert args.gpu == 0 and args.models == list(GPU_MODELS) and args.scaling == []
+    assert {'voc-fcn-alexnet', 'voc-fcn-googlenet'} < set(GPU_MODELS)
+    args, _ = parse_args(['--no-torch', '--gpu', '1', '--models', 'voc-fcn8s', '--scaling', '500'])
+    assert (args.gpu, args.models, args.scaling) == (1, ['voc-fcn8s'], [500])
+    out = run_bench('--gpu', 'first', cwd=ROOT)
+    assert out.returncode == 2 and "--gpu: invalid int value: 'first'" in out.stderr
+
+
+def test_gpu_option_on_a_cpu_only_build_is_one_line_before_any_job(tmp_path):
+    if not cpu_only_caffe():
+        pytest.skip('this pycaffe is a CUDA build')
+    for extra in ([], ['--no-torch']):
+        out = run_bench('--gpu', '0', *extra, '--scratch', str(tmp_path / 'scratch'), '--out', str(tmp_path / 'r.json'),
+                        cwd=ROOT)
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.strip().splitlines() == [
+            'python -m bench: error: --gpu 0: this pycaffe is a CPU-only build. Rebuild it with CUDA (`CUDA=1 make '
+            'caffe`, needs the CUDA toolkit), or leave out --gpu to run on the CPU.']
+        assert not (tmp_path / 'scratch').exists() and not (tmp_path / 'r.json').exists()
+
+
+def test_gpu_option_refuses_a_cpu_only_pytorch(monkeypatch):
+    """With a Caffe that can use the GPU, a PyTorch that cannot is named before any job starts."""
+    torch = pytest.importorskip('torch')
+    if torch.version.cuda is not None:
+        pytest.skip('this PyTorch is a CUDA build')
+    import solvers.device
+    from bench.__main__ import check_gpu, parse_args
+    from fcn.cli import BadInput
+    monkeypatch.setattr(solvers.device, 'check_gpu', lambda gpu, python: None)
+    args, builds = parse_args(['--gpu', '0'])
+    with pytest.raises(BadInput, match=r'this PyTorch \(.*\) is a CPU-only build.*--no-torch'):
+        check_gpu(args, builds)
+    check_gpu(*parse_args(['--gpu', '0', '--no-torch']))  # Caffe alone needs no CUDA PyTorch
+
+
+def gpu_run(label, model, mode, ms, gpu_mb, **extra):
+    run = {'label': label, 'model': model, 'size': 500, 'mode': mode, 'gpu': 0, 'median_s': ms / 1000,
+           'maxrss_mb': 900.0, 'baseline_mb': 400.0, 'gpu_mb': gpu_mb, 'others_load': 0.0, 'others_niced_load': 0.0,
+           'check': None if label == 'caffe' else {'output' if mode == 'forward' else 'grad/conv1_1': 1e-6}}
+    return run | ({'flops': {'forward': 4e11, 'train': 1.2e12}} if label == 'caffe' else {}) | extra
+
+
+def test_gpu_table_carries_the_papers_k40c_times(capsys):
+    """The summary of GPU runs (made up here): ms, GPU memory, both PyTorch ratios, Table 1's time beside it."""
+    from bench.__main__ import print_gpu_table, summarize
+    runs = [gpu_run(label, model, mode, ms * (2 if mode == 'train' else 1), mb)
+            for model in ('voc-fcn32s', 'voc-fcn8s')
+            for label, ms, mb in (('caffe', 40, 3000), ('pytorch', 50, 2500), ('pytorch-tf32', 20, 2600))
+            for mode in ('forward', 'train')]
+    rows = {(r['model'], r['build']): r for r in summarize(runs, {})}
+    caffe32 = rows['voc-fcn32s', 'caffe']
+    assert caffe32['paper_k40c_forward_ms'] == 210 and rows['voc-fcn8s', 'caffe']['paper_k40c_forward_ms'] is None
+    assert caffe32['forward_ms'] == pytest.approx(40) and caffe32['train_ms'] == pytest.approx(80)
+    assert caffe32['forward_gpu_mb'] == 3000 and rows['voc-fcn32s', 'pytorch']['train_gpu_mb'] == 2500
+    assert caffe32['speedup_vs_pytorch'] == pytest.approx(1.25)
+    assert caffe32['forward_speedup_vs_pytorch_tf32'] == pytest.approx(0.5)
+    assert 'fraction_of_ceiling' not in caffe32
+    print_gpu_table(list(rows.values()))
+    table = capsys.readouterr().out
+    assert 'voc-fcn32s | 500 | caffe | 40.0 | 210 | 80.0 | 3000/3000 | 1.25/1.25 | 0.50/0.50' in table
+    assert 'K40c fwd ms (paper)' in table
+
+
+@pytest.mark.parametrize('model, checked', [('voc-fcn8s', ['conv1_1', 'score_fr']),
+                                            ('voc-fcn-alexnet', ['conv1', 'score_fr']),
+                                            ('voc-fcn-googlenet', ['conv1/7x7_s2', 'score_fr'])])
+def test_checked_gradients_are_the_first_learned_layers_and_score_fr(model, checked):
+    graph = nets.graph(nets.train_net(model, SIZE, WIDTH))
+    assert worker.checked_params([(s['name'], s['type'], s['lr_mult']) for s in graph]) == checked
+
+
+def test_the_cuda_runtime_is_found_in_the_process_maps():
+    from bench.cuda import loaded_cudart
+    maps = ('7f00-7f01 r-xp 00000000 08:01 1 /usr/local/cuda/lib64/libcudart.so.13.0.48\n'
+            '7f02-7f03 r-xp 00000000 08:01 2 /x/.venv/lib/python3.11/site-packages/caffe/libcaffe.so\n')
+    assert loaded_cudart(maps) == '/usr/local/cuda/lib64/libcudart.so.13.0.48'
+    with pytest.raises(RuntimeError, match='is this pycaffe a CUDA build'):
+        loaded_cudart(maps.split('\n')[1])
