@@ -135,7 +135,11 @@ def record(args, weights, data, overrides):
 
     import numpy
 
-    commit = subprocess.run(['git', '-C', str(registry.REPO), 'rev-parse', 'HEAD'], capture_output=True, text=True)
+    try:  # a pip-installed copy may run where git is not installed, or outside a clone
+        commit = subprocess.run(['git', '-C', str(registry.REPO), 'rev-parse', 'HEAD'], capture_output=True,
+                                text=True).stdout.strip()
+    except OSError:
+        commit = ''
     try:
         from importlib.metadata import version
         caffe = version('caffe')
@@ -146,4 +150,4 @@ def record(args, weights, data, overrides):
             'width': args.width, 'rounds': args.rounds, 'steps': args.steps, 'data_overrides': data,
             'solver_overrides': overrides, 'gpu': args.gpu,
             'versions': {'python': platform.python_version(), 'numpy': numpy.__version__, 'caffe': caffe,
-                         'fcn': commit.stdout.strip() or 'unknown'}}
+                         'fcn': commit or 'unknown'}}
