@@ -71,6 +71,7 @@ install_s=$(seconds "$start")
 # Every library of the installed package, as the dynamic loader resolves it on this bare system.
 cat >"$root/root/ldd_check.py" <<'EOF'
 import importlib.util
+import os
 import subprocess
 import sys
 import sysconfig
@@ -85,13 +86,14 @@ bad, from_venv = [], set()
 for lib in libs:
     for line in subprocess.run(['ldd', str(lib)], capture_output=True, text=True, check=True).stdout.splitlines():
         soname, _, where = line.strip().partition(' => ')
-        path = where.split(' (')[0]
+        path = os.path.normpath(where.split(' (')[0])  # ldd prints caffe/../../../libmkl_rt.so.3
         if where.startswith('not found') or (where and not path.startswith(sys.prefix + '/')
                                              and soname not in build_caffe.SYSTEM_LIBS):
             bad.append(f'{lib.name}: {line.strip()}')
         elif path.startswith(sys.prefix + '/') and '/caffe.libs/' not in path and '/caffe/' not in path:
             from_venv.add(path)
-print(*bad, sep='\n')
+if bad:
+    print(*bad, sep='\n')
 print(f'ldd: {len(libs)} libraries in caffe/ and caffe.libs/, {len(bad)} dependencies resolved outside the venv '
       f'and glibc; from other wheels: {", ".join(sorted(from_venv)) or "none"}')
 sys.exit(1 if bad or not libs else 0)
