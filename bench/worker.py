@@ -296,7 +296,11 @@ def torch_gpu_memory(torch, device, baseline):
     free_after, _ = torch.cuda.mem_get_info(device)
     return {'gpu_mb': torch.cuda.max_memory_allocated(device) / 2**20,
             'gpu_reserved_mb': torch.cuda.max_memory_reserved(device) / 2**20,
-            'gpu_device_mb': (free_before - free_after) / 2**20}
+            'gpu_device_mb': (free_before - free_after) / 2**20,
+            'gpu_name': torch.cuda.get_device_name(device), 'torch': torch.__version__, 'cuda': torch.version.cuda,
+            'cudnn': torch.backends.cudnn.version(),  # and the settings as PyTorch reports them back:
+            'allow_tf32': {'matmul': torch.backends.cuda.matmul.allow_tf32, 'cudnn': torch.backends.cudnn.allow_tf32},
+            'cudnn_benchmark': torch.backends.cudnn.benchmark}
 
 
 def main(argv=None):

@@ -288,3 +288,20 @@ def test_the_cuda_runtime_is_found_in_the_process_maps():
     assert loaded_cudart(maps) == '/usr/local/cuda/lib64/libcudart.so.13.0.48'
     with pytest.raises(RuntimeError, match='is this pycaffe a CUDA build'):
         loaded_cudart(maps.split('\n')[1])
+
+
+@pytest.mark.parametrize('tf32', [False, True])
+def test_pytorch_on_the_gpu_sets_tf32_and_cudnn_benchmark_together(tf32):
+    """float32 as Caffe computes it (TF32 off everywhere, cuDNN's default algorithms), or PyTorch's fast setting."""
+    from types import SimpleNamespace as Space
+    calls = []
+    torch = Space(backends=Space(cuda=Space(matmul=Space(allow_tf32=not tf32)),
+                                 cudnn=Space(allow_tf32=not tf32, benchmark=not tf32)),
+                  device=lambda kind, index=None: Space(type=kind, index=index),
+                  cuda=Space(set_device=lambda device: calls.append(('set_device', device.index))),
+                  zeros=lambda n, device: calls.append(('context', device.index)))
+    device = worker.torch_device(torch, {'gpu': 1, 'tf32': tf32})
+    assert (device.type, device.index) == ('cuda', 1) and calls == [('set_device', 1), ('context', 1)]
+    assert torch.backends.cuda.matmul.allow_tf32 is tf32 and torch.backends.cudnn.allow_tf32 is tf32
+    assert torch.backends.cudnn.benchmark is tf32
+    assert worker.torch_device(torch, {'gpu': None}).type == 'cpu'
