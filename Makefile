@@ -37,6 +37,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	@$(PIP) install --quiet -e '.[test]' || { echo "error: pip install failed: is PyPI reachable?" >&2; exit 1; }
 	@touch $@
 
+# fcn-export's dependencies (torch, onnx, onnxruntime): the tests use them, the demo does not.
+$(VENV)/.export: $(VENV)/.installed
+	@echo "[setup] pip install -e '.[export]' (torch, onnx, onnxruntime for fcn-export and its tests)"
+	@$(PIP) install --quiet -e '.[test,export]' || { echo "error: pip install failed: is PyPI reachable?" >&2; exit 1; }
+	@touch $@
+
 caffe: setup-system venv
 	@$(PY) scripts/build_caffe.py
 
@@ -47,7 +53,7 @@ wheel: setup-system venv
 wheel-check:
 	@bash scripts/wheel_check.sh $(if $(KEEP),--keep)
 
-test: setup
+test: setup $(VENV)/.export
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 

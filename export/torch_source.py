@@ -52,7 +52,7 @@ USAGE = '''
         """An H x W x 3 image (numpy or tensor; NYUDv2 depth: H x W millimetres) as `input` takes it, like the
         training data layer fed it: 1 x C x H x W float32."""
         modality, mean = INPUTS[input]
-        x = torch.as_tensor(image, dtype=torch.float32)
+        x = torch.tensor(image, dtype=torch.float32)  # a copy: images are often read-only arrays
         if modality == 'depth':
             x = torch.log(x)[..., None]  # log depth
         elif modality == 'color':

@@ -23,6 +23,7 @@ ENTRY = {  # console script -> how to call its main
     'fcn-data': 'from datalayers.cli import main; sys.exit(main())',
     'fcn-score': 'from solvers.score import main; sys.exit(main())',
     'fcn-infer': 'from solvers.infer import main; sys.exit(main())',
+    'fcn-export': 'from export.cli import main; sys.exit(main())',
     'demo': 'from solvers.demo import main; sys.exit(main())',
     'voc-fcn32s/solve.py': 'import runpy; runpy.run_path(sys.argv[0], run_name="__main__")',
 }
@@ -58,6 +59,7 @@ def commands(tmp_path):
         'fcn-surgery': ['convert', 'vgg16', '--weights', weights, '--out', tmp_path / 'out.caffemodel'],
         'fcn-score': ['voc-fcn8s', '--weights', weights],
         'fcn-infer': ['voc-fcn8s', '--weights', weights, image, '--out', tmp_path / 'infer'],
+        'fcn-export': ['voc-fcn8s', '--weights', weights, '--out', tmp_path / 'net.onnx'],
         'demo': ['--out', tmp_path / 'demo'],
         'voc-fcn32s/solve.py': ['--out', tmp_path / 'run', '--rounds', '1', '--steps', '1'],
     }
@@ -65,6 +67,8 @@ def commands(tmp_path):
 
 @pytest.mark.parametrize('tool', sorted(set(ENTRY) - {'fcn-data'}))
 def test_a_command_that_needs_caffe_says_how_to_get_it(tmp_path, tool):
+    if tool == 'fcn-export':  # it asks for the export extra first
+        pytest.importorskip('onnxruntime', reason='the export extra is not installed')
     result = without_caffe(tool, *commands(tmp_path)[tool])
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert result.stderr.strip().splitlines()[-1] == f'{tool}: error: {PYCAFFE_MISSING}'
