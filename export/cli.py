@@ -7,7 +7,6 @@ Caffe on random inputs at two sizes, one of them odd (and on --image), and fails
 scores differ by more than 1e-4 relative or the predicted classes of fewer than 99.9% of the pixels agree.
 """
 import argparse
-import hashlib
 import os
 import shutil
 import sys
@@ -71,16 +70,10 @@ def require(fmt):
                               "pip install -e '.[export]' (make test installs them)") from None
 
 
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def describe(model, weights, width, module=None):
     """The export's docstring: what the model is, where its weights came from, what it takes and gives."""
+    from surgery.published import digest
+
     means = model.data.means
     inputs = '\n'.join(f'  {top}: {modality}, {"BGR " if modality == "color" else ""}minus the mean '
                        f'{means[modality]}{" (log depth in mm)" if modality == "depth" else ""}'
@@ -88,7 +81,7 @@ def describe(model, weights, width, module=None):
     outputs = '\n'.join(f'  {t.score}: N x {t.classes} x H x W class scores ({", ".join(t.names[:3])}, ...)'
                         for t in model.tasks)
     text = (f'{model.name}: FCN-{model.stride}s ({model.trunk}) on {model.data.title}, exported from Caffe by '
-            f'fcn-export.\n\nWeights: {Path(weights).name} (sha256 {sha256(weights)[:16]}...)'
+            f'fcn-export.\n\nWeights: {Path(weights).name} (sha256 {digest(weights, "sha256")[:16]}...)'
             f'{f", width {width:g}" if width != 1 else ""}.\nInputs, N x C x H x W float32 of any height and width:'
             f'\n{inputs}\nOutputs, the inputs\' height and width:\n{outputs}\n')
     if module:
