@@ -35,7 +35,7 @@ bare_root_cleanup() {  # idempotent: the EXIT trap calls it again
     mountpoint -q "$root/$m" && umount -R "$root/$m"
   done
   if [ "$keep" = 1 ]; then
-    log "kept the root: $root (chroot $root; rm -rf it when done)"
+    log "kept the root: $root (chroot $root; the clone is /root/fcn; rm -rf it when done)"
   else
     rm -rf --one-file-system "$root"
   fi

@@ -33,7 +33,7 @@ verdict=FAIL
 report="stopped before the end"
 finish() {  # the last line, whatever happened
   [ -n "${root:-}" ] && bare_root_cleanup
-  echo "$tag: $verdict (${name:-no wheel}${size_mb:+, $size_mb MB}; $report; $(seconds "$begin") s in all)"
+  echo "$tag: $verdict (${name:+$name, $size_mb MB; }$report; $(seconds "$begin") s in all)"
 }
 fail() { report="$*"; exit 1; }  # instead of bare_root.sh's: the last line says FAIL and why
 trap finish EXIT
