@@ -68,8 +68,8 @@ def _size(pair):
 
 def _keywords(**values):
     """', a=1, b=(2, 3)' for the values that differ from PyTorch's defaults (given as (value, default))."""
-    return ''.join(f', {k}={_size(v) if isinstance(v, (list, tuple)) else v!r}' for k, (v, default) in values.items()
-                   if (_size(v) if isinstance(v, (list, tuple)) else v) != default)
+    shown = {k: _size(v) if isinstance(v, (list, tuple)) else v for k, (v, _) in values.items()}
+    return ''.join(f', {k}={v!r}' for k, v in shown.items() if v != values[k][1])
 
 
 def attributes(layers):
@@ -170,24 +170,31 @@ def source(layers, shapes, model='net', doc='', inputs_info=None, classes=None, 
                       if t in HELPERS)
     body = '\n'.join(['', f'class {cls}(nn.Module):', f'    """{model} as Caffe runs it (TEST phase)."""', '',
                       '    inputs = ' + repr(tuple(inputs(layers))),
-                      '    outputs = ' + repr(tuple(returns or outputs(layers))), '',
+                      '    outputs = ' + repr(tuple(returns)), '',
                       '    def __init__(self):', '        super().__init__()']
                      + [f'        {line}' for line in init]
                      + ['', f'    def forward(self, {", ".join(net_inputs)}):']
                      + [f'        {line}' for line in lines])
     usage = textwrap.dedent(USAGE.format(cls=cls, first=next(iter(inputs_info)))) if inputs_info else ''
     tables = ''.join(table(name, value) for name, value in (('INPUTS', inputs_info), ('CLASSES', classes)) if value)
-    parts = [f'"""{doc or model}"""\n' + ('import os\n\n' if inputs_info else '')
+    parts = [docstring(doc or model) + '\n' + ('import os\n\n' if inputs_info else '')
              + 'import torch\nimport torch.nn.functional as F\nfrom torch import nn\n', tables, helpers.strip('\n'),
              body.strip('\n'), usage.strip('\n')]
     return '\n\n\n'.join(part.strip('\n') for part in parts if part.strip()) + '\n'
 
 
 def table(name, entries):
-    """`NAME = {...}` with one key a line, long values wrapped."""
-    lines = [f'    {key!r}: {pformat(value, width=100, compact=True)},' for key, value in entries.items()]
-    return f'{name} = {{\n' + '\n'.join(textwrap.indent(line, ' ' * 8).lstrip() if i else line
-                                        for line in lines for i, line in enumerate(line.split('\n'))) + '\n}\n'
+    """`NAME = {...}`, one key a line, a long value wrapped under itself."""
+    rows = []
+    for key, value in entries.items():
+        text = pformat(value, width=100, compact=True).replace('\n', '\n' + ' ' * (6 + len(repr(key))))
+        rows.append(f'    {key!r}: {text},')
+    return f'{name} = {{\n' + '\n'.join(rows) + '\n}\n'
+
+
+def docstring(text):
+    """`text` as a docstring that no file name in it can end early."""
+    return '"""' + text.replace('\\', '\\\\').replace('"""', '\\"""') + '"""'
 
 
 def state_dict(layers, weights):

@@ -200,3 +200,12 @@ def test_unsupported_layers_are_named():
     net.layer[0].type = 'InnerProduct'
     with pytest.raises(Unsupported, match='Caffe InnerProduct layers have no export'):
         graph(net)
+
+
+def test_a_weights_file_name_cannot_write_code_into_the_module(tmp_path, weights):
+    """The file name goes into the module's docstring: quotes and backslashes in it stay text."""
+    hostile = tmp_path / 'w"""; import os; os.remove(__file__); """\\.caffemodel'
+    hostile.write_bytes(weights('voc-fcn32s').read_bytes())
+    assert run_export('voc-fcn32s', hostile, tmp_path / 'net.py', 'torch') == 0
+    module = check.load_module(tmp_path / 'net.py')
+    assert 'import os; os.remove' in module.__doc__ and (tmp_path / 'net.py').exists()
