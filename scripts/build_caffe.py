@@ -705,8 +705,10 @@ def wheel_problems(path):
     problems = []
     (wheel_info,) = [n for n in files if n.endswith('.dist-info/WHEEL')]
     tags = [line.split(': ', 1)[1] for line in files[wheel_info].decode().splitlines() if line.startswith('Tag: ')]
-    if tags != [path.name[:-len('.whl')].split('-', 2)[2]] or not tags[0].split('-')[2].startswith('manylinux_2_'):
-        problems.append(f'tag {tags} in WHEEL, {path.name} as its name: not one manylinux tag')
+    python, abi, platforms = path.name[:-len('.whl')].split('-')[-3:]
+    named = sorted(f'{python}-{abi}-{platform}' for platform in platforms.split('.'))
+    if sorted(tags) != named or not any(t.split('-')[2].startswith('manylinux_2_') for t in tags):
+        problems.append(f'tags {tags} in WHEEL, {path.name} as its name: not the same manylinux tags')
     problems += record_problems(files)
     (metadata,) = [n for n in files if n.endswith('.dist-info/METADATA')]
     requires = {line.split(': ', 1)[1] for line in files[metadata].decode().splitlines()
