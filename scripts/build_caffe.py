@@ -18,7 +18,8 @@ from the PyPI wheels nvidia-cublas and nvidia-curand in the venv), patched for C
 CPU speed options (each part of the cache key; `make bench` measures them; bench/README.md has the numbers):
   BLAS=mkl|open|blis   Intel MKL from PyPI (default; installed into the venv, about 1 GB), Debian's OpenBLAS,
                        or Debian's BLIS (all three installed by make setup-system)
-  CAFFE_OPT='-O3 -march=native'   compiler flags (default; the build is for this machine's CPU)
+  CAFFE_OPT='-O3 -march=native'   compiler flags (default; the build is for this machine's CPU; a --wheel is
+                       built for any AVX2 CPU, -O3 -march=x86-64-v3, unless CAFFE_OPT is given)
   CAFFE_OPENMP=0       keep im2col/col2im, ReLU and max pooling on one thread (default: OpenMP threads)
   CAFFE_SHARE_COL=0    one im2col buffer per convolution, as Caffe has it (default: one shared buffer)
   CAFFE_COL_TILES=0    whole-image im2col for every convolution, as Caffe has it (default: large convolutions
@@ -59,6 +60,9 @@ RECIPE_VERSION = '6'  # bump when the build recipe changes, to invalidate caches
 BLAS_CHOICES = ('open', 'mkl', 'blis')
 DEFAULT_BLAS = 'mkl'
 DEFAULT_OPT = '-O3 -march=native'  # built where it runs; -march is in the cache key
+# A wheel runs elsewhere: any x86-64 CPU with AVX2 (Haswell, 2013, and later: every GPU host of today). Code for
+# this machine's CPU alone would die of SIGILL on an older one.
+DEFAULT_WHEEL_OPT = '-O3 -march=x86-64-v3'
 SPEED_FLAGS = [  # flag, environment variable, what it does; see the patches below
     ('--openmp', 'CAFFE_OPENMP', 'im2col/col2im, ReLU, max pooling on OpenMP threads'),
     ('--share-col', 'CAFFE_SHARE_COL', 'one im2col buffer for all convolutions'),
@@ -774,8 +778,8 @@ def parse_args(argv=None):
     ap.add_argument('--blas', default=os.environ.get('BLAS') or None, choices=BLAS_CHOICES,
                     help=f'the BLAS to link (env BLAS; default {DEFAULT_BLAS}, with CUDA open)')
     ap.add_argument('--opt', default=os.environ.get('CAFFE_OPT') or None,
-                    help=f"compiler optimization flags (env CAFFE_OPT; default '{DEFAULT_OPT}', with CUDA -O2: "
-                         "nvcc gets them too)")
+                    help=f"compiler optimization flags (env CAFFE_OPT; default '{DEFAULT_OPT}', for --wheel "
+                         f"'{DEFAULT_WHEEL_OPT}', with CUDA -O2: nvcc gets them too)")
     for flag, env, what in SPEED_FLAGS:
         ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=os.environ.get(env, '1') not in ('', '0'),
                         help=f'{what} (env {env}=0 turns it off; default on)')
@@ -795,7 +799,7 @@ class Build:
         self.cuda = find_cuda() if args.cuda else None
         # CUDA builds keep the configuration they were tested with; their speed is on the GPU.
         self.blas = args.blas or ('open' if self.cuda else DEFAULT_BLAS)
-        self.opt = args.opt or ('-O2' if self.cuda else DEFAULT_OPT)
+        self.opt = args.opt or ('-O2' if self.cuda else DEFAULT_WHEEL_OPT if args.wheel else DEFAULT_OPT)
         self.user_tree = Path(args.src).resolve() if args.src else None
         if self.user_tree:
             check_tree(self.user_tree)
@@ -846,8 +850,8 @@ def report_wheel(path, build):
         + ', '.join(re.sub(r'-[0-9a-f]{8}(?=\.)', '', n) for n in bundled))
     log('requires ' + ', '.join(requires))
     if '-march=native' in build.opt:
-        log(f'note: compiled with -march=native ({native_arch()}): it runs on CPUs with this one\'s instruction '
-            "set; CAFFE_OPT='-O3 -march=x86-64-v3' make wheel builds one for any AVX2 CPU")
+        log(f'note: compiled with -march=native ({native_arch()}): it runs only on CPUs with this one\'s '
+            f"instruction set; without CAFFE_OPT, make wheel builds for any AVX2 CPU ({DEFAULT_WHEEL_OPT})")
 
 
 def main(argv=None):

