@@ -41,11 +41,12 @@ HELPERS = {
 
 USAGE = '''
     def load(weights=None, device='cpu'):
-        """The net in eval mode with its weights: by default the .pt file beside this module."""
+        """The net with its weights (by default the .pt file beside this module), for inference: in eval mode,
+        without gradients (net.requires_grad_(True) to fine-tune it)."""
         net = {cls}()
         path = weights or os.path.splitext(os.path.abspath(__file__))[0] + '.pt'
         net.load_state_dict(torch.load(path, map_location=device))
-        return net.to(device).eval()
+        return net.to(device).eval().requires_grad_(False)
 
 
     def preprocess(image, input={first!r}):
