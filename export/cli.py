@@ -109,7 +109,8 @@ def check_cases(model, proto, args):
 
 
 def write(fmt, layers, weights, net, folder, out, doc, model):
-    """Write the export's files into `folder` under their final names; (the runner that checks them)."""
+    """Write the export's files into `folder` under their final names; return a function that runs them, loaded
+    from those files as a user would load them."""
     from export import check
 
     if fmt == 'onnx':
@@ -163,6 +164,7 @@ def main(argv=None):
     folder = Path(tempfile.mkdtemp(prefix='.fcn-export-', dir=out.parent))
     try:
         run = write(fmt, layers, weights, net, folder, out, doc, model)
+        print(f'{model.name}: {fmt} written; checking it against Caffe on {len(cases)} inputs', file=sys.stderr)
         rows = check.check(net, run, cases)
         print(check.report(rows))
         failed = [r for r in rows if not r.passed]
