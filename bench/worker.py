@@ -19,6 +19,9 @@ import time
 import zlib
 from pathlib import Path
 
+from export.check import rel_error
+from export.graph import inputs as graph_inputs
+
 LEARNED_TYPES = ('Convolution', 'Deconvolution')
 
 
@@ -62,14 +65,6 @@ def timed(step, repeat, warmup):
         if i >= warmup:
             times.append(time.perf_counter() - t)
     return times
-
-
-def rel_error(got, want):
-    import numpy as np
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    if got.shape != want.shape:
-        raise ValueError(f'shape {got.shape} differs from the reference {want.shape}')
-    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
 
 
 def check(observed, reference_path):
@@ -254,7 +249,7 @@ def run_torch(job):
             weights.setdefault(name, []).append(npz[key])
     model = torchnet.build(layers, weights).to(device)
     del weights
-    shapes = {spec['top'][0]: tuple(spec['shape'][0]) for spec in layers if spec['type'] == 'Input'}
+    shapes = {blob: tuple(shape) for blob, shape in graph_inputs(layers).items()}
     feed = {k: torch.from_numpy(v).to(device) for k, v in inputs(shapes, job['seed']).items()}
     out = layers[-1]['top'][0]
     if on_gpu:

@@ -25,6 +25,14 @@ class Comparison:
         return self.relative_error <= MAX_RELATIVE_ERROR and self.agreement >= MIN_AGREEMENT
 
 
+def rel_error(got, want):
+    """Relative L2 error of `got` against `want`, in float64 (a float32 sum over millions of values drifts)."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    if got.shape != want.shape:
+        raise ValueError(f'shape {got.shape} differs from the reference {want.shape}')
+    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
+
+
 def random_inputs(channels, height, width, seed):
     """{input: 1 x C x H x W float32} spread like mean-subtracted pixels."""
     rng = np.random.default_rng(seed)
@@ -46,8 +54,7 @@ def compare(label, expected, got):
         scores = got[out]
         if scores.shape != reference.shape:
             raise ValueError(f'{label}: output {out} is {scores.shape} in the export, {reference.shape} in Caffe')
-        scale = np.linalg.norm(reference)
-        error = float(np.linalg.norm(scores - reference) / (scale if scale else 1.0))
+        error = rel_error(scores, reference)
         agreement = float(np.mean(scores.argmax(1) == reference.argmax(1)))
         rows.append(Comparison(label, out, error if np.isfinite(error) else float('inf'), agreement,
                                bool(np.ptp(reference) == 0)))

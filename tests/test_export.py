@@ -10,6 +10,7 @@ from PIL import Image
 
 import netgen
 import surgery
+from bench.worker import init_weights
 from export import check
 from export.cli import main
 from fcn import registry
@@ -25,11 +26,7 @@ FCNS = [name for name, model in registry.MODELS.items() if model.splits]
 def random_weights(path, model, width=1 / 16, seed=1):
     """A caffemodel of He-normal weights for the model's deploy net (scores that vary, unlike a stand-in's)."""
     net = surgery.instantiate(netgen.net(model, 'deploy', width))
-    rng = np.random.default_rng(seed)
-    for blobs in net.params.values():
-        for blob in blobs:
-            fan_in = np.prod(blob.data.shape[1:]) if blob.data.ndim > 1 else 1
-            blob.data[...] = rng.normal(0, np.sqrt(2 / fan_in), blob.data.shape)
+    init_weights(net, seed)
     net.save(str(path))
     return path
 
