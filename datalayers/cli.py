@@ -66,8 +66,10 @@ def parser():
 
     s = sub.add_parser('synth', help='write a synthetic dataset in the real on-disk layout',
                        description='Write a synthetic dataset in exactly the real layout (JPEG, palette PNG, .mat, '
-                                   'split files), deterministic for a seed. voc writes OUT/VOC2011, sbdd OUT/dataset, '
-                                   'the others write into OUT.')
+                                   'split files), deterministic for a seed, where data/README.md puts the real one when '
+                                   'OUT is its folder there: voc writes OUT/VOC2011, sbdd OUT/dataset, '
+                                   'pascalcontext OUT and its VOC2010 images in OUT/../pascal/VOC2010, the others '
+                                   'into OUT.')
     s.add_argument('dataset', type=dataset_name, metavar='DATASET', help=DATASET_HELP)
     s.add_argument('--out', required=True, help='output directory (e.g. data/pascal for voc)')
     s.add_argument('--count', type=int, default=40, help=f'number of images (>= {MIN_COUNT}; default 40)')
@@ -81,7 +83,8 @@ def parser():
     c.add_argument('dataset', type=dataset_name, metavar='DATASET', help=DATASET_HELP)
     c.add_argument('dir', help='the directory given to the data layer (voc: the VOC2011 folder; sbdd: dataset/; '
                                'pascalcontext: context_dir)')
-    c.add_argument('--voc-dir', help='pascalcontext only: the folder holding VOC2010/ (default: DIR)')
+    c.add_argument('--voc-dir', help='pascalcontext only: the folder holding VOC2010/ (default: DIR/../pascal, as '
+                   'data/README.md lays them out)')
     c.add_argument('--split', action='append', help='check only this split (repeatable; default: all present)')
     c.add_argument('--limit', type=cli.positive(int), help='check at most this many images per split')
     c.add_argument('--max-problems', type=cli.positive(int), default=10,

@@ -1,8 +1,8 @@
 """The five datasets' on-disk layouts and how one sample is read from them (no Caffe here).
 
 Each reader turns an id from a split file into channel-first arrays exactly as the reference FCN data
-layers feed them: images as float32 BGR minus the dataset mean, labels as uint8 class maps (1 x H x W)
-with 255 for void. Every file is checked on the way in (see io.py), so bad data fails naming the file.
+layers feed them, bit for bit: images as float32 BGR minus the dataset mean (subtracted in the mean's dtype,
+as each reference layer holds it), labels as uint8 class maps (1 x H x W) with 255 for void. Every file is checked on the way in (see io.py), so bad data fails naming the file.
 """
 from pathlib import Path
 
@@ -24,26 +24,36 @@ def plain_split(split):
     return split
 
 
-def modality_array(modality, path, means):
-    """One input image as the data layers feed it (C x H x W float32): color as BGR minus its mean, NYUDv2's HHA
-    minus its mean (not flipped, as in the reference), depth as log millimetres minus its mean."""
+def mean_array(data, value):
+    """A mean as the reference's layer for the registry Dataset `data` holds it: its VOC and SBD layers take
+    np.array(params['mean']), float64; the others a float32 array. The dtype decides the subtraction's bits."""
+    return np.asarray(value, dtype=data.mean_dtype)
+
+
+def modality_array(modality, path, data):
+    """One input image as the data layers of the registry Dataset `data` feed it (C x H x W float32): color as
+    BGR minus its mean, NYUDv2's HHA minus its mean (not flipped, as in the reference), depth as log millimetres
+    minus its mean."""
+    means = data.means
     if modality == 'color':
-        return preprocess(read_rgb(path), means['color'])
+        return preprocess(read_rgb(path), mean_array(data, means['color']))
     if modality == 'hha':
         hha = read_rgb(path).astype(np.float32)
-        hha -= np.asarray(means['hha'], dtype=np.float32)
+        hha -= mean_array(data, means['hha'])
         return hha.transpose(2, 0, 1).copy()
     depth = read_gray16(path)
     if depth.ndim != 2 or (depth <= 0).any():
         raise DatasetError(f"{path}: depth must be a single-channel map of positive millimetres "
                            f"(log depth is fed); found zeros or negative values, fill holes first")
-    return (np.log(depth) - np.float32(means['depth']))[np.newaxis].astype(np.float32)
+    return (np.log(depth) - mean_array(data, (means['depth'],)))[np.newaxis]
 
 
 def preprocess(rgb, mean):
-    """H x W x 3 RGB uint8 -> 3 x H x W float32 BGR minus the mean (Caffe's ILSVRC convention)."""
+    """H x W x 3 RGB uint8 -> 3 x H x W float32 BGR minus the mean (Caffe's ILSVRC convention), in the
+    reference's arithmetic: float32 pixels, minus `mean` in its own dtype (a tuple is float64, as np.array makes
+    it), the result cast back to float32."""
     bgr = rgb[:, :, ::-1].astype(np.float32)
-    bgr -= np.asarray(mean, dtype=np.float32)
+    bgr -= np.asarray(mean)
     return bgr.transpose(2, 0, 1).copy()
 
 
@@ -62,6 +72,7 @@ class Dataset:
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"{self.name} dataset directory {self.root.resolve()} does not exist.\n{self.help()}")
+        self.mean = mean_array(self.declared, self.declared.means['color'])  # its color images' mean
 
     def help(self):
         return f"Expected layout under {self.root}:\n{self.layout}\nGet the real dataset from " \
@@ -100,7 +111,7 @@ class VOC(Dataset):
 
     def __init__(self, root, mean=declared.means['color']):
         super().__init__(root)
-        self.mean = mean
+        self.mean = mean_array(self.declared, mean)
 
     def load(self, id_, tops=None):
         image_path = self.root / 'JPEGImages' / f'{id_}.jpg'
@@ -148,7 +159,7 @@ class NYUD(Dataset):
 
     def load(self, id_, tops=None):
         paths = self.paths(id_)
-        out = {t: self._load_label(paths[t]) if t == 'label' else modality_array(t, paths[t], self.declared.means)
+        out = {t: self._load_label(paths[t]) if t == 'label' else modality_array(t, paths[t], self.declared)
                for t in (tops or self.tops)}
         first = next(iter(out))
         for t, array in out.items():
@@ -183,7 +194,7 @@ class SIFTFlow(Dataset):
         geo = self._label(geo_path, range(-1, self.n_geo + 1))
         for path, label in ((sem_path, sem), (geo_path, geo)):
             check_same_size(rgb, label, image_path, path)
-        return {'data': preprocess(rgb, self.declared.means['color']), 'sem': sem[np.newaxis], 'geo': geo[np.newaxis]}
+        return {'data': preprocess(rgb, self.mean), 'sem': sem[np.newaxis], 'geo': geo[np.newaxis]}
 
     @staticmethod
     def _label(path, allowed):
@@ -191,6 +202,11 @@ class SIFTFlow(Dataset):
         check_raw_values(raw, allowed, path)
         raw = np.where(raw == -1, 0, raw)          # geometric void -1 joins void 0
         return raw.astype(np.uint8) - np.uint8(1)  # so that void wraps to 255
+
+
+def context_voc_dir(context_dir):
+    """The folder of PASCAL-Context's VOC2010 images: data/pascal beside data/pascal-context, as the nets read."""
+    return Path(context_dir).parent / 'pascal'
 
 
 class PASCALContext(Dataset):
@@ -235,7 +251,7 @@ class PASCALContext(Dataset):
         raw = read_mat(label_path, 'LabelMap')
         check_raw_values(raw, range(len(self.lookup)), label_path)
         check_same_size(rgb, raw, image_path, label_path)
-        return {'data': preprocess(rgb, self.declared.means['color']), 'label': self.lookup[raw][np.newaxis]}
+        return {'data': preprocess(rgb, self.mean), 'label': self.lookup[raw][np.newaxis]}
 
 
 DATASETS = {cls.key: cls for cls in (VOC, SBDD, NYUD, SIFTFlow, PASCALContext)}

@@ -1,11 +1,14 @@
 """The Caffe Python data layers, faithful to the reference FCN layers' outputs and order.
 
 One image per forward pass with a leading batch dimension of 1; the net is reshaped for every image.
-Training splits (those whose name contains 'train', as in the reference) are read in a seeded random
-order, a fresh permutation per epoch; evaluation splits are read in file order. `state()` and
-`restore()` let a resumed run continue the same sequence. Every layer also takes `mirror` and `jitter` (pixels),
-and `sample` (keep probability) with `cell` (pixels): training splits are then augmented (`augment`) and their
-loss sampled (`sample_cells`), seeded like the order; all are off by default, as the paper ran.
+Training splits (those whose name contains 'train', as in the reference) are read as the reference reads them:
+`random.randint(0, n - 1)` after seeding with `seed`, with replacement, one draw in setup and one after each
+forward pass, from the layer's own `random.Random` (nothing else in the process can shift it). Evaluation
+splits are read in file order. `state()` and `restore()` carry the generator's state, so a resumed run draws
+what an uninterrupted one would. Every layer also takes `mirror` and `jitter` (pixels), and `sample` (keep
+probability) with `cell` (pixels): training splits are then augmented (`augment`) and their loss sampled
+(`sample_cells`) from a separate stream seeded by `seed` and the forward count, so that switching them on does
+not move the image order; all are off by default, as the paper ran.
 """
 import random
 
@@ -75,22 +78,22 @@ class SegDataLayer(caffe.Layer):
         self.ids = self.dataset.ids(self.split)
         self.random = self.params['randomize'] and 'train' in self.split
         seed = self.params['seed']
+        # unseeded as the reference (random.seed(None)), but recorded in state() so that the run can be resumed
         self.seed = random.SystemRandom().randrange(2 ** 31) if seed is None else seed
-        self.epoch, self.position = 0, 0
-        self.order = self._order()
+        self.rng = random.Random(self.seed)
+        self.count = 0  # forward passes so far: the key of the augmentation stream
+        self.index = self._draw() if self.random else 0
         self.current_id = None
 
-    def _order(self):
-        if not self.random:
-            return np.arange(len(self.ids))
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.ids))
+    def _draw(self):
+        return self.rng.randint(0, len(self.ids) - 1)  # the reference's draw, bit for bit
 
     def reshape(self, bottom, top):
-        self.current_id = self.ids[self.order[self.position]]
+        self.current_id = self.ids[self.index]
         self.sample = self.dataset.load(self.current_id, self.tops)
         p = self.params
         if self.random and (p['mirror'] or p['jitter'] or p['sample'] < 1):  # training splits only
-            rng = np.random.default_rng([self.seed, self.epoch, self.position, 7])  # resumes like the order
+            rng = np.random.default_rng([self.seed, self.count, 7])  # apart from the order; resumes with it
             self.sample = augment(self.sample, rng, p['mirror'], p['jitter'])
             if p['sample'] < 1:
                 self.sample = {name: sample_cells(a, rng, p['sample'], p['cell']) if a.dtype == np.uint8 else a
@@ -101,32 +104,41 @@ class SegDataLayer(caffe.Layer):
     def forward(self, bottom, top):
         for i, name in enumerate(self.tops):
             top[i].data[...] = self.sample[name]
-        self.position += 1
-        if self.position == len(self.ids):
-            self.epoch, self.position = self.epoch + 1, 0
-            self.order = self._order()
+        self.count += 1
+        self.index = self._draw() if self.random else (self.index + 1) % len(self.ids)
 
     def backward(self, top, propagate_down, bottom):
         pass
 
     def state(self):
-        """Where the layer is in its sequence (plain JSON-able values)."""
+        """Where the layer is in its sequence (plain JSON-able values): the next image and the generator."""
+        version, internal, gauss = self.rng.getstate()
         return {'split': self.split, 'count': len(self.ids), 'random': self.random, 'seed': self.seed,
-                'epoch': self.epoch, 'position': self.position}
+                'forwards': self.count, 'index': self.index, 'rng': [version, list(internal), gauss]}
 
     def restore(self, state):
         """Continue from a `state()`; the next forward pass reads the image that followed it."""
         mine = self.state()
-        if set(state) != set(mine):
-            raise ValueError(f"not a {type(self).__name__} state: keys {sorted(state)}, expected {sorted(mine)}")
+        if not isinstance(state, dict) or set(state) != set(mine):
+            keys = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise DatasetError(f"not a {type(self).__name__} data state: keys {keys}, expected {sorted(mine)} "
+                               "(saved by an older fcn? delete the .data.json to restart the data order)")
         for key in ('split', 'count', 'random'):
             if state[key] != mine[key]:
                 raise DatasetError(f"cannot restore a data state of {key}={state[key]!r} into a layer with "
                                    f"{key}={mine[key]!r} (different split or dataset?)")
-        if not 0 <= state['position'] < len(self.ids) or state['epoch'] < 0:
-            raise ValueError(f"data state position {state['position']} / epoch {state['epoch']} out of range")
-        self.seed, self.epoch, self.position = state['seed'], state['epoch'], state['position']
-        self.order = self._order()
+        index, forwards = state['index'], state['forwards']
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (index, forwards, state['seed'])) \
+                or not 0 <= index < len(self.ids) or forwards < 0:
+            raise DatasetError(f"data state index {index!r} / forwards {forwards!r} / seed {state['seed']!r} out "
+                               f"of range for a split of {len(self.ids)} images")
+        rng = random.Random()
+        try:
+            version, internal, gauss = state['rng']
+            rng.setstate((version, tuple(internal), gauss))
+        except (TypeError, ValueError, OverflowError) as err:
+            raise DatasetError(f"data state: the saved random generator state is corrupt ({err})") from None
+        self.seed, self.count, self.index, self.rng = state['seed'], forwards, index, rng
 
 
 class VOCSegDataLayer(SegDataLayer):

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from fcn import registry
 
-from .datasets import DATASETS, SIFTFLOW_SUBDIR
+from .datasets import DATASETS, SIFTFLOW_SUBDIR, context_voc_dir
 from .io import write_label_png
 from .tools import seg11valid
 
@@ -55,8 +55,10 @@ CONTEXT_STUFF, CONTEXT_THINGS = ('sky', 'grass'), ('person', 'table', 'cat', 'ai
 def synthesize(dataset, out_dir, count=40, seed=0, size=None):
     """Write a synthetic `dataset` under out_dir; return the directory to give the data layer.
 
-    voc -> out_dir/VOC2011 (voc_dir), sbdd -> out_dir/dataset (sbdd_dir), nyud -> out_dir (nyud_dir),
-    siftflow -> out_dir (siftflow_dir), pascalcontext -> out_dir (both context_dir and voc_dir).
+    Each goes where data/README.md puts the real one when out_dir is its folder there: voc -> out_dir/VOC2011
+    (voc_dir), sbdd -> out_dir/dataset (sbdd_dir), nyud -> out_dir (nyud_dir), siftflow -> out_dir
+    (siftflow_dir), pascalcontext -> out_dir (context_dir) with its VOC2010 images beside it, in
+    out_dir/../pascal/VOC2010 (voc_dir out_dir/../pascal), as data/pascal-context and data/pascal/VOC2010.
     size: (height, width) of every image; None gives each dataset's default (VOC-like sets vary per image).
     """
     if dataset not in WRITERS:
@@ -73,7 +75,10 @@ def dir_overrides(dataset, root):
     """The param_str overrides that point a net's data layer at a synthesized (or real) dataset: every '*_dir'
     key of the registry's source whose layer reads `dataset`, set to `root`."""
     layer = DATASETS[dataset].layer
-    return {key: str(root) for key in registry.source(layer).params if key.endswith('_dir')}
+    dirs = {key: str(root) for key in registry.source(layer).params if key.endswith('_dir')}
+    if dataset == 'pascalcontext':
+        dirs['voc_dir'] = str(context_voc_dir(root))
+    return dirs
 
 
 # --- scenes ------------------------------------------------------------------------------------------------
@@ -318,7 +323,7 @@ def write_pascalcontext(out, count, seed, size):
     stuff, things = [raw_id[n] for n in CONTEXT_STUFF], [raw_id[n] for n in CONTEXT_THINGS]
     slots = {c: i for i, c in enumerate(stuff + things)}
     ids = [f'2010_{i:06d}' for i in range(count)]
-    voc = out / 'VOC2010'
+    voc = context_voc_dir(out) / 'VOC2010'
     for index in progress('pascalcontext', count):
         rng = np.random.default_rng([seed, index, 59])
         h, w = image_size(rng, size)

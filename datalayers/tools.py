@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .datasets import DATASETS, SBDD, VOC, PASCALContext
+from .datasets import DATASETS, SBDD, VOC, PASCALContext, context_voc_dir
 from .io import DatasetError, check_raw_values, read_sbdd_cls, read_split, write_label_png
 
 
@@ -80,7 +80,7 @@ def open_dataset(dataset, root, voc_dir=None):
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     if DATASETS[dataset] is PASCALContext:
-        return PASCALContext(root, voc_dir or root)
+        return PASCALContext(root, voc_dir or context_voc_dir(root))
     return DATASETS[dataset](root)
 
 

@@ -59,15 +59,18 @@ def source(layer):
 TOPS = '<the model modalities and label>'
 # Options every data layer takes for its training split (CVPR 2015 sec. 4.3; off unless asked for): a random
 # mirror image and translation by up to `jitter` pixels, image and labels alike (AUGMENT: the paper's values);
-# loss sampling, which keeps each `cell` x `cell` block of the labels with probability `sample`.
+# loss sampling, which keeps each `cell` x `cell` block of the labels with probability `sample`; and `randomize`
+# (default True: the reference's random draws), False reading the split once in file order.
 AUGMENT = {'mirror': True, 'jitter': 32}
-TRAINING_OPTIONS = ('mirror', 'jitter', 'sample', 'cell')
+TRAINING_OPTIONS = ('mirror', 'jitter', 'sample', 'cell', 'randomize')
 
 
 @dataclass(frozen=True)
 class Dataset:
     """A dataset: its outputs, its (train, evaluation) splits and their sources, the image mean of each input
-    modality (BGR; NYUDv2's depth is log depth), the solver values and the reference solve.py's rounds x steps."""
+    modality (BGR; NYUDv2's depth is log depth), the solver values and the reference solve.py's rounds x steps.
+    `mean_dtype` is the dtype its reference layer subtracts the mean in (the bits of every image depend on it);
+    `inference_mean` what the reference's infer.py subtracts, where it differs from the nets' rounded mean."""
     name: str
     title: str
     tasks: tuple
@@ -76,6 +79,8 @@ class Dataset:
     solver: dict
     schedule: tuple
     reference_root: str = '../data'  # the reference's data path in its nets (PASCAL-Context's is '../../data')
+    mean_dtype: str = 'float32'
+    inference_mean: tuple | None = None
 
     @property
     def splits(self):
@@ -161,8 +166,9 @@ class Model:
 
     @property
     def mean(self):
-        """The mean its (single) input image has subtracted: nyud-fcn32s-hha is fed HHA images."""
-        return self.data.means[self.modalities[0]]
+        """The mean its (single) input image has subtracted at inference: the reference infer.py's where it has
+        one (VOC), else its data layer's (nyud-fcn32s-hha is fed HHA images)."""
+        return self.data.inference_mean or self.data.means[self.modalities[0]]
 
 
 DATASETS = {}
@@ -208,7 +214,8 @@ def conversion_target(trunk):
 SOLVER_COMMON = dict(lr_policy='fixed', weight_decay=0.0005, display=20, average_loss=20,
                      test_interval=999999999, test_initialization=False, momentum=0.99, iter_size=1)
 SNAPSHOT = dict(snapshot_prefix='snapshot/train')
-VOC_MEAN = (104.00699, 116.66877, 122.67892)
+VOC_MEAN = (104.00699, 116.66877, 122.67892)  # as the reference nets' param_str round it
+VOC_INFER_MEAN = (104.00698793, 116.66876762, 122.67891434)  # the reference's infer.py
 
 VOC_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
                'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train',
@@ -242,7 +249,7 @@ declare(Dataset(
                    dict(voc_dir='{root}/pascal/VOC2011', seed=SEED, split='seg11valid', mean=VOC_MEAN),
                    'http://host.robots.ox.ac.uk/pascal/VOC/voc2011/')},
     means={'color': VOC_MEAN}, solver=dict(test_iter=736, max_iter=100000, snapshot=4000, **SNAPSHOT),
-    schedule=(25, 4000)))
+    schedule=(25, 4000), mean_dtype='float64', inference_mean=VOC_INFER_MEAN))  # np.array(params['mean'])
 NYUD_SOURCE = Source('nyud_layers', 'NYUDSegDataLayer',
                      dict(tops=TOPS, seed=SEED, nyud_dir='{root}/nyud', split='{split}'),
                      'https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html, with the 40-class labels, depth and '

@@ -92,7 +92,7 @@ def write_overlay(weights, args, data_root, count=4):
     rows = []
     for id_ in ids:
         rgb = infer.read_image(voc / 'JPEGImages' / f'{id_}.jpg')
-        pred = infer.segment(net, rgb, model.mean)['score']
+        pred = infer.segment(net, rgb, infer.input_mean(model))['score']
         rows.append((rgb, read_label_png(voc / 'SegmentationClass' / f'{id_}.png'), pred))
     infer.comparison(rows, model.tasks[0].names).save(args.out / 'overlay.png')
     infer.label_image(rows[0][2]).save(args.out / 'labels.png')

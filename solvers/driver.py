@@ -372,6 +372,9 @@ def parser(model=None):
                     'loss with probability P and accumulate 1/P times as many images per step (iter_size), as '
                     'CVPR 2015 sec. 4.3 tried (default 1: the whole image)')
     cli.add_device(ap)
+    if model is not None:  # the reference's own command line: `python solve.py 0`, sys.argv[1] the GPU
+        ap.add_argument('gpu_id', nargs='?', type=int, metavar='GPU', help='as the reference\'s `python solve.py '
+                        'GPU`: the same as --gpu GPU')
     return ap
 
 
@@ -404,7 +407,8 @@ def class_counts(model, data):
     from caffe.proto import caffe_pb2
 
     reader = caffe_pb2.NetParameter(name='class-counts')
-    reader.layer.add().CopyFrom(netgen.net(model, model.splits[0], data=data).layer[0])  # just the data layer
+    every_image_once = {**data, 'randomize': False}  # in file order: a training split is drawn with replacement
+    reader.layer.add().CopyFrom(netgen.net(model, model.splits[0], data=every_image_once).layer[0])
     net = surgery.instantiate(reader)
     counts = {task.label: np.zeros(task.classes, np.int64) for task in model.tasks}
     for _ in tqdm(range(split_size(net)), desc='class frequencies', unit='img', leave=False):
@@ -423,7 +427,12 @@ def balanced_weights(model, dirs):
 
 
 def parse_args(argv, model=None):
-    args = parser(model).parse_args(argv)
+    ap = parser(model)
+    args = ap.parse_args(argv)
+    if getattr(args, 'gpu_id', None) is not None:
+        if args.gpu is not None and args.gpu != args.gpu_id:
+            ap.error(f'GPU {args.gpu_id} and --gpu {args.gpu} disagree: give one')
+        args.gpu = args.gpu_id
     args.model = model or args.model
     rounds, steps = args.model.rounds_steps
     args.rounds = rounds if args.rounds is None else args.rounds

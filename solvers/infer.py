@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 from tqdm import tqdm
 
 from datalayers import label_image, palette
-from datalayers.datasets import preprocess
+from datalayers.datasets import mean_array, preprocess
 from fcn import cli
 
 
@@ -93,6 +93,12 @@ def segment_inputs(net, inputs):
     return {out: net.blobs[out].data[0].argmax(0).astype(np.uint8) for out in net.outputs}
 
 
+def input_mean(model):
+    """The mean subtracted from a color image at inference, as the reference does it: its infer.py subtracts
+    VOC's unrounded mean as float64; the other models get their data layer's mean, in its dtype."""
+    return mean_array(model.data, model.mean)
+
+
 def model_inputs(model, path, rgb, twins=None):
     """The net's input arrays for one image, as the model's data layer prepares them: a color image; an HHA one
     (nyud-fcn32s-hha); or a color image with its depth or HHA twin of the same file name in the folder `twins`."""
@@ -101,10 +107,10 @@ def model_inputs(model, path, rgb, twins=None):
     arrays = {}
     for top, modality in zip(model.inputs, model.modalities, strict=True):
         if modality == 'color':
-            arrays[top] = preprocess(rgb, model.data.means['color'])
+            arrays[top] = preprocess(rgb, input_mean(model))
         else:
             arrays[top] = modality_array(modality, path if top == 'data' else Path(twins) / Path(path).name,
-                                         model.data.means)
+                                         model.data)
     return arrays
 
 
@@ -280,8 +286,10 @@ def main(argv=None):
                            disable=len(paths) < 2):
         rgb = read_image(path)
         check_fits(proto, rgb, path)
-        labels = stitched(net, proto, rgb, model.mean, args.shift_and_stitch) if args.shift_and_stitch > 1 \
-            else segment_inputs(net, model_inputs(model, path, rgb, args.twins))
+        if args.shift_and_stitch > 1:
+            labels = stitched(net, proto, rgb, input_mean(model), args.shift_and_stitch)
+        else:
+            labels = segment_inputs(net, model_inputs(model, path, rgb, args.twins))
         for written in write_results(name, rgb, labels, args.out, {t.score: t.names for t in args.model.tasks}):
             tqdm.write(str(written))  # printed above the progress bar, not through it
     return cli.OK
