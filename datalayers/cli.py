@@ -66,8 +66,8 @@ def parser():
 
     s = sub.add_parser('synth', help='write a synthetic dataset in the real on-disk layout',
                        description='Write a synthetic dataset in exactly the real layout (JPEG, palette PNG, .mat, '
-                                   'split files), deterministic for a seed, where data/README.md puts the real one when '
-                                   'OUT is its folder there: voc writes OUT/VOC2011, sbdd OUT/dataset, '
+                                   'split files), deterministic for a seed, where data/README.md puts the real '
+                                   'one when OUT is its folder there: voc writes OUT/VOC2011, sbdd OUT/dataset, '
                                    'pascalcontext OUT and its VOC2010 images in OUT/../pascal/VOC2010, the others '
                                    'into OUT.')
     s.add_argument('dataset', type=dataset_name, metavar='DATASET', help=DATASET_HELP)

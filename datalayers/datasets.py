@@ -2,7 +2,8 @@
 
 Each reader turns an id from a split file into channel-first arrays exactly as the reference FCN data
 layers feed them, bit for bit: images as float32 BGR minus the dataset mean (subtracted in the mean's dtype,
-as each reference layer holds it), labels as uint8 class maps (1 x H x W) with 255 for void. Every file is checked on the way in (see io.py), so bad data fails naming the file.
+as each reference layer holds it), labels as uint8 class maps (1 x H x W) with 255 for void. Every file is
+checked on the way in (see io.py), so bad data fails naming the file.
 """
 from pathlib import Path
 

@@ -47,8 +47,10 @@ def per_class_acc(hist):
 
 
 def _nanmean(values):
-    values = values[~np.isnan(values)]
-    return float(values.mean()) if values.size else float('nan')
+    """np.nanmean, as the reference's score.py takes it (its summation order, so the same bits); nan when empty."""
+    if np.isnan(values).all():
+        return float('nan')
+    return float(np.nanmean(values))
 
 
 def scores(hist):

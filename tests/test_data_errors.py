@@ -6,7 +6,7 @@ from data_helpers import python_layer_net
 from PIL import Image
 
 from datalayers import DatasetError, ParamError
-from datalayers.datasets import NYUD, SBDD, VOC, PASCALContext, SIFTFlow
+from datalayers.datasets import NYUD, SBDD, VOC, PASCALContext, SIFTFlow, context_voc_dir
 from datalayers.synth import SIFTFLOW_SUBDIR, synthesize
 from fcn import registry
 
@@ -230,10 +230,10 @@ def test_siftflow_label_outside_the_classes(tmp_path, kind, bad):
 
 def test_pascalcontext_raw_label_outside_the_list(tmp_path):
     root = make('pascalcontext', tmp_path)
-    id_ = (root / 'VOC2010/ImageSets/Main/val.txt').read_text().split()[0]
+    id_ = (context_voc_dir(root) / 'VOC2010/ImageSets/Main/val.txt').read_text().split()[0]
     edit_mat(root / 'trainval' / f'{id_}.mat', 'LabelMap', lambda m: np.where(m == m.max(), 999, m))
     with pytest.raises(DatasetError, match=rf'{id_}.mat: label values \[999\] are not valid'):
-        PASCALContext(root, root).load(id_)
+        PASCALContext(root, context_voc_dir(root)).load(id_)
 
 
 def test_pascalcontext_task_class_missing_from_the_full_list(tmp_path):
@@ -241,11 +241,11 @@ def test_pascalcontext_task_class_missing_from_the_full_list(tmp_path):
     labels = root / 'labels.txt'
     labels.write_text(''.join(line + '\n' for line in labels.read_text().splitlines() if not line.endswith(' sky')))
     with pytest.raises(DatasetError, match="class 'sky' of .*59_labels.txt is not in .*labels.txt"):
-        PASCALContext(root, root)
+        PASCALContext(root, context_voc_dir(root))
 
 
 def test_malformed_class_list(tmp_path):
     root = make('pascalcontext', tmp_path)
     (root / '59_labels.txt').write_text('aeroplane\nbicycle\n')
     with pytest.raises(DatasetError, match=r"59_labels.txt line 1: expected 'NUMBER: name'"):
-        PASCALContext(root, root)
+        PASCALContext(root, context_voc_dir(root))

@@ -1,10 +1,12 @@
 """Each data layer inside a real Caffe net, on synthetic data; tops checked against an independent read."""
 import json
+import random
 
 import numpy as np
 import pytest
 from data_helpers import expected_image, mat, png, python_layer_net, split_ids
 
+from datalayers.datasets import context_voc_dir
 from datalayers.synth import SIFTFLOW_SUBDIR, synthesize
 from fcn.registry import VOC_MEAN
 
@@ -53,13 +55,23 @@ def test_voc_label_has_void_and_few_classes(synth):
     assert 3 <= len(present - {0, 255}) <= 5
 
 
-def test_sbdd_train_is_a_seeded_permutation_per_epoch(synth, tmp_path):
+def visited(net, count):
+    """The ids a net's data layer reads over `count` forward passes."""
+    seen = []
+    for _ in range(count):
+        net.forward()
+        seen.append(net.layers[0].current_id)
+    return seen
+
+
+def test_sbdd_train_draws_as_the_reference_with_its_own_generator(synth, tmp_path):
     root = synth['sbdd']
     params = {'sbdd_dir': str(root), 'split': 'train', 'mean': VOC_MEAN, 'seed': 1337}
     net = python_layer_net(tmp_path, 'voc_layers', 'SBDDSegDataLayer', params, ['data', 'label'])
     ids = split_ids(root / 'train.txt')
     seen = []
     for _ in range(2 * len(ids)):
+        random.seed(0)  # the process-global generator (which the reference uses) does not move the order
         net.forward()
         id_ = net.layers[0].current_id
         seen.append(id_)
@@ -67,24 +79,31 @@ def test_sbdd_train_is_a_seeded_permutation_per_epoch(synth, tmp_path):
         np.testing.assert_array_equal(net.blobs['label'].data[0, 0], expected)
         np.testing.assert_allclose(net.blobs['data'].data[0], expected_image(root / 'img' / f'{id_}.jpg', VOC_MEAN),
                                    atol=1e-3)
-    first, second = seen[:len(ids)], seen[len(ids):]
-    assert sorted(first) == sorted(ids) and sorted(second) == sorted(ids)
-    assert first != ids or second != ids, "a training split is read in random order"
-    assert first != second, "every epoch gets a fresh permutation"
-    again = python_layer_net(tmp_path, 'voc_layers', 'SBDDSegDataLayer', params, ['data', 'label'])
-    replay = []
-    for _ in range(len(ids)):
-        again.forward()
-        replay.append(again.layers[0].current_id)
-    assert replay == first, "the same seed gives the same order"
+    draws = random.Random(1337)  # the reference: random.seed(seed), then randint(0, n - 1) in setup and per forward
+    assert seen == [ids[draws.randint(0, len(ids) - 1)] for _ in seen]
+    assert visited(python_layer_net(tmp_path, 'voc_layers', 'SBDDSegDataLayer', params, ['data', 'label']),
+                   len(seen)) == seen, "the same seed gives the same order"
+    unseeded = {k: v for k, v in params.items() if k != 'seed'}
+    runs = [visited(python_layer_net(tmp_path, 'voc_layers', 'SBDDSegDataLayer', unseeded, ['data', 'label']), 12)
+            for _ in range(3)]
+    assert len({tuple(r) for r in runs}) > 1, "without a seed every run draws anew, as the reference"
+
+
+def test_augmentation_and_loss_sampling_leave_the_order_alone(synth, tmp_path):
+    params = {'sbdd_dir': str(synth['sbdd']), 'split': 'train', 'seed': 3}
+    plain = visited(python_layer_net(tmp_path, 'voc_layers', 'SBDDSegDataLayer', params, ['data', 'label']), 10)
+    augmented = python_layer_net(tmp_path, 'voc_layers', 'SBDDSegDataLayer',
+                                 {**params, 'mirror': True, 'jitter': 8, 'sample': 0.5, 'cell': 8}, ['data', 'label'])
+    assert visited(augmented, 10) == plain
 
 
 def test_state_restore_continues_the_sequence(synth, tmp_path):
     params = {'sbdd_dir': str(synth['sbdd']), 'split': 'train', 'seed': 7}
     net = python_layer_net(tmp_path, 'voc_layers', 'SBDDSegDataLayer', params, ['data', 'label'])
-    for _ in range(9):  # past the end of the first epoch (6 images)
+    for _ in range(9):
         net.forward()
     state = json.loads(json.dumps(net.layers[0].state()))  # survives a round trip through a file
+    assert state['rng'][1] == list(net.layers[0].rng.getstate()[1])  # the generator's own state
     expected = []
     for _ in range(5):
         net.forward()
@@ -105,6 +124,10 @@ def test_restore_rejects_a_state_of_another_split(synth, tmp_path):
     state = net.layers[0].state()
     with pytest.raises(DatasetError, match='split'):
         net.layers[0].restore({**state, 'split': 'train'})
+    for bad, match in [({**state, 'rng': [3, [1, 2], None]}, 'corrupt'), ({**state, 'index': 99}, 'out of range'),
+                       ({'split': 'val', 'epoch': 0, 'position': 1}, 'older fcn')]:
+        with pytest.raises(DatasetError, match=match):
+            net.layers[0].restore(bad)
 
 
 @pytest.mark.parametrize('tops', [['color', 'label'], ['hha', 'label'], ['color', 'depth', 'label'],
@@ -150,7 +173,8 @@ def test_siftflow_semantic_and_geometric_labels(synth, tmp_path):
 def test_pascalcontext_maps_raw_labels_to_59_classes_by_name(synth, tmp_path):
     root = synth['pascalcontext']
     net = python_layer_net(tmp_path, 'pascalcontext_layers', 'PASCALContextSegDataLayer',
-                           {'context_dir': str(root), 'voc_dir': str(root), 'split': 'val', 'seed': 1337},
+                           {'context_dir': str(root), 'voc_dir': str(context_voc_dir(root)), 'split': 'val',
+                            'seed': 1337},
                            ['data', 'label'])
     # independent mapping, from the two lists as written on disk
     raw = {int(n): s.strip().replace(' ', '') for n, s in
@@ -159,13 +183,13 @@ def test_pascalcontext_maps_raw_labels_to_59_classes_by_name(synth, tmp_path):
             (line.split(':') for line in (root / '59_labels.txt').read_text().splitlines())}
     task.update({'table': task['diningtable'], 'bedclothes': task['bedcloth'], 'cloth': task['clothes']})
     seen = set()
-    for id_ in split_ids(root / 'VOC2010/ImageSets/Main/val.txt'):
+    for id_ in split_ids(context_voc_dir(root) / 'VOC2010/ImageSets/Main/val.txt'):
         net.forward()
         label_map = mat(root / 'trainval' / f'{id_}.mat', 'LabelMap')
         expected = np.vectorize(lambda v: task.get(raw[v], 0))(label_map)
         np.testing.assert_array_equal(net.blobs['label'].data[0, 0], expected)
         seen |= set(np.unique(expected).tolist())
-        image = expected_image(root / 'VOC2010/JPEGImages' / f'{id_}.jpg', (104.007, 116.669, 122.679))
+        image = expected_image(context_voc_dir(root) / 'VOC2010/JPEGImages' / f'{id_}.jpg', (104.007, 116.669, 122.679))
         np.testing.assert_allclose(net.blobs['data'].data[0], image, atol=1e-3)
     assert 0 in seen and len(seen) >= 3 and max(seen) <= 59
 

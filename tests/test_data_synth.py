@@ -85,12 +85,13 @@ def test_siftflow_layout(tmp_path):
 
 
 def test_pascalcontext_layout(tmp_path):
-    root = synthesize('pascalcontext', tmp_path, count=8, seed=0)
+    root = synthesize('pascalcontext', tmp_path / 'pascal-context', count=8, seed=0)
+    assert (tmp_path / 'pascal' / 'VOC2010').is_dir(), 'VOC2010 goes where the nets read it, data/pascal/VOC2010'
     assert len((root / '59_labels.txt').read_text().splitlines()) == 59
     raw = (root / 'labels.txt').read_text()
     assert ': table\n' in raw and ': bedclothes\n' in raw and ': air conditioner\n' in raw
-    id_ = split_ids(root / 'VOC2010/ImageSets/Main/train.txt')[0]
-    assert (root / 'VOC2010/JPEGImages' / f'{id_}.jpg').is_file()
+    id_ = split_ids(tmp_path / 'pascal/VOC2010/ImageSets/Main/train.txt')[0]
+    assert (tmp_path / 'pascal/VOC2010/JPEGImages' / f'{id_}.jpg').is_file()
     raw_ids = {name.strip(): int(n) for n, name in (line.split(':') for line in raw.splitlines())}
     used = {raw_ids[name] for name in ('sky', 'grass', 'person', 'table', 'cat', 'air conditioner')}
     assert set(np.unique(mat(root / 'trainval' / f'{id_}.mat', 'LabelMap')).tolist()) <= used  # raw labels
@@ -163,4 +164,5 @@ def test_data_params_name_the_dir_keys_of_the_reading_layer(tmp_path):
     expected = {'voc': ['voc_dir'], 'sbdd': ['sbdd_dir'], 'nyud': ['nyud_dir'], 'siftflow': ['siftflow_dir'],
                 'pascalcontext': ['context_dir', 'voc_dir']}
     for dataset, keys in expected.items():
-        assert dir_overrides(dataset, tmp_path) == dict.fromkeys(keys, str(tmp_path))
+        beside = {'voc_dir': str(tmp_path.parent / 'pascal')} if dataset == 'pascalcontext' else {}
+        assert dir_overrides(dataset, tmp_path) == {**dict.fromkeys(keys, str(tmp_path)), **beside}

@@ -5,7 +5,11 @@ Both sides run in child processes (each with its own modules first on the path, 
 aborts a process); they compare through the files they write.
 """
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -82,8 +86,132 @@ def test_every_data_layer_gives_the_references_tops_in_its_order(refcode, data_r
         assert sorted(mine.files) == sorted(theirs.files), case['name']
         for key in theirs.files:
             a, b = mine[key], theirs[key]
-            assert a.dtype == b.dtype and a.shape == b.shape, f"{case['name']} {key}: {a.dtype}{a.shape} vs {b.dtype}{b.shape}"
+            assert (a.dtype, a.shape) == (b.dtype, b.shape), f"{case['name']} {key}: {a.dtype}{a.shape} vs {b.shape}"
             assert a.tobytes() == b.tobytes(), f"{case['name']} {key}: other bits (max |diff| {np.abs(a - b).max()})"
     train = found['project']['voc-fcn32s-train-0']['ids']
     assert len(set(train)) < len(train), 'the reference draws training images with replacement'
     assert list(train) != list(found['project']['voc-fcn32s-train-2']['ids']), 'the seed decides the order'
+
+
+# --- training: the reference's solve.py flow against fcn-train, on the CPU ---------------------------------------
+
+ROUNDS, STEPS, SEED, BASE_LR = 2, 3, 5, 1e-6  # K = 6 steps per stage; a base_lr at which the weights move far
+WIDTH = 1 / 16
+METRIC = re.compile(r'^>>> \S+ \S+ Iteration (\d+) (overall accuracy|mean accuracy|mean IU|fwavacc) (\S+)$', re.M)
+NAMES = {'overall accuracy': 'overall_acc', 'mean accuracy': 'mean_acc', 'mean IU': 'mean_iu', 'fwavacc': 'fwavacc'}
+
+
+@pytest.fixture(scope='module')
+def voc_root(tmp_path_factory):
+    from datalayers.synth import synthesize
+
+    root = tmp_path_factory.mktemp('voc-data')
+    synthesize('sbdd', root / 'sbdd', count=16, seed=0, size=(64, 64))
+    synthesize('voc', root / 'pascal', count=16, seed=0, size=(64, 64))
+    return root
+
+
+@pytest.fixture(scope='module')
+def start(tmp_path_factory):
+    """A reduced-width stand-in for the converted VGG16 trunk (both sides start from this file)."""
+    path = tmp_path_factory.mktemp('start') / 'vgg16-fcn.caffemodel'
+    result = run_python(f'''
+import netgen, surgery
+net = surgery.instantiate(netgen.net('voc-fcn32s', 'deploy', width={WIDTH}))
+surgery.stand_in_trunk(net, seed=0)
+net.save({str(path)!r})
+''', REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return path
+
+
+
+def ours(model, weights, voc_root, out, seed=SEED, command=('fcn-train',)):
+    """This project's run (`fcn-train MODEL`, or `python MODEL/solve.py`), with the reference's values but
+    base_lr; the weights it ends with."""
+    entry = [sys.executable, str(REPO / model / 'solve.py')] if command == 'solve.py' else \
+        [str(Path(sys.executable).parent / 'fcn-train'), model]
+    args = ['--width', WIDTH, '--weights', weights, '--data-root', voc_root, '--rounds', ROUNDS, '--steps', STEPS,
+            '--seed', seed, '--base-lr', BASE_LR, '--out', out]
+    result = subprocess.run([*entry, *map(str, args)], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, 'GLOG_minloglevel': '2'})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out / f'train_iter_{ROUNDS * STEPS}.caffemodel'
+
+
+def theirs(model, refcode, folder, run_dir, voc_root, weights_at, weights):
+    """The reference's own MODEL/solve.py, run as the reference lays it out (from MODEL/, with
+    ../data/segvalid11.txt and the start weights where it names them: `weights_at`, under `folder`), on the
+    solver and nets this project's run wrote; edited only to run on the CPU for ROUNDS rounds of STEPS steps and
+    to save its weights at the end. Returns those weights and the four metrics it printed last."""
+    here = folder / model
+    here.mkdir(parents=True)
+    (folder / 'data').mkdir(exist_ok=True)
+    shutil.copy(voc_root / 'pascal/VOC2011/ImageSets/Segmentation/seg11valid.txt', folder / 'data/segvalid11.txt')
+    if not (folder / weights_at).exists():  # a later stage starts from what the reference's earlier one saved
+        (folder / weights_at).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(weights, folder / weights_at)
+    shutil.copy(run_dir / 'solver.prototxt', here / 'solver.prototxt')
+    source = (refcode / f'{model}-solve.py').read_text()
+    assert f"weights = '../{weights_at}'" in source, f'the reference {model}/solve.py starts elsewhere'
+    for old, new in [('caffe.set_device(int(sys.argv[1]))\ncaffe.set_mode_gpu()', 'caffe.set_mode_cpu()'),
+                     ('range(25)', f'range({ROUNDS})'), ('solver.step(4000)', f'solver.step({STEPS})')]:
+        assert old in source, f'the reference {model}/solve.py no longer says {old!r}'
+        source = source.replace(old, new)
+    (here / 'solve.py').write_text(source + f"\nsolver.net.save('{model}.caffemodel')\n")
+    result = run_python('import runpy, sys; sys.argv = ["solve.py", "0"]; runpy.run_path("solve.py")', refcode,
+                        cwd=here)
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = {NAMES[name]: float(value) for it, name, value in METRIC.findall(result.stdout)
+               if int(it) == ROUNDS * STEPS}
+    assert len(printed) == 4, result.stdout[-2000:]
+    return here / f'{model}.caffemodel', printed
+
+
+def weights(path):
+    from surgery import read_caffemodel
+
+    return {layer.name: [np.array(blob.data, np.float32) for blob in layer.blobs]
+            for layer in read_caffemodel(path).layer if layer.blobs}
+
+
+def worst(a, b):
+    """The largest |difference| between the weights of the layers both hold."""
+    return max(float(np.abs(x - y).max()) for name in a.keys() & b.keys() for x, y in zip(a[name], b[name],
+                                                                                              strict=True))
+
+
+def fcn_score(model, weights_file, voc_root, out):
+    result = subprocess.run([str(Path(sys.executable).parent / 'fcn-score'), model, '--weights', str(weights_file),
+                             '--width', str(WIDTH), '--data-root', str(voc_root), '--json', str(out)],
+                            capture_output=True, text=True, timeout=600, env={**os.environ, 'GLOG_minloglevel': '2'})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(out.read_text())['score']
+
+
+def test_training_is_bit_identical_to_the_reference_solve_py(refcode, voc_root, start, tmp_path):
+    """voc-fcn32s from the trunk (python voc-fcn32s/solve.py), then voc-fcn16s from those weights (fcn-train),
+    each K = 6 steps with dropout under random_seed: the same weights, bit for bit, and the same four metrics
+    as the reference's score.py printed, in the run's log and from fcn-score."""
+    figures, start_of = {}, {'ours': start, 'theirs': start}
+    for model, command, weights_at in [('voc-fcn32s', 'solve.py', 'ilsvrc-nets/vgg16-fcn.caffemodel'),
+                                       ('voc-fcn16s', 'fcn-train', 'voc-fcn32s/voc-fcn32s.caffemodel')]:
+        out = tmp_path / f'ours-{model}'
+        mine = ours(model, start_of['ours'], voc_root, out, command=command)
+        reference, printed = theirs(model, refcode, tmp_path / 'reference', out / 'run', voc_root, weights_at,
+                                    start_of['theirs'])
+        a, b = weights(mine), weights(reference)
+        assert a.keys() == b.keys()
+        assert worst(a, b) == 0.0, f"{model}: the weights differ from the reference's by up to {worst(a, b)}"
+        moved = worst(a, weights(start_of['ours']))
+        assert moved > 1e-2, f'{model}: the weights hardly moved ({moved}): the comparison would prove nothing'
+        logged = json.loads((out / 'log.jsonl').read_text().splitlines()[-1])['scores']['score']
+        scored = fcn_score(model, mine, voc_root, tmp_path / f'{model}.json')
+        for metric, value in printed.items():
+            assert logged[metric] == value and scored[metric] == value, (model, metric, value, logged, scored)
+        figures[model] = {'max |weights - start|': moved, 'max |ours - reference|': worst(a, b), **printed}
+        start_of = {'ours': mine, 'theirs': reference}
+    other = ours('voc-fcn32s', start, voc_root, tmp_path / 'other-seed', seed=SEED + 1)
+    assert worst(weights(other), weights(tmp_path / 'ours-voc-fcn32s' / other.name)) > 0, \
+        'another random_seed gives other dropout masks, so other weights: the comparison sees a difference'
+    print(json.dumps(figures))
