@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
+from PIL import Image
 
 from reference import FORWARD, MODULES, REPO, reference_code, run_python
 
@@ -215,3 +216,51 @@ def test_training_is_bit_identical_to_the_reference_solve_py(refcode, voc_root, 
     assert worst(weights(other), weights(tmp_path / 'ours-voc-fcn32s' / other.name)) > 0, \
         'another random_seed gives other dropout masks, so other weights: the comparison sees a difference'
     print(json.dumps(figures))
+
+
+# --- inference: fcn-infer against the reference's infer.py -----------------------------------------------------
+
+def test_fcn_infer_feeds_the_net_what_the_reference_infer_py_feeds_it(refcode, tmp_path):
+    """The reference's infer.py on its demo image (a real VOC photo), up to its argmax, against this project's
+    input preparation and fcn-infer, with the same random weights in a reduced-width voc-fcn8s."""
+    demo = REPO.parent / 'shared' / 'reference-data' / 'demo' / 'image.jpg'
+    if not demo.is_file():
+        pytest.skip(f'the reference demo image is not at {demo}')
+    (tmp_path / 'demo').mkdir()
+    (tmp_path / 'voc-fcn8s').mkdir()
+    shutil.copy(demo, tmp_path / 'demo' / 'image.jpg')
+    model_file = tmp_path / 'voc-fcn8s' / 'fcn8s-heavy-pascal.caffemodel'
+    made = run_python(f'''
+from google.protobuf import text_format
+from PIL import Image
+import netgen, surgery
+from bench.worker import init_weights
+param = netgen.net('voc-fcn8s', 'deploy', width={WIDTH})
+open({str(tmp_path / 'voc-fcn8s' / 'deploy.prototxt')!r}, 'w').write(text_format.MessageToString(param))
+net = surgery.instantiate(param)
+init_weights(net, 3)
+net.save({str(model_file)!r})
+''', REPO)
+    assert made.returncode == 0, made.stderr[-3000:]
+    source = (refcode / 'infer.py').read_text()
+    assert '# visualize segmentation' in source, 'the reference infer.py changed'
+    source = source[:source.index('# visualize segmentation')]  # its pictures need vis.py, Python 2 (xrange)
+    source += "np.save('in.npy', in_)\nnp.save('score.npy', net.blobs['score'].data[0])\n"
+    result = run_python(source, refcode, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    fed = np.load(tmp_path / 'in.npy')
+
+    from fcn import registry
+    from solvers.infer import model_inputs, read_image
+
+    mine = model_inputs(registry.get('voc-fcn8s'), demo, read_image(demo))['data']
+    assert (mine.dtype, mine.shape) == (fed.dtype, fed.shape) and mine.tobytes() == fed.tobytes()
+    out = tmp_path / 'ours'
+    result = subprocess.run([str(Path(sys.executable).parent / 'fcn-infer'), 'voc-fcn8s', '--width', str(WIDTH),
+                             '--weights', str(model_file), str(demo), '--out', str(out)], capture_output=True,
+                            text=True, timeout=600, env={**os.environ, 'GLOG_minloglevel': '2'})
+    assert result.returncode == 0, result.stderr[-3000:]
+    labels = np.array(Image.open(out / 'image.png'))
+    expected = np.load(tmp_path / 'score.npy').argmax(0)
+    assert len(np.unique(expected)) > 1, 'random weights that predict one class would prove little'
+    assert np.array_equal(labels, expected)
