@@ -97,6 +97,33 @@ def test_pascalcontext_layout(tmp_path):
     assert set(np.unique(mat(root / 'trainval' / f'{id_}.mat', 'LabelMap')).tolist()) <= used  # raw labels
 
 
+@pytest.mark.parametrize('model, folders', [('voc-fcn32s', {'sbdd': 'sbdd', 'voc': 'pascal'}),
+                                             ('nyud-fcn32s-color-hha', {'nyud': 'nyud'}),
+                                             ('siftflow-fcn32s', {'siftflow': 'sift-flow'}),
+                                             ('pascalcontext-fcn32s', {'pascalcontext': 'pascal-context'})])
+def test_synth_into_the_data_folder_is_what_the_nets_read(model, folders, tmp_path, capsys):
+    """`fcn-data synth D --out DATA/<its folder>` for each dataset a model reads: `--data-root DATA` finds
+    every folder, and each split's data layer reads an image from it."""
+    import caffe
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+
+    import netgen
+    from fcn import registry
+    from solvers import runs
+
+    for dataset, folder in folders.items():
+        assert main(['synth', dataset, '--out', str(tmp_path / 'data' / folder), '--count', '4', '--size', '32x32']) \
+            == 0
+    model = registry.get(model)
+    dirs = runs.data_dirs(model, tmp_path / 'data')  # a SetupError naming the folder where one is missing
+    for split in model.splits:
+        net = caffe_pb2.NetParameter(name=split)
+        net.layer.add().CopyFrom(netgen.net(model, split, data=dirs).layer[0])
+        (tmp_path / f'{split}.prototxt').write_text(text_format.MessageToString(net))
+        caffe.Net(str(tmp_path / f'{split}.prototxt'), caffe.TRAIN).forward()
+
+
 def test_content_is_learnable_from_color_alone(tmp_path):
     """Nearest class-mean color of smoothed pixels, fit on train, must label val pixels far above chance."""
     root = synthesize('voc', tmp_path, count=16, seed=0)

@@ -304,6 +304,19 @@ def test_gpu_message_says_how_to_rebuild():
     assert 'CUDA=1 make caffe' in result.stderr and 'leave out --gpu' in result.stderr
 
 
+def test_the_references_command_line_from_inside_the_folder(tmp_path):
+    """`cd voc-fcn32s && python solve.py 0`: sys.argv[1] is the GPU, as in the reference."""
+    def inside(*args):
+        return subprocess.run([PYTHON, 'solve.py', *args], capture_output=True, text=True, timeout=300, env=ENV,
+                              cwd=REPO / 'voc-fcn32s')
+    positional, option = inside('0', '--out', tmp_path / 'a'), inside('--gpu', '0', '--out', tmp_path / 'b')
+    if positional.returncode == 0:
+        pytest.skip('this pycaffe has a usable GPU')
+    assert positional.returncode == option.returncode == 2
+    assert positional.stderr == option.stderr and len(positional.stderr.splitlines()) == 1
+    assert 'GPU 1 and --gpu 0 disagree' in inside('1', '--gpu', '0').stderr
+
+
 def test_a_run_reads_its_data_under_the_data_root(tmp_path, monkeypatch):
     from fcn import registry
     from solvers import runs
