@@ -362,8 +362,10 @@ def parser(model=None):
     cli.add_width(ap, what='the nets to train')
     ap.add_argument('--base-lr', type=cli.positive(float),
                     help="override the solver's base_lr (e.g. for a reduced-width variant)")
-    ap.add_argument('--seed', type=cli.seed, help="seed Caffe's random numbers (dropout) for a repeatable run "
-                    '(default: unseeded, as the reference)')
+    ap.add_argument('--seed', type=cli.seed, help="the solver's random_seed: seeds Caffe's random numbers "
+                    '(dropout) for a repeatable run, bit for bit the reference solve.py\'s with that random_seed on '
+                    'the CPU (default: unseeded, as the reference; the image order is seeded by the nets\' seed, '
+                    '1337, either way)')
     ap.add_argument('--augment', action='store_true', help='mirror and translate (up to 32 pixels) the training '
                     'images and labels at random, as CVPR 2015 sec. 4.3 tried (default: off, as the paper trained)')
     ap.add_argument('--class-balance', action='store_true', help='weight the training loss per class by median '
