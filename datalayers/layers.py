@@ -81,7 +81,7 @@ class SegDataLayer(caffe.Layer):
         # unseeded as the reference (random.seed(None)), but recorded in state() so that the run can be resumed
         self.seed = random.SystemRandom().randrange(2 ** 31) if seed is None else seed
         self.rng = random.Random(self.seed)
-        self.count = 0  # forward passes so far: the key of the augmentation stream
+        self.forwards = 0  # forward passes so far: the key of the augmentation stream
         self.index = self._draw() if self.random else 0
         self.current_id = None
 
@@ -93,7 +93,7 @@ class SegDataLayer(caffe.Layer):
         self.sample = self.dataset.load(self.current_id, self.tops)
         p = self.params
         if self.random and (p['mirror'] or p['jitter'] or p['sample'] < 1):  # training splits only
-            rng = np.random.default_rng([self.seed, self.count, 7])  # apart from the order; resumes with it
+            rng = np.random.default_rng([self.seed, self.forwards, 7])  # apart from the order; resumes with it
             self.sample = augment(self.sample, rng, p['mirror'], p['jitter'])
             if p['sample'] < 1:
                 self.sample = {name: sample_cells(a, rng, p['sample'], p['cell']) if a.dtype == np.uint8 else a
@@ -104,7 +104,7 @@ class SegDataLayer(caffe.Layer):
     def forward(self, bottom, top):
         for i, name in enumerate(self.tops):
             top[i].data[...] = self.sample[name]
-        self.count += 1
+        self.forwards += 1
         self.index = self._draw() if self.random else (self.index + 1) % len(self.ids)
 
     def backward(self, top, propagate_down, bottom):
@@ -114,7 +114,7 @@ class SegDataLayer(caffe.Layer):
         """Where the layer is in its sequence (plain JSON-able values): the next image and the generator."""
         version, internal, gauss = self.rng.getstate()
         return {'split': self.split, 'count': len(self.ids), 'random': self.random, 'seed': self.seed,
-                'forwards': self.count, 'index': self.index, 'rng': [version, list(internal), gauss]}
+                'forwards': self.forwards, 'index': self.index, 'rng': [version, list(internal), gauss]}
 
     def restore(self, state):
         """Continue from a `state()`; the next forward pass reads the image that followed it."""
@@ -138,7 +138,7 @@ class SegDataLayer(caffe.Layer):
             rng.setstate((version, tuple(internal), gauss))
         except (TypeError, ValueError, OverflowError) as err:
             raise DatasetError(f"data state: the saved random generator state is corrupt ({err})") from None
-        self.seed, self.count, self.index, self.rng = state['seed'], forwards, index, rng
+        self.seed, self.forwards, self.index, self.rng = state['seed'], forwards, index, rng
 
 
 class VOCSegDataLayer(SegDataLayer):

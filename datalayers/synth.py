@@ -73,7 +73,8 @@ def synthesize(dataset, out_dir, count=40, seed=0, size=None):
 
 def dir_overrides(dataset, root):
     """The param_str overrides that point a net's data layer at a synthesized (or real) dataset: every '*_dir'
-    key of the registry's source whose layer reads `dataset`, set to `root`."""
+    key of the registry's source whose layer reads `dataset`, set to `root` (PASCAL-Context's voc_dir: the
+    pascal folder beside it, where synthesize writes VOC2010)."""
     layer = DATASETS[dataset].layer
     dirs = {key: str(root) for key in registry.source(layer).params if key.endswith('_dir')}
     if dataset == 'pascalcontext':

@@ -126,8 +126,7 @@ net.save({str(path)!r})
     return path
 
 
-
-def ours(model, weights, voc_root, out, seed=SEED, command=('fcn-train',)):
+def ours(model, weights, voc_root, out, seed=SEED, command='fcn-train'):
     """This project's run (`fcn-train MODEL`, or `python MODEL/solve.py`), with the reference's values but
     base_lr; the weights it ends with."""
     entry = [sys.executable, str(REPO / model / 'solve.py')] if command == 'solve.py' else \
