@@ -30,7 +30,7 @@ from solvers import runs
 from solvers.device import use_device
 from solvers.metrics import METRICS, format_scores, valid_pixels
 from solvers.runs import SetupError
-from solvers.score import evaluate, outputs, split_size
+from solvers.score import NotFinite, evaluate, outputs, split_size
 
 
 class Diverged(cli.Failure):
@@ -246,7 +246,10 @@ def train(solver, rounds, steps, out, outs, n_val=None, log=None, label='', echo
                 todo = steps - solver.iter % steps  # a resumed round is finished, not started over
                 train_loss, train_pp = train_round(solver, todo, outs, f'{label}round {r + 1}/{rounds}')
                 samples = []
-                results = evaluate(test_net, outs, n_val, samples=samples)
+                try:
+                    results = evaluate(test_net, outs, n_val, samples=samples)
+                except NotFinite as err:
+                    raise Diverged(f'scoring after iteration {solver.iter}: {err}') from None
                 write_sheet(out / 'val.png', samples, outs[0].names)
                 saved = snapshot(solver, out)
                 best = keep_best(saved, results[outs[0].score]['mean_iu'], best)

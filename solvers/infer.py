@@ -17,6 +17,7 @@ from tqdm import tqdm
 from datalayers import label_image, palette
 from datalayers.datasets import mean_array, preprocess
 from fcn import cli
+from solvers.score import CONSTANT, check_outputs
 
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.tif', '.tiff', '.webp')
@@ -88,8 +89,10 @@ def segment(net, rgb, mean):
 
 
 def segment_inputs(net, inputs):
-    """{output blob: H x W uint8 label map} for one set of input arrays {input top: C x H x W}."""
-    forward(net, inputs)
+    """{output blob: H x W uint8 label map} for one set of input arrays {input top: C x H x W}; a warning on
+    stderr where the scores are the same everywhere."""
+    if forward(net, inputs):
+        tqdm.write(CONSTANT, file=sys.stderr)
     return {out: net.blobs[out].data[0].argmax(0).astype(np.uint8) for out in net.outputs}
 
 
@@ -134,7 +137,8 @@ INT_MAX = 2 ** 31 - 1
 
 
 def forward(net, inputs):
-    """One forward pass of the net, reshaped to the inputs {input top: C x H x W}."""
+    """One forward pass of the net, reshaped to the inputs {input top: C x H x W}; NotFinite for NaN or infinite
+    outputs, and whether they are constant."""
     for top, array in inputs.items():
         net.blobs[top].reshape(1, *array.shape)
     net.reshape()
@@ -146,6 +150,7 @@ def forward(net, inputs):
     for top, array in inputs.items():
         net.blobs[top].data[0] = array
     net.forward()
+    return check_outputs(net, list(net.outputs))
 
 
 def shift_and_stitch(coarse, image, factor, step):

@@ -62,6 +62,26 @@ def split_size(net):
     raise ValueError('the net has no Python data layer listing its split (`ids`): pass the number of images')
 
 
+class NotFinite(cli.Failure):
+    """A forward pass gave NaN or infinite outputs: nothing built on them may be scored or written."""
+
+
+def check_outputs(net, blobs):
+    """Refuse NaN or infinity in the named blobs after a forward pass, naming the first layer whose output is not
+    finite (weights that pass every check can still overflow: one layer at 3e38 makes the loss NaN and the argmax
+    class 0 everywhere). Returns whether the first blob is constant (all-zero weights, say): worth a warning."""
+    if all(np.isfinite(net.blobs[b].data).all() for b in blobs):
+        data = net.blobs[blobs[0]].data
+        return bool(data.size) and data.min() == data.max()
+    first = next((layer for layer, tops in net.top_names.items()
+                  if any(not np.isfinite(net.blobs[t].data).all() for t in tops)), blobs[0])
+    raise NotFinite(f'the net gives non-finite outputs (NaN or infinity): the first is layer {first!r}. The weights '
+                    'are out of range or broken (a diverged run?); nothing was scored or written from them')
+
+
+CONSTANT = 'warning: the net scores every pixel alike (all-zero or untrained weights?): its labels say nothing'
+
+
 class Accumulator:
     """Confusion matrix and loss of one output, summed image by image."""
 
@@ -91,8 +111,10 @@ def evaluate(net, outs, n_images, progress=True, samples=None, keep=4):
     `samples` list, the first `keep` images go into it as (rgb, ground truth, prediction) of the first output."""
     acc = {o.score: Accumulator(net.blobs[o.score].channels) for o in outs}
     image = next(iter(net.top_names.values()))[0]  # the data layer's first top: the (color) image
+    constant = 0
     for i in tqdm(range(n_images), desc='scoring', unit='img', leave=False, disable=not progress):
         net.forward()
+        constant += check_outputs(net, [b for o in outs for b in (o.score, o.loss)])
         for o in outs:
             gt = net.blobs[o.label].data[0, 0]
             pred = net.blobs[o.score].data[0].argmax(0)
@@ -101,6 +123,8 @@ def evaluate(net, outs, n_images, progress=True, samples=None, keep=4):
             first = outs[0]
             samples.append((viewable(net.blobs[image].data[0]), net.blobs[first.label].data[0, 0].astype(np.uint8),
                             net.blobs[first.score].data[0].argmax(0).astype(np.uint8)))
+    if n_images and constant == n_images:
+        print(CONSTANT, file=sys.stderr)
     return {o.score: named(acc[o.score].result(), o.names) for o in outs}
 
 

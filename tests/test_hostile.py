@@ -1,5 +1,6 @@
 """Hostile weights: NaN or infinite values and files that lack layers (a file cut at a layer boundary parses)
 are refused by every tool that reads weights, naming the layers, before they can give a plausible result."""
+import importlib.util
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, 'PYTHONPATH': str(REPO)}
 WIDTH = '1/16'
+EXPORT = all(importlib.util.find_spec(m) for m in ('torch', 'onnx', 'onnxruntime'))  # fcn-export's extra
 
 
 def tool(*args, timeout=300):
@@ -27,6 +29,7 @@ def files(tmp_path_factory):
     import netgen
     import surgery
     from caffe.proto import caffe_pb2
+    from bench.worker import init_weights
     from datalayers.synth import synthesize
 
     root = tmp_path_factory.mktemp('hostile')
@@ -45,6 +48,21 @@ def files(tmp_path_factory):
         paths[f'{name}-cut'] = root / f'{name}-cut.caffemodel'
         paths[f'{name}-cut'].write_bytes(cut.SerializeToString())
         if name == 'voc-fcn8s':
+            huge = {layer: [blob.data.copy() for blob in blobs] for layer, blobs in net.params.items()}
+            net.params['conv3_1'][0].data[...] = 3e38  # finite, but the forward pass overflows
+            paths['huge'] = root / 'huge.caffemodel'
+            net.save(str(paths['huge']))
+            for blobs in net.params.values():
+                for blob in blobs:
+                    blob.data[...] = 0
+            paths['zero'] = root / 'zero.caffemodel'
+            net.save(str(paths['zero']))
+            init_weights(net, 0)
+            paths['random'] = root / 'random.caffemodel'
+            net.save(str(paths['random']))
+            for layer, arrays in huge.items():
+                for blob, array in zip(net.params[layer], arrays, strict=True):
+                    blob.data[...] = array
             net.params['conv3_1'][0].data[0, 0, 0, 0] = np.nan
             net.params['score_fr'][1].data[0] = np.inf
             paths['nan'] = root / 'nan.caffemodel'
@@ -79,6 +97,29 @@ def test_nan_weights_do_not_score_or_segment(files, tmp_path):
     refused(score(files, files['nan']), 'NaN or infinite weights in conv3_1, score_fr')
     refused(infer(files, files['nan'], tmp_path), 'NaN or infinite weights in conv3_1, score_fr')
     assert not list(tmp_path.iterdir())
+
+
+def test_weights_whose_output_overflows_do_not_score_segment_or_export(files, tmp_path):
+    """Finite weights pass every weights check, but the scores they give are not numbers: refused, one line,
+    naming the first layer whose output is not finite, and nothing written."""
+    for result in (score(files, files['huge']), infer(files, files['huge'], tmp_path / 'infer'),
+                   tool(BIN / 'fcn-export', 'voc-fcn8s', '--weights', files['huge'], '--width', WIDTH, '--format',
+                        'onnx', '--out', tmp_path / 'huge.onnx') if EXPORT else None):
+        if result is None:
+            continue
+        assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+        assert "non-finite outputs (NaN or infinity): the first is layer 'conv3_1'" in result.stderr
+        errors = [line for line in result.stderr.splitlines() if 'error' in line]
+        assert errors == [result.stderr.strip().splitlines()[-1]]  # one line, the last
+        assert 'Traceback' not in result.stderr and 'mean_iu' not in result.stdout
+    assert not list(tmp_path.rglob('*.png')) and not list(tmp_path.rglob('*.onnx'))
+
+
+def test_all_zero_weights_score_and_segment_with_a_warning(files, tmp_path):
+    for result in (score(files, files['zero']), infer(files, files['zero'], tmp_path)):
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert 'warning: the net scores every pixel alike' in result.stderr
+    assert 'warning' not in score(files, files['random']).stderr  # scores that vary get none
 
 
 def test_a_file_lacking_layers_does_not_score_or_segment(files, tmp_path):
