@@ -164,7 +164,11 @@ def check_raw_values(raw, allowed, path):
 
 
 def check_same_size(image, label, image_path, label_path):
-    """The label map must cover the image pixel for pixel."""
+    """The label map must cover the image pixel for pixel, with one class per pixel (every axis checked: an
+    H x W x 3 label would pass a check of the first two and then abort Caffe's loss)."""
+    if label.ndim != 2:
+        raise DatasetError(f"label {label_path} has shape {'x'.join(map(str, label.shape))}: a label holds one class "
+                           "index per pixel, an H x W array")
     if image.shape[:2] != label.shape[:2]:
         raise DatasetError(f"image {image_path} is {image.shape[0]}x{image.shape[1]} but its label {label_path} "
                            f"is {label.shape[0]}x{label.shape[1]}")

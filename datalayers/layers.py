@@ -54,6 +54,18 @@ def shift(array, dy, dx, fill):
     return out
 
 
+def check_sample(sample, id_):
+    """Every axis of every top before Caffe sees it (a mismatch would abort the process in a loss or Concat):
+    each C x H x W, all of one H x W, labels of one channel."""
+    shapes = {name: array.shape for name, array in sample.items()}
+    sizes = {shape[1:] for shape in shapes.values() if len(shape) == 3}
+    labels_ok = all(shape[0] == 1 for name, shape in shapes.items() if sample[name].dtype == np.uint8)
+    if any(len(shape) != 3 for shape in shapes.values()) or len(sizes) != 1 or not labels_ok:
+        raise DatasetError(f"image {id_}: its tops do not fit one another: "
+                           + ', '.join(f"{name} {'x'.join(map(str, shape))}" for name, shape in shapes.items())
+                           + ' (each C x H x W, all of one H x W, labels of one channel)')
+
+
 class SegDataLayer(caffe.Layer):
     """Shared behaviour; a subclass names its param_str keys (`spec`) and opens its dataset."""
     spec = {}
@@ -98,6 +110,7 @@ class SegDataLayer(caffe.Layer):
             if p['sample'] < 1:
                 self.sample = {name: sample_cells(a, rng, p['sample'], p['cell']) if a.dtype == np.uint8 else a
                                for name, a in self.sample.items()}
+        check_sample(self.sample, self.current_id)
         for i, name in enumerate(self.tops):  # pycaffe's blob vectors index but do not iterate
             top[i].reshape(1, *self.sample[name].shape)
 

@@ -114,6 +114,10 @@ def model_inputs(model, path, rgb, twins=None):
         else:
             arrays[top] = modality_array(modality, path if top == 'data' else Path(twins) / Path(path).name,
                                          model.data)
+    sizes = {top: array.shape[1:] for top, array in arrays.items()}
+    if len(set(sizes.values())) > 1:  # Concat would abort, the two-stream sum fuse misaligned maps
+        raise cli.BadInput(f'{path} and its twin in {twins} differ in size: '
+                           + ', '.join(f'{top} {h}x{w}' for top, (h, w) in sizes.items()))
     return arrays
 
 

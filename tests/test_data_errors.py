@@ -228,6 +228,49 @@ def test_siftflow_label_outside_the_classes(tmp_path, kind, bad):
         SIFTFlow(root).load(id_)
 
 
+def three_channels(label):
+    return np.repeat(label[..., None], 3, axis=2)
+
+
+def sbdd_three_channels(root, id_):
+    path = root / 'cls' / f'{id_}.mat'
+    gt = scipy.io.loadmat(path)['GTcls'][0, 0]
+    scipy.io.savemat(path, {'GTcls': {'Segmentation': three_channels(gt['Segmentation']),
+                                      'Boundaries': gt['Boundaries']}})
+    return SBDD(root)
+
+
+@pytest.mark.parametrize('dataset, split, spoil', [
+    ('sbdd', 'train.txt', sbdd_three_channels),
+    ('siftflow', 'test.txt', lambda root, id_: edit_mat(root / 'SemanticLabels' / SIFTFLOW_SUBDIR / f'{id_}.mat', 'S',
+                                                        three_channels) or SIFTFlow(root)),
+    ('siftflow', 'test.txt', lambda root, id_: edit_mat(root / 'GeoLabels' / SIFTFLOW_SUBDIR / f'{id_}.mat', 'S',
+                                                        three_channels) or SIFTFlow(root)),
+    ('pascalcontext', 'val', lambda root, id_: edit_mat(root / 'trainval' / f'{id_}.mat', 'LabelMap',
+                                                        three_channels) or PASCALContext(root, context_voc_dir(root))),
+    ('nyud', 'test.txt', lambda root, id_: edit_mat(root / 'segmentation' / f'img_{id_}.mat', 'segmentation',
+                                                    three_channels) or NYUD(root))])
+def test_a_label_of_three_channels_is_refused_naming_it(tmp_path, dataset, split, spoil):
+    """H x W x 3 passes a check of the first two axes, then aborts Caffe's loss: every axis is checked."""
+    root = make(dataset, tmp_path)
+    splits = context_voc_dir(root) / 'VOC2010/ImageSets/Main/val.txt' if dataset == 'pascalcontext' else root / split
+    id_ = splits.read_text().split()[0]
+    reader = spoil(root, id_)
+    with pytest.raises(DatasetError, match=rf'{id_}\.mat .*(has shape \d+x\d+x3|is \d+x\d+ but)'):
+        reader.load(id_)
+
+
+def test_every_top_of_a_sample_is_checked_on_every_axis():
+    from datalayers.layers import check_sample
+
+    good = {'data': np.zeros((3, 8, 9), np.float32), 'label': np.zeros((1, 8, 9), np.uint8)}
+    check_sample(good, 'a')
+    for bad in ({**good, 'label': np.zeros((1, 8, 8), np.uint8)}, {**good, 'label': np.zeros((3, 8, 9), np.uint8)},
+                {**good, 'depth': np.zeros((8, 9), np.float32)}):
+        with pytest.raises(DatasetError, match='image a: its tops do not fit one another'):
+            check_sample(bad, 'a')
+
+
 def test_pascalcontext_raw_label_outside_the_list(tmp_path):
     root = make('pascalcontext', tmp_path)
     id_ = (context_voc_dir(root) / 'VOC2010/ImageSets/Main/val.txt').read_text().split()[0]

@@ -498,3 +498,21 @@ def test_fcn_infer_runs_the_nyud_models_with_their_twin_images(tmp_path):
     arrays = infer.model_inputs(registry.get('nyud-fcn32s-hha'), hha, infer.read_image(hha))
     from datalayers.datasets import NYUD
     np.testing.assert_array_equal(arrays['data'], NYUD(root).load(color.stem[4:], ['hha'])['hha'])
+
+
+def test_a_twin_image_of_another_size_is_refused(tmp_path):
+    """A depth or HHA twin of another size would abort Caffe's Concat (color-d) or be fused misaligned."""
+    from PIL import Image
+
+    from datalayers.synth import synthesize
+    from fcn import cli, registry
+    from solvers import infer
+
+    root = synthesize('nyud', tmp_path / 'nyud', count=4, seed=0, size=(48, 64))
+    color = sorted((root / 'data' / 'images').glob('*.png'))[0]
+    for name, twin in (('nyud-fcn32s-color-hha', 'hha'), ('nyud-fcn32s-color-d', 'depth')):
+        (tmp_path / twin).mkdir()
+        Image.open(root / 'data' / twin / color.name).resize((60, 40)).save(tmp_path / twin / color.name)
+        with pytest.raises(cli.BadInput, match=f'{color.name} and its twin in .*{twin} differ in size: color 48x64, '
+                                               f'{twin} 40x60'):
+            infer.model_inputs(registry.get(name), color, infer.read_image(color), tmp_path / twin)
