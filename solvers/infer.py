@@ -58,7 +58,9 @@ def output_names(paths):
 
 def read_image(path, decode=True):
     """H x W x 3 uint8 RGB (with `decode` False: only checked, from the file's header), or a clear error for a
-    missing or unreadable file."""
+    missing or unreadable file; a FIFO or device (/dev/stdin from a pipe, say) is refused, not waited on."""
+    if Path(path).exists() and not Path(path).is_file():
+        raise ValueError(f'{path} is not a regular file (a folder, FIFO or device): give an image file')
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert('RGB')) if decode else im.size

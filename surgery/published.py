@@ -146,7 +146,10 @@ def published_weights(model, given=None):
     """`given`, or else the fetched published weights of `model` (saying which file is used), or a BadInput that
     says how to get them."""
     if given is not None:
-        return Path(given)
+        given = Path(given)
+        if given.exists() and not given.is_file():  # reading a FIFO would wait forever
+            raise cli.BadInput(f'weights {given} is not a regular file (a folder, FIFO or device): give a .caffemodel')
+        return given
     entry = registry.PUBLISHED.get(model.name)
     path = cached(entry) if entry else None
     if path is None:

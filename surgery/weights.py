@@ -37,6 +37,8 @@ class LoadReport:
 def read_caffemodel(path):
     """Parse a binary caffemodel into a NetParameter; a missing, empty or corrupt file is a WeightsError."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # reading a FIFO would wait forever
+        raise WeightsError(f'weights {path} is not a regular file (a folder, FIFO or device): give a .caffemodel')
     if not path.is_file():
         raise WeightsError(f'weights file {path} does not exist: check the path, or {CONVERT_HINT}')
     if path.suffix in ('.h5', '.hdf5'):

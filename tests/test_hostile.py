@@ -516,3 +516,13 @@ def test_a_twin_image_of_another_size_is_refused(tmp_path):
         with pytest.raises(cli.BadInput, match=f'{color.name} and its twin in .*{twin} differ in size: color 48x64, '
                                                f'{twin} 40x60'):
             infer.model_inputs(registry.get(name), color, infer.read_image(color), tmp_path / twin)
+
+
+def test_a_fifo_is_refused_as_an_image_and_as_weights(files, tmp_path):
+    """Reading a FIFO (or /dev/stdin from a pipe) would wait forever: refused at once, one line."""
+    fifo = tmp_path / 'photo.jpg'
+    os.mkfifo(fifo)
+    refused(tool(BIN / 'fcn-infer', 'voc-fcn8s', '--weights', files['voc-fcn8s'], '--width', WIDTH, fifo, '--out',
+                 tmp_path / 'out', timeout=60), 'photo.jpg is not a regular file (a folder, FIFO or device)')
+    refused(score(files, fifo), 'photo.jpg is not a regular file')
+    assert not (tmp_path / 'out').exists()
