@@ -6,7 +6,7 @@ from fcn import cli
 
 from . import tools
 from .datasets import DATASETS
-from .synth import MIN_COUNT, dir_overrides, synthesize
+from .synth import MAX_COUNT, MIN_COUNT, dir_overrides, synthesize
 
 
 DATASET_HELP = 'one of ' + ', '.join(f'{key} (data/{cls.data_folder})' for key, cls in DATASETS.items())
@@ -72,7 +72,7 @@ def parser():
                                    'into OUT.')
     s.add_argument('dataset', type=dataset_name, metavar='DATASET', help=DATASET_HELP)
     s.add_argument('--out', required=True, help='output directory (e.g. data/pascal for voc)')
-    s.add_argument('--count', type=int, default=40, help=f'number of images (>= {MIN_COUNT}; default 40)')
+    s.add_argument('--count', type=int, default=40, help=f'number of images ({MIN_COUNT} to {MAX_COUNT}; default 40)')
     s.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     s.add_argument('--size', type=size_arg, help='HxW of every image (default: per dataset; VOC-like sets vary)')
     s.set_defaults(run=cmd_synth)

@@ -27,6 +27,7 @@ from .tools import seg11valid
 
 DEFAULT_SIZES = {'voc': None, 'sbdd': None, 'pascalcontext': None, 'nyud': (96, 128), 'siftflow': (96, 96)}
 MIN_COUNT = 4
+MAX_COUNT = 1_000_000
 
 # Well separated colors (RGB) and textures; class slot i of a dataset gets COLORS[i] and TEXTURES[i].
 COLORS = np.array([(120, 118, 112), (220, 40, 40), (40, 170, 60), (50, 80, 220), (230, 200, 40),
@@ -63,8 +64,9 @@ def synthesize(dataset, out_dir, count=40, seed=0, size=None):
     """
     if dataset not in WRITERS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(WRITERS)}")
-    if not isinstance(count, int) or count < MIN_COUNT:
-        raise ValueError(f"count must be an integer >= {MIN_COUNT} (every split needs an image), got {count!r}")
+    if not isinstance(count, int) or not MIN_COUNT <= count <= MAX_COUNT:
+        raise ValueError(f"count must be an integer from {MIN_COUNT} (every split needs an image) to {MAX_COUNT} "
+                         f"(a synthetic set is for tests and demos), got {count!r}")
     if size is not None and (len(size) != 2 or min(size) < 16):
         raise ValueError(f"size must be (height, width) of at least 16 pixels each, got {size!r}")
     size = size if size is not None else DEFAULT_SIZES[dataset]

@@ -431,6 +431,9 @@ def balanced_weights(model, dirs):
     return {label: class_weights(count) for label, count in class_counts(model, dirs).items()}
 
 
+INT_MAX = 2 ** 31 - 1
+
+
 def parse_args(argv, model=None):
     ap = parser(model)
     args = ap.parse_args(argv)
@@ -442,6 +445,9 @@ def parse_args(argv, model=None):
     rounds, steps = args.model.rounds_steps
     args.rounds = rounds if args.rounds is None else args.rounds
     args.steps = steps if args.steps is None else args.steps
+    if args.rounds * args.steps > INT_MAX:
+        ap.error(f'--rounds {args.rounds} x --steps {args.steps} is {args.rounds * args.steps} iterations: Caffe '
+                 f'counts them in a 32-bit int, at most {INT_MAX}')
     args.out = args.out or runs.model_dir(args.model) / 'snapshot'
     return args
 

@@ -526,3 +526,14 @@ def test_a_fifo_is_refused_as_an_image_and_as_weights(files, tmp_path):
                  tmp_path / 'out', timeout=60), 'photo.jpg is not a regular file (a folder, FIFO or device)')
     refused(score(files, fifo), 'photo.jpg is not a regular file')
     assert not (tmp_path / 'out').exists()
+
+
+def test_counts_beyond_what_caffe_or_a_synthetic_set_takes_are_usage_errors(tmp_path):
+    """A 32-bit iteration counter and a synthetic set for tests: past them, one line, exit 2, nothing written."""
+    for result, words in [(fcn_data('synth', 'voc', '--out', tmp_path / 'a', '--count', 10 ** 20), 'to 1000000'),
+                          (tool(BIN / 'fcn-train', 'voc-fcn32s', '--rounds', 10 ** 20, '--steps', 3, '--out',
+                                tmp_path / 'b'), 'Caffe counts them in a 32-bit int'),
+                          (tool(BIN / 'fcn-train', 'voc-fcn32s', '--rounds', 2, '--steps', 2 ** 31, '--out',
+                                tmp_path / 'b'), 'at most 2147483647')]:
+        refused(result, words)
+    assert not (tmp_path / 'a').exists() and not (tmp_path / 'b').exists()
