@@ -180,7 +180,13 @@ def resume(solver, path):
               '1e-3 of it); --seed makes each run repeatable', file=sys.stderr)
     order = Path(path).with_suffix('.data.json')
     if order.is_file():
-        saved = json.loads(order.read_text())
+        try:
+            saved = json.loads(order.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise SetupError(f'--resume: {order} is not a data state ({err}); delete it to restart the data '
+                             'order') from None
+        if not isinstance(saved, dict):
+            raise SetupError(f'--resume: {order} is not a data state (a JSON object of layer states)')
         for name, layer in data_layers(solver.net).items():
             if name in saved:
                 layer.restore(saved[name])
@@ -302,9 +308,29 @@ def best_so_far(log, label):
     """The best mean IU that this stage's rows in the log reached so far (a resumed run goes on from it)."""
     if not log.is_file():
         return -math.inf
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    rows = read_log(log)
     scores = [next(iter(row['scores'].values()))['mean_iu'] for row in rows if row['stage'] == label.strip(' :')]
     return max((s for s in scores if s == s), default=-math.inf)  # s == s: not NaN
+
+
+def read_log(log):
+    """The rows of a run's log.jsonl. A torn last line (the run was killed while writing it) is dropped, saying
+    so, and the file rewritten without it; a broken line before the last is a SetupError naming it."""
+    lines = [line for line in log.read_text(errors='replace').splitlines() if line.strip()]
+    rows = []
+    for n, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get('scores'), dict) or 'stage' not in row:
+                raise ValueError('not a log row')
+        except ValueError as err:
+            if n < len(lines):
+                raise SetupError(f'{log} line {n} is not a log row ({err}): mend or delete that line') from None
+            print(f'note: {log}: its last line is torn (a run killed while writing it): dropped', file=sys.stderr)
+            runs.write_atomic(log, ''.join(json.dumps(row) + '\n' for row in rows))
+            break
+        rows.append(row)
+    return rows
 
 
 def keep_best(model, mean_iu, best):

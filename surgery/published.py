@@ -34,7 +34,16 @@ def cached(entry):
 
 def pins():
     path = cache_dir() / 'pins.json'
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        found = json.loads(path.read_text())
+        if not isinstance(found, dict):
+            raise ValueError('not a JSON object')
+    except (ValueError, UnicodeDecodeError) as err:
+        raise cli.BadInput(f'{path} is not a weights pin file ({err}): delete it, and the next fetch pins again') \
+            from None
+    return found
 
 
 def digest(path, kind):

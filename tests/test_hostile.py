@@ -537,3 +537,39 @@ def test_counts_beyond_what_caffe_or_a_synthetic_set_takes_are_usage_errors(tmp_
                                 tmp_path / 'b'), 'at most 2147483647')]:
         refused(result, words)
     assert not (tmp_path / 'a').exists() and not (tmp_path / 'b').exists()
+
+
+def run_copy(snapshot, out):
+    """A copy of the snapshot fixture's run folder (its snapshot, data state and log) in `out`."""
+    out.mkdir()
+    for path in snapshot.parent.glob('*'):
+        if path.is_file() and path.suffix in ('.caffemodel', '.solverstate', '.json', '.jsonl'):
+            (out / path.name).write_bytes(path.read_bytes())
+    return out
+
+
+def test_a_torn_last_log_line_is_dropped_and_a_broken_one_named(files, snapshot, tmp_path):
+    import json
+
+    out = run_copy(snapshot, tmp_path / 'torn')
+    good = (out / 'log.jsonl').read_text()
+    (out / 'log.jsonl').write_text(good + '{"stage": "voc-fcn8s", "round": 2, "sco')  # killed mid-write
+    result = train(files, out, '--resume', 'auto', '--rounds', 2, '--steps', 2)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'its last line is torn' in result.stderr
+    assert [json.loads(line)['iter'] for line in (out / 'log.jsonl').read_text().splitlines()] == [2, 4]
+    broken = run_copy(snapshot, tmp_path / 'broken')
+    (broken / 'log.jsonl').write_text('not json\n' + good)
+    refused(train(files, broken, '--resume', 'auto', '--rounds', 2, '--steps', 2), 'log.jsonl line 1 is not a log row')
+
+
+def test_a_corrupt_data_state_or_pin_file_is_named(files, snapshot, tmp_path):
+    out = run_copy(snapshot, tmp_path / 'run')
+    (out / 'train_iter_2.data.json').write_text('{"data": ')
+    refused(train(files, out, '--resume', 'auto', '--rounds', 2, '--steps', 2),
+            'train_iter_2.data.json is not a data state', 'delete it to restart the data order')
+    (tmp_path / 'cache' / 'weights').mkdir(parents=True)
+    (tmp_path / 'cache' / 'weights' / 'pins.json').write_text('{"x": ')
+    result = subprocess.run([str(BIN / 'fcn-weights'), 'list'], capture_output=True, text=True, timeout=60,
+                            env={**ENV, 'FCN_CACHE': str(tmp_path / 'cache')})
+    refused(result, 'pins.json is not a weights pin file', 'delete it')
