@@ -19,10 +19,14 @@ def stand_in_trunk(net, seed):
     """
     rng = np.random.default_rng(seed)
     fixed = set(upsampling_layers(net))
-    trunk = [name for name in net.params if name not in fixed and not name.startswith('score')]
+    # convolutions and fully connected layers (a classifier's); Scale layers (at-once training) keep their factors
+    trunk = [name for name in net.params if name not in fixed and not name.startswith('score')
+             and net.params[name][0].data.ndim in (2, 4)]
     for index, name in enumerate(trunk):
         blobs = net.params[name]
         kernel = blobs[0].data
+        if kernel.ndim == 2:  # fully connected: the kernel of a 1 x 1 convolution (a view: writes go through)
+            kernel = kernel.reshape(*kernel.shape, 1, 1)
         out_ch, in_ch, kh, kw = kernel.shape
         he = np.sqrt(2 / (in_ch * kh * kw))
         kernel[...] = rng.normal(0, he, kernel.shape)

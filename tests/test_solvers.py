@@ -489,6 +489,22 @@ def test_surgery_init_makes_weights_a_smoke_run_starts_from(data_root, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+@pytest.mark.parametrize('model', ['voc-fcn8s-atonce', 'ilsvrc-vgg16'])
+def test_surgery_init_random_for_scale_and_fully_connected_layers(model, tmp_path):
+    """The at-once net's fixed Scale layers keep their factors; a classifier's fully connected layers get weights."""
+    from surgery import read_caffemodel
+
+    out = tmp_path / 'w.caffemodel'
+    result = subprocess.run([PYTHON, '-m', 'surgery.cli', 'init', model, '--random', '--width', WIDTH, '--out', out],
+                            capture_output=True, text=True, env=ENV, cwd='/', timeout=120)
+    assert result.returncode == 0, result.stderr
+    blobs = {layer.name: np.array(layer.blobs[0].data) for layer in read_caffemodel(out).layer if layer.blobs}
+    if model == 'voc-fcn8s-atonce':
+        assert np.allclose(blobs['scale_pool4'], 0.01) and np.allclose(blobs['scale_pool3'], 0.0001)
+    else:
+        assert all(blobs[name].std() > 0 for name in ('fc6', 'fc7', 'fc8'))
+
+
 def test_overlays_leave_the_background_as_it_is_and_carry_a_legend():
     from solvers import infer
 
