@@ -25,12 +25,13 @@ def model_dir(model):
     return registry.REPO / model.name
 
 
-def data_dirs(model, data_root=None, data=None):
-    """The param_str overrides that point the model's data layers at absolute folders: each '*_dir' under the data
-    root, or as given in `data` (which wins). Folders that do not exist are one SetupError naming them all, each
-    with where it goes and where to get it."""
+def data_dirs(model, data_root=None, data=None, splits=None):
+    """The param_str overrides that point the model's data layers (of `splits`, default all) at absolute folders:
+    each '*_dir' under the data root, or as given in `data` (which wins). Folders that do not exist are one
+    SetupError naming them all, each with where it goes and where to get it."""
     root = registry.data_root(data_root)
-    dirs = {key: str(path) for key, path in model.data.dirs(root).items()}
+    wanted = {key for split in (splits or model.splits) for key in model.data.sources[split].params}
+    dirs = {key: str(path) for key, path in model.data.dirs(root).items() if key in wanted}
     dirs.update(data or {})
     downloads = {key: source.download for source in model.data.sources.values() for key in source.params}
     missing = [missing_dir(key, Path(path), root, key in (data or {}), downloads.get(key)) for key, path in dirs.items()

@@ -573,3 +573,13 @@ def test_a_corrupt_data_state_or_pin_file_is_named(files, snapshot, tmp_path):
     result = subprocess.run([str(BIN / 'fcn-weights'), 'list'], capture_output=True, text=True, timeout=60,
                             env={**ENV, 'FCN_CACHE': str(tmp_path / 'cache')})
     refused(result, 'pins.json is not a weights pin file', 'delete it')
+
+
+def test_fcn_score_needs_only_the_evaluation_split(files, tmp_path):
+    """Scoring reads the evaluation split alone: a data root with pascal/ and no sbdd/ scores."""
+    (tmp_path / 'pascal').symlink_to(files['data'] / 'pascal')
+    result = tool(BIN / 'fcn-score', 'voc-fcn8s', '--weights', files['random'], '--width', WIDTH, '--data-root',
+                  tmp_path)
+    assert result.returncode == 0 and 'mean_iu' in result.stdout, result.stderr[-2000:]
+    refused(tool(BIN / 'fcn-score', 'voc-fcn8s', '--weights', files['random'], '--width', WIDTH, '--data-root',
+                 tmp_path / 'pascal'), 'pascal/VOC2011')
