@@ -150,10 +150,12 @@ def main(argv=None):
     require(fmt)
     from export import check
     from export.graph import graph
+    from fcn.files import check_apart
     from solvers.infer import load_deploy_net
     from surgery.published import published_weights
 
     weights_path = published_weights(model, args.weights)
+    check_apart(artifact_names(out, fmt), [weights_path, args.image])
     net, proto = load_deploy_net(model, weights_path, args.width)
     layers = graph(proto)
     weights = {name: [b.data.copy() for b in blobs] for name, blobs in net.params.items()}

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 import netgen
 from fcn import cli, registry
+from fcn.files import reserve
 from solvers import runs
 from solvers.device import use_device
 from solvers.metrics import METRICS, format_scores, valid_pixels
@@ -107,7 +108,9 @@ def snapshot(solver, out):
     out/.partial, then the files are moved into place, the solverstate last (it names the caffemodel)."""
     partial = Path(out) / '.partial'
     partial.mkdir(parents=True, exist_ok=True)
-    check_space(solver.net, out)  # Caffe aborts the process when a write fails
+    check_space(solver.net, out)  # Caffe aborts the process when a write fails: prove room first
+    size = sum(blob.data.nbytes for blobs in solver.net.params.values() for blob in blobs) + (8 << 20)
+    reserve(partial, [size, size], f'a snapshot at iteration {solver.iter}')  # weights, then momentum history
     solver.snapshot()
     base = next(partial.glob(f'*_iter_{solver.iter}.caffemodel')).name[:-len('.caffemodel')]
     model, state_path = Path(out) / f'{base}.caffemodel', Path(out) / f'{base}.solverstate'

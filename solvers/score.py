@@ -204,6 +204,8 @@ def main(argv=None):
         args.width, weights = entry.width, published.fetch(entry, args.mirror)
     else:
         weights = published.published_weights(args.model, args.weights)
+    from fcn.files import check_apart
+    check_apart([args.json], [weights])
     net, param = load_test_net(args.model, args.split, weights, args.width, args.data_root)
     outs = outputs(param, args.model)
     size = split_size(net)

@@ -1,39 +1,21 @@
 """fcn-surgery: transplant weights between nets, and convert ILSVRC classifiers into FCN trunk weights."""
 import argparse
 import sys
-import tempfile
-from pathlib import Path
 
 from fcn import cli, registry  # cli sets GLOG_minloglevel (default 2) before Caffe is imported
+from fcn.files import check_apart
 
 from .bilinear import interp, upsampling_layers
 from .transplant import transplant
-from .weights import load_weights, read_caffemodel
+from .weights import load_weights
 
 def conversions():
     """{trunk: the FCN whose trunk `convert TRUNK` writes}, for every trunk with a declared ILSVRC classifier."""
     return {m.trunk: registry.conversion_target(m.trunk) for m in registry.MODELS.values() if not m.stride}
 
 
-def save_layers(net, layers, out):
-    """Write the named layers of `net` (definitions and blobs) as a caffemodel, atomically."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        full = Path(tmp) / 'full.caffemodel'
-        net.save(str(full))
-        param = read_caffemodel(full)
-        keep = set(layers)
-        trimmed = type(param)(name=param.name)
-        trimmed.layer.extend(layer for layer in param.layer if layer.name in keep)
-        part = Path(tmp) / 'part.caffemodel'
-        part.write_bytes(trimmed.SerializeToString())
-        part.replace(out)
-    return out
-
-
 def run_transplant(args):
-    from .nets import instantiate
+    from .nets import instantiate, save_net
 
     src = instantiate(args.src_net, weights=args.src_weights)
     dst = instantiate(args.dst_net)
@@ -43,12 +25,12 @@ def run_transplant(args):
         interp(dst, deconvs)
         print(f'bilinear {", ".join(deconvs) or "(no Deconvolution layers)"}')
     print(report)
-    save_layers(dst, list(dst.params), args.out)
+    save_net(dst, args.out)
     print(f'wrote {args.out} for {args.dst_net}')
 
 
 def run_convert(args):
-    from .nets import instantiate
+    from .nets import instantiate, save_net
 
     import netgen  # only convert needs the model declarations
 
@@ -63,13 +45,13 @@ def run_convert(args):
     report = transplant(dst, src)
     print(report)
     trunk = report.written()
-    save_layers(dst, trunk, args.out)
+    save_net(dst, args.out, trunk)
     print(f'wrote {args.out}: the {fcn} trunk ({len(trunk)} layers); score and upsampling layers are left '
           'to the net\'s initialization and surgery.interp')
 
 
 def run_init(args):
-    from .nets import instantiate
+    from .nets import instantiate, save_net
     from .stand_in import stand_in_trunk
 
     import netgen
@@ -77,8 +59,7 @@ def run_init(args):
     net = instantiate(netgen.net(args.model, 'deploy', width=args.width))
     stand_in_trunk(net, args.seed)
     interp(net)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    net.save(str(args.out))
+    save_net(net, args.out)
     print(f'wrote {args.out}: seeded stand-in weights (seed {args.seed}) for {args.model.name} at width '
           f'{args.width:g}, upsampling bilinear. For smoke tests only: NOT the paper\'s initialization, which is '
           '`fcn-surgery convert` of the published ILSVRC classifier')
@@ -133,9 +114,8 @@ def parser():
 @cli.tool('fcn-surgery')
 def main(argv=None):
     args = parser().parse_args(argv)
-    source = getattr(args, 'weights', None) or getattr(args, 'src_weights', None)
-    if source and Path(args.out).resolve() == Path(source).resolve():
-        raise cli.BadInput('--out would overwrite the input weights; write to another file')
+    inputs = [getattr(args, key, None) for key in ('weights', 'src_weights', 'src_net', 'dst_net')]
+    check_apart([args.out], inputs)
     args.run(args)
     return cli.OK
 

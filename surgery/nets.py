@@ -76,3 +76,26 @@ def instantiate(spec, weights=None, phase=caffe.TEST, partial=False):
     if weights is not None:
         load_weights(net, weights, partial=partial)
     return net
+
+
+def save_net(net, out, layers=None):
+    """net.save through the one write path: Caffe writes into a private temporary folder beside `out`, whose room
+    for the file is proved first (Caffe aborts the process when a write fails); Python then keeps `layers` (default
+    all) and writes `out` atomically, so a good file is never replaced by a truncated one."""
+    from fcn.files import reserve, write_atomic
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    size = sum(blob.data.nbytes for blobs in net.params.values() for blob in blobs) + (4 << 20)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix='.save-') as tmp:
+        reserve(tmp, [size, size], out)  # Caffe's file, then Python's copy of it
+        full = Path(tmp) / 'net.caffemodel'
+        net.save(str(full))
+        param = caffe_pb2.NetParameter.FromString(full.read_bytes())
+        if layers is not None:
+            keep = set(layers)
+            kept = caffe_pb2.NetParameter(name=param.name)
+            kept.layer.extend(layer for layer in param.layer if layer.name in keep)
+            param = kept
+        full.unlink()
+        return write_atomic(out, param.SerializeToString())

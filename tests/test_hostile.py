@@ -583,3 +583,50 @@ def test_fcn_score_needs_only_the_evaluation_split(files, tmp_path):
     assert result.returncode == 0 and 'mean_iu' in result.stdout, result.stderr[-2000:]
     refused(tool(BIN / 'fcn-score', 'voc-fcn8s', '--weights', files['random'], '--width', WIDTH, '--data-root',
                  tmp_path / 'pascal'), 'pascal/VOC2011')
+
+
+def limited(kilobytes):
+    """A child's file-size limit (RLIMIT_FSIZE): past it a write fails with EFBIG, where Caffe aborts."""
+    import resource
+
+    def apply():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (kilobytes << 10, kilobytes << 10))
+    return apply
+
+
+def test_caffes_own_writes_fail_in_one_line_and_keep_what_was_there(files, tmp_path):
+    """net.save (fcn-surgery) and solver.snapshot (training) under a file-size limit: Caffe would abort (134) and
+    leave a truncated file; the room is proved first, so it is one line, exit 1, and the old file stays."""
+    out = tmp_path / 'init.caffemodel'
+    out.write_bytes(b'the good file that was here')
+    init = [BIN / 'fcn-surgery', 'init', 'voc-fcn8s', '--random', '--width', WIDTH, '--out', out]
+    result = subprocess.run(list(map(str, init)), capture_output=True, text=True, env=ENV, timeout=120,
+                            preexec_fn=limited(64))
+    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+    assert 'error: cannot write' in result.stderr and 'File too large' in result.stderr
+    assert out.read_bytes() == b'the good file that was here' and not list(tmp_path.glob('.*'))
+    run = tmp_path / 'run'
+    args = ['--weights', files['voc-fcn8s'], '--width', WIDTH, '--data-root', files['data'], '--out', run,
+            '--rounds', 1, '--steps', 1]
+    result = subprocess.run([sys.executable, str(REPO / 'voc-fcn8s' / 'solve.py'), *map(str, args)],
+                            capture_output=True, text=True, env=ENV, timeout=300, preexec_fn=limited(1024))
+    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+    assert 'cannot write a snapshot at iteration 1' in result.stderr and 'Traceback' not in result.stderr
+    assert not list(run.glob('*.caffemodel')) and not list((run / '.partial').iterdir())
+    assert subprocess.run(list(map(str, init)), capture_output=True, env=ENV, timeout=120).returncode == 0
+    assert out.stat().st_size > 1 << 16  # without the limit the same command writes the file
+
+
+def test_an_output_that_would_land_on_an_input_is_refused(files, tmp_path):
+    """--json onto the weights, an export onto the weights (also through a hard link): refused before any work,
+    and the input stays as it was."""
+    weights = tmp_path / 'w.caffemodel'
+    weights.write_bytes(files['random'].read_bytes())
+    os.link(weights, tmp_path / 'link.onnx')
+    before = weights.read_bytes()
+    refused(tool(BIN / 'fcn-score', 'voc-fcn8s', '--weights', weights, '--width', WIDTH, '--data-root', files['data'],
+                 '--json', weights), 'w.caffemodel is also an input', 'would destroy that input')
+    if EXPORT:
+        refused(tool(BIN / 'fcn-export', 'voc-fcn8s', '--weights', weights, '--width', WIDTH, '--format', 'onnx',
+                     '--out', tmp_path / 'link.onnx'), 'link.onnx is also an input')
+    assert weights.read_bytes() == before

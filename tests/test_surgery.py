@@ -480,7 +480,12 @@ def test_cli_errors_exit_nonzero_and_write_nothing(saved, tmp_path, capsys, monk
     assert not out.exists()
     assert surgery.cli.main(['transplant', '--src-net', 'fcn.prototxt', '--src-weights', str(path),
                              '--dst-net', 'fcn.prototxt', '--out', str(path)]) == 2
-    assert 'overwrite the input' in capsys.readouterr().err
+    assert 'would destroy that input' in capsys.readouterr().err
+    net_text = (tmp_path / 'fcn.prototxt').read_text()
+    assert surgery.cli.main(['transplant', '--src-net', str(tmp_path / 'fcn.prototxt'), '--src-weights', str(path),
+                             '--dst-net', str(tmp_path / 'fcn.prototxt'), '--out', str(tmp_path / 'fcn.prototxt')]) == 2
+    assert 'fcn.prototxt is also an input' in capsys.readouterr().err
+    assert (tmp_path / 'fcn.prototxt').read_text() == net_text
     with pytest.raises(SystemExit) as exit_:
         surgery.cli.main(['convert', 'alexnet', '--weights', str(path), '--out', str(out)])
     assert exit_.value.code == 2 and "invalid choice: 'alexnet'" in capsys.readouterr().err
