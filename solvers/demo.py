@@ -94,8 +94,8 @@ def write_overlay(weights, args, data_root, count=4):
         rgb = infer.read_image(voc / 'JPEGImages' / f'{id_}.jpg')
         pred = infer.segment(net, rgb, infer.input_mean(model))['score']
         rows.append((rgb, read_label_png(voc / 'SegmentationClass' / f'{id_}.png'), pred))
-    infer.comparison(rows, model.tasks[0].names).save(args.out / 'overlay.png')
-    infer.label_image(rows[0][2]).save(args.out / 'labels.png')
+    runs.write_atomic(args.out / 'overlay.png', infer.png_bytes(infer.comparison(rows, model.tasks[0].names)))
+    runs.write_atomic(args.out / 'labels.png', infer.png_bytes(infer.label_image(rows[0][2])))
     return args.out / 'overlay.png'
 
 

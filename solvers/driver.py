@@ -9,7 +9,6 @@ import argparse
 import contextlib
 import csv
 import gc
-import io
 import json
 import math
 import os
@@ -288,11 +287,9 @@ def train(solver, rounds, steps, out, outs, n_val=None, log=None, label='', echo
 
 def write_sheet(path, samples, names):
     """The round's validation sheet: a few evaluation images, their ground truth and the prediction."""
-    from solvers.infer import comparison
+    from solvers.infer import comparison, png_bytes
 
-    png = io.BytesIO()
-    comparison(samples, names).save(png, 'PNG')
-    runs.write_atomic(path, png.getvalue())
+    runs.write_atomic(path, png_bytes(comparison(samples, names)))
 
 
 def append_csv(path, row):

@@ -6,6 +6,7 @@ and a color overlay of the labels on the image (`NAME_overlay.png`, `NAME_<outpu
 """
 import argparse
 import glob
+import io
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from tqdm import tqdm
 from datalayers import label_image, palette
 from datalayers.datasets import mean_array, preprocess
 from fcn import cli
+from fcn.files import check_apart, write_atomic
 from solvers.score import CONSTANT, check_outputs
 
 
@@ -235,19 +237,28 @@ def comparison(rows, names=(), scale=3):
     return with_legend(sheet, [t for _, truth, pred in rows for t in (truth, pred)], names)
 
 
+def result_paths(stem, outputs, out):
+    """{output blob: (label PNG, overlay PNG)} that write_results writes for one image."""
+    return {name: (Path(out) / f'{base}.png', Path(out) / f'{base}_overlay.png')
+            for name, base in ((name, stem if len(outputs) == 1 else f'{stem}_{name}') for name in outputs)}
+
+
 def write_results(stem, rgb, label_maps, out, names=None):
     """Write the label PNG and the overlay (with a legend, given the class `names` of each output) of every
-    output; returns the written paths."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    output, each whole or not at all; returns the written paths."""
     written = []
-    for name, labels in label_maps.items():
-        base = stem if len(label_maps) == 1 else f'{stem}_{name}'
-        label_image(labels).save(out / f'{base}.png')
-        classes = (names or {}).get(name, ())
-        with_legend(overlay(rgb, labels, classes), [labels], classes).save(out / f'{base}_overlay.png')
-        written += [out / f'{base}.png', out / f'{base}_overlay.png']
+    for name, (label_path, overlay_path) in result_paths(stem, list(label_maps), out).items():
+        labels, classes = label_maps[name], (names or {}).get(name, ())
+        write_atomic(label_path, png_bytes(label_image(labels)))
+        write_atomic(overlay_path, png_bytes(with_legend(overlay(rgb, labels, classes), [labels], classes)))
+        written += [label_path, overlay_path]
     return written
+
+
+def png_bytes(image):
+    buffer = io.BytesIO()
+    image.save(buffer, 'PNG')
+    return buffer.getvalue()
 
 
 def parse_args(argv):
@@ -285,10 +296,12 @@ def main(argv=None):
     if model.modalities != ('color',) and args.shift_and_stitch > 1:
         raise cli.BadInput(f'--shift-and-stitch shifts one color image; {model.name} takes '
                            f'{" and ".join(model.modalities)}')
-    for path in paths:  # every image checked before any work
+    twins = [args.twins / path.name for path in paths] if len(model.inputs) > 1 else []
+    for path in paths + twins:  # every image checked before any work
         read_image(path, decode=False)
-        if len(model.inputs) > 1:
-            read_image(args.twins / path.name, decode=False)
+    outputs = [t.score for t in model.tasks]
+    check_apart([p for name in output_names(paths) for pair in result_paths(name, outputs, args.out).values()
+                 for p in pair], [*paths, *twins, args.weights])
     use_device(args.gpu)
     from surgery.published import published_weights
 

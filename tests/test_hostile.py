@@ -630,3 +630,17 @@ def test_an_output_that_would_land_on_an_input_is_refused(files, tmp_path):
         refused(tool(BIN / 'fcn-export', 'voc-fcn8s', '--weights', weights, '--width', WIDTH, '--format', 'onnx',
                      '--out', tmp_path / 'link.onnx'), 'link.onnx is also an input')
     assert weights.read_bytes() == before
+
+
+def test_fcn_infer_never_writes_over_its_images(files, tmp_path):
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    (photos / 'a.png').write_bytes(files['image'].read_bytes())
+    before = (photos / 'a.png').read_bytes()
+    refused(tool(BIN / 'fcn-infer', 'voc-fcn8s', '--weights', files['random'], '--width', WIDTH, photos, '--out',
+                 photos), 'a.png is also an input')
+    assert (photos / 'a.png').read_bytes() == before and sorted(p.name for p in photos.iterdir()) == ['a.png']
+    result = tool(BIN / 'fcn-infer', 'voc-fcn8s', '--weights', files['random'], '--width', WIDTH, photos, '--out',
+                  tmp_path / 'labels')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / 'labels').iterdir()) == ['a.png', 'a_overlay.png']  # no temp left
