@@ -1,6 +1,7 @@
 """fcn-data: synthesize, check and prepare the FCN datasets."""
 import argparse
 import sys
+from pathlib import Path
 
 from fcn import cli
 
@@ -35,6 +36,10 @@ MAX_SIDE = 4096  # synthetic images this large already take seconds each
 
 
 def cmd_synth(args):
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
+        raise cli.BadInput(f'--out {out} is not empty: a synthetic set would be written over what is there (a real '
+                           'dataset?); choose an empty folder, or pass --overwrite')
     root = synthesize(args.dataset, args.out, count=args.count, seed=args.seed, size=args.size)
     print(f"wrote a synthetic {args.dataset} dataset of {args.count} images to {root}")
     print(f"data layer param_str keys: {dir_overrides(args.dataset, root)}")
@@ -75,6 +80,8 @@ def parser():
     s.add_argument('--count', type=int, default=40, help=f'number of images ({MIN_COUNT} to {MAX_COUNT}; default 40)')
     s.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     s.add_argument('--size', type=size_arg, help='HxW of every image (default: per dataset; VOC-like sets vary)')
+    s.add_argument('--overwrite', action='store_true', help='write into an --out that is not empty (files of the '
+                   'same names are replaced)')
     s.set_defaults(run=cmd_synth)
 
     c = sub.add_parser('check', help='validate a real or synthetic dataset',

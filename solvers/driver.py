@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 import netgen
 from fcn import cli, registry
-from fcn.files import reserve
+from fcn.files import reserve, same_file
 from solvers import runs
 from solvers.device import use_device
 from solvers.metrics import METRICS, format_scores, valid_pixels
@@ -490,7 +490,7 @@ def run(args):
         overrides['random_seed'] = args.seed
     weights = None if args.resume else check_weights(model, args.weights or default_weights(model))
     runs.lock(args.out)
-    args.resume = claim_out(args)
+    args.resume = claim_out(args, weights)
     balance = balanced_weights(model, runs.data_dirs(model, args.data_root)) if args.class_balance else None
     prepared = runs.prepare(model, args.out, args.width, args.data_root, data, solver_overrides=overrides,
                             class_weights=balance)
@@ -508,7 +508,7 @@ def run(args):
     return cli.OK
 
 
-def claim_out(args):
+def claim_out(args, weights=None):
     """The solverstate to resume from, after checking --out: a previous run there is continued (--resume), or
     deleted (--overwrite), or the run is refused, saying which to choose."""
     out, previous = Path(args.out), runs.previous_run(args.out)
@@ -522,6 +522,10 @@ def claim_out(args):
             raise SetupError(f'{out} holds a previous run ({previous[0].name}, ...): continue it with --resume auto, '
                              'start over with --overwrite (which deletes its snapshots and log), or choose another '
                              '--out')
+        start = next((p for p in previous if weights is not None and same_file(p, weights)), None)
+        if start is not None:
+            raise SetupError(f'--overwrite would delete {start}, the weights this run starts from: copy it out '
+                             f'of {out} first, or choose another --out')
         runs.clear(previous)
     return args.resume
 

@@ -193,3 +193,13 @@ def test_data_params_name_the_dir_keys_of_the_reading_layer(tmp_path):
     for dataset, keys in expected.items():
         beside = {'voc_dir': str(tmp_path.parent / 'pascal')} if dataset == 'pascalcontext' else {}
         assert dir_overrides(dataset, tmp_path) == {**dict.fromkeys(keys, str(tmp_path)), **beside}
+
+
+def test_synth_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
+    (tmp_path / 'VOC2011').mkdir()
+    (tmp_path / 'VOC2011' / 'mine.jpg').write_bytes(b'a real photo')
+    assert main(['synth', 'voc', '--out', str(tmp_path), '--count', '4', '--size', '24x32']) == 2
+    assert 'is not empty' in capsys.readouterr().err and sorted(p.name for p in tmp_path.rglob('*')) == \
+        ['VOC2011', 'mine.jpg']
+    assert main(['synth', 'voc', '--out', str(tmp_path), '--count', '4', '--size', '24x32', '--overwrite']) == 0
+    assert (tmp_path / 'VOC2011' / 'mine.jpg').read_bytes() == b'a real photo'  # only its own names replaced

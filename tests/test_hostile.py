@@ -644,3 +644,11 @@ def test_fcn_infer_never_writes_over_its_images(files, tmp_path):
                   tmp_path / 'labels')
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / 'labels').iterdir()) == ['a.png', 'a_overlay.png']  # no temp left
+
+
+def test_overwrite_keeps_the_weights_the_run_starts_from(files, snapshot, tmp_path):
+    out = run_copy(snapshot, tmp_path / 'run')
+    (out / 'best.caffemodel').write_bytes((out / 'train_iter_2.caffemodel').read_bytes())
+    refused(train(files, out, '--overwrite', '--rounds', 1, '--steps', 1, '--weights', out / 'best.caffemodel'),
+            'would delete', 'best.caffemodel, the weights this run starts from')
+    assert (out / 'best.caffemodel').is_file() and (out / 'log.jsonl').is_file()
