@@ -9,7 +9,8 @@
 - `check_trained_trunk(net)`: refuse a trunk that is all zero or still at its fillers
 - `stand_in_trunk(net, seed)`: seeded stand-in trunk weights for smoke tests (not the paper's initialization)
 - `blob_shape(blob)`: the shape a BlobProto declares (legacy num/channels/height/width too)
-- `instantiate(netparam_or_path, weights=None)`, `read_prototxt(path, message=None)`: Caffe loaded on first use
+- `instantiate(netparam_or_path, weights=None)`, `read_prototxt(path, message=None)`, `save_net(net, out, layers=None)`
+  (net.save through the atomic write, its room proved first): Caffe loaded on first use
 """
 from .bilinear import interp, upsample_filt, upsampling_layers
 from .stand_in import stand_in_trunk
@@ -19,11 +20,11 @@ from .weights import (LoadReport, WeightsError, blob_shape, check_trained_trunk,
 
 __all__ = ['transplant', 'interp', 'upsample_filt', 'upsampling_layers', 'stand_in_trunk', 'expand_score',
            'init_color_d', 'init_two_stream', 'load_weights', 'check_trained_trunk', 'validate', 'read_caffemodel',
-           'blob_shape', 'instantiate', 'read_prototxt', 'WeightsError', 'Report', 'Move', 'LoadReport']
+           'blob_shape', 'instantiate', 'read_prototxt', 'save_net', 'WeightsError', 'Report', 'Move', 'LoadReport']
 
 
 def __getattr__(name):  # instantiating a net needs Caffe: imported on first use, so `import surgery` does not load it
-    if name in ('instantiate', 'read_prototxt'):
+    if name in ('instantiate', 'read_prototxt', 'save_net'):
         from . import nets
         return getattr(nets, name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -4,6 +4,7 @@ Caffe's `Net.copy_from` aborts the whole process on a missing file, a parse fail
 blobs or a shape mismatch. `load_weights` checks all of that first, with the same rules Caffe applies
 (`Net::CopyTrainedLayersFrom`, `Blob::ShapeEquals`, `Blob::FromProto`), and raises `WeightsError`.
 """
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,8 @@ def load_weights(net, path, read_limit=None, partial=False):
         raise WeightsError(f'{path} has no weights for {len(report.missing)} layer(s) of the net: '
                            f'{", ".join(report.missing[:8])}{" ..." if len(report.missing) > 8 else ""}; the file '
                            'is truncated or was made for another net')
+    if not partial:
+        check_dropped(param, report, path)
     limit = CAFFE_READ_LIMIT if read_limit is None else read_limit
     if Path(path).stat().st_size < limit:
         net.copy_from(str(path))
@@ -160,6 +163,20 @@ def load_weights(net, path, read_limit=None, partial=False):
                            f'{" ..." if len(broken) > 8 else ""}: it cannot give meaningful results; use a snapshot '
                            'from before the training diverged')
     return report
+
+
+def check_dropped(param, report, path):
+    """Weighted layers of the file that the net lacks mean weights of another model: named on stderr, and refused
+    where they change the output (the at-once model's Scale layers: its skips would be summed unscaled)."""
+    types = {layer.name: layer.type for layer in param.layer}
+    dropped = [name for name, blobs in file_layers(param) if len(blobs) and name in report.ignored]
+    scales = [name for name in dropped if types.get(name) == 'Scale']
+    if scales:
+        raise WeightsError(f'{path} holds Scale layers this net lacks ({", ".join(scales)}): weights of another model '
+                           '(voc-fcn8s-atonce?) whose output depends on them; load them into that model')
+    if dropped:
+        print(f'warning: {path} holds layers this net lacks, left out: {", ".join(dropped[:8])}'
+              f'{" ..." if len(dropped) > 8 else ""} (weights of another model?)', file=sys.stderr)
 
 
 # Caffe's ReadProtoFromBinaryFile caps a binary proto at 512 MiB (CodedInputStream::SetTotalBytesLimit)

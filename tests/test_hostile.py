@@ -652,3 +652,24 @@ def test_overwrite_keeps_the_weights_the_run_starts_from(files, snapshot, tmp_pa
     refused(train(files, out, '--overwrite', '--rounds', 1, '--steps', 1, '--weights', out / 'best.caffemodel'),
             'would delete', 'best.caffemodel, the weights this run starts from')
     assert (out / 'best.caffemodel').is_file() and (out / 'log.jsonl').is_file()
+
+
+def test_weights_of_another_model_are_named_and_the_at_once_scales_refused(files, tmp_path):
+    """voc-fcn8s-atonce weights loaded into voc-fcn8s lose its skip scales, which change the output: refused. A
+    file with other extra layers loads with a warning naming them."""
+    import netgen
+    import surgery
+    from caffe.proto import caffe_pb2
+
+    atonce = surgery.instantiate(netgen.net('voc-fcn8s-atonce', 'deploy', width=1 / 16))
+    surgery.stand_in_trunk(atonce, seed=0)
+    surgery.save_net(atonce, tmp_path / 'atonce.caffemodel')
+    refused(score(files, tmp_path / 'atonce.caffemodel'), 'holds Scale layers this net lacks (scale_pool4, '
+            'scale_pool3)')
+    refused(infer(files, tmp_path / 'atonce.caffemodel', tmp_path / 'out'), 'voc-fcn8s-atonce?')
+    extra = caffe_pb2.NetParameter.FromString(files['random'].read_bytes())
+    layer = extra.layer.add(name='fc8_old', type='Convolution')
+    layer.blobs.add().CopyFrom(next(old for old in extra.layer if old.blobs).blobs[0])
+    (tmp_path / 'extra.caffemodel').write_bytes(extra.SerializeToString())
+    result = score(files, tmp_path / 'extra.caffemodel')
+    assert result.returncode == 0 and 'left out: fc8_old' in result.stderr, result.stderr[-2000:]
