@@ -146,9 +146,8 @@ def read_state(path, net):
         state = caffe_pb2.SolverState.FromString(path.read_bytes())
     except Exception as err:  # protobuf raises DecodeError or RuntimeError depending on the backend
         raise SetupError(f'--resume {path}: not a Caffe solverstate ({err})') from err
-    model = Path(state.learned_net)
-    if not model.is_file():
-        model = path.parent / model.name  # the folder was moved: look beside the solverstate
+    beside = path.parent / Path(state.learned_net).name  # a copied run resumes from its own weights, not the
+    model = beside if beside.is_file() else Path(state.learned_net)  # original folder's
     if not state.learned_net or not model.is_file():
         raise SetupError(f'--resume {path}: its weights {state.learned_net or "(none named)"} are missing; '
                          'keep the .caffemodel beside the .solverstate')
@@ -496,6 +495,7 @@ def run(args):
                             class_weights=balance)
     solver = caffe.SGDSolver(str(prepared.solver))
     if args.resume:
+        check_same_run(args, Path(args.resume).parent / 'run.json')
         resume(solver, args.resume)
         if solver.iter >= args.rounds * args.steps:
             print(f'{model.name}: already finished at iteration {solver.iter} ({args.rounds} rounds of {args.steps} '
@@ -506,6 +506,20 @@ def run(args):
     runs.write_atomic(args.out / 'run.json', json.dumps(runs.record(args, weights, data, overrides), indent=1))
     train(solver, args.rounds, args.steps, args.out, outputs(prepared.train_net, model), label=f'{model.name}: ')
     return cli.OK
+
+
+def check_same_run(args, record):
+    """A run folder belongs to one model and width: a state from another is refused (its run.json says)."""
+    if not record.is_file():
+        return
+    try:
+        saved = json.loads(record.read_text())
+        theirs = (saved['model'], float(saved['width']))
+    except (ValueError, KeyError, TypeError) as err:
+        raise SetupError(f'--resume: {record} is not a run record ({err}); mend or delete it') from None
+    if theirs != (args.model.name, float(args.width)):
+        raise SetupError(f'--resume: {record.parent} is a run of {theirs[0]} at width {theirs[1]:g}, not of '
+                         f'{args.model.name} at width {float(args.width):g}: resume it as that, or start anew')
 
 
 def claim_out(args, weights=None):

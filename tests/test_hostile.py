@@ -673,3 +673,26 @@ def test_weights_of_another_model_are_named_and_the_at_once_scales_refused(files
     (tmp_path / 'extra.caffemodel').write_bytes(extra.SerializeToString())
     result = score(files, tmp_path / 'extra.caffemodel')
     assert result.returncode == 0 and 'left out: fc8_old' in result.stderr, result.stderr[-2000:]
+
+
+def test_a_copied_run_resumes_from_its_own_weights(files, snapshot, tmp_path):
+    from caffe.proto import caffe_pb2
+
+    original = run_copy(snapshot, tmp_path / 'original')
+    state = caffe_pb2.SolverState.FromString((original / snapshot.name).read_bytes())
+    state.learned_net = str(original / 'train_iter_2.caffemodel')
+    (original / snapshot.name).write_bytes(state.SerializeToString())
+    copy = run_copy(original / snapshot.name, tmp_path / 'copy')
+    (original / 'train_iter_2.caffemodel').write_bytes(b'')  # the original's weights are gone bad since
+    result = train(files, copy, '--resume', 'auto', '--rounds', 2, '--steps', 2)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_resume_refuses_a_run_of_another_model_or_width(files, tmp_path):
+    out = tmp_path / 'run32'
+    base = ['--width', WIDTH, '--data-root', files['data'], '--rounds', 1, '--steps', 1, '--out', out]
+    result = tool(sys.executable, REPO / 'voc-fcn32s' / 'solve.py', '--weights', files['voc-fcn32s'], *base)
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = out / 'train_iter_1.solverstate'
+    refused(tool(sys.executable, REPO / 'voc-fcn32s-fixed' / 'solve.py', '--resume', state, *base, '--rounds', 2),
+            'is a run of voc-fcn32s at width 0.0625, not of voc-fcn32s-fixed')
