@@ -526,6 +526,9 @@ def claim_out(args, weights=None):
     """The solverstate to resume from, after checking --out: a previous run there is continued (--resume), or
     deleted (--overwrite), or the run is refused, saying which to choose."""
     out, previous = Path(args.out), runs.previous_run(args.out)
+    if [p.name for p in previous] == ['run.json']:  # a run stopped in its set-up: nothing of it to keep
+        runs.clear(previous)
+        previous = []
     if args.resume == 'auto':
         latest = runs.latest_snapshot(out, complete=True)
         if latest is None:
@@ -560,7 +563,8 @@ def train_command(argv=None, model=None):
     @cli.tool(prog)
     def command():
         try:
-            return run(parse_args(argv, model))
+            with handling(stop, signal.SIGTERM):  # during set-up too: a clean stop, not a silent 143
+                return run(parse_args(argv, model))
         except Diverged as err:
             cli.error(prog, err, cli.FAILURE)
             # A NaN inside a step already made Caffe's max pooling write out of bounds (its argmax stays -1):

@@ -696,3 +696,18 @@ def test_resume_refuses_a_run_of_another_model_or_width(files, tmp_path):
     state = out / 'train_iter_1.solverstate'
     refused(tool(sys.executable, REPO / 'voc-fcn32s-fixed' / 'solve.py', '--resume', state, *base, '--rounds', 2),
             'is a run of voc-fcn32s at width 0.0625, not of voc-fcn32s-fixed')
+
+
+def test_sigterm_in_the_set_up_stops_cleanly_and_a_retry_goes_on(files, tmp_path):
+    """A kill during set-up (here: while the run record is written) is a clean stop, and the folder it leaves
+    takes a plain retry."""
+    slow = ('import time\nfrom solvers import runs\nrecord = runs.record\n'
+            'runs.record = lambda *a: (print("recording", flush=True), time.sleep(30), record(*a))[2]')
+    proc = train(files, tmp_path, '--rounds', 1, '--steps', 1, patch=slow, popen=True)
+    assert proc.stdout.readline().strip() == 'recording'
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and 'interrupted' in err and 'Traceback' not in err, err[-2000:]
+    (tmp_path / 'run.json').write_text('{}')  # as if the kill came just after the record was written
+    result = train(files, tmp_path, '--rounds', 1, '--steps', 1)
+    assert result.returncode == 0, result.stderr[-2000:]
