@@ -7,6 +7,7 @@ Caffe on random inputs at two sizes, one of them odd (and on --image), and fails
 scores differ by more than 1e-4 relative or the predicted classes of fewer than 99.9% of the pixels agree.
 """
 import argparse
+import importlib.util
 import os
 import shutil
 import sys
@@ -52,6 +53,14 @@ def default_out(model, fmt):
     from export.graph import identifier
 
     return Path(f'{model.name}.onnx' if fmt == 'onnx' else f'{identifier(model.name)}.py')
+
+
+def shadows(module_file):
+    """Whether a module file of this name would hide an installed module (torch.py hides torch); an earlier
+    export to the same file does not count."""
+    spec = importlib.util.find_spec(module_file.with_suffix('').name)
+    return spec is not None and (spec.origin is None or
+                                 Path(spec.origin).resolve() != module_file.with_suffix('.py').resolve())
 
 
 def artifact_names(out, fmt):
@@ -141,6 +150,9 @@ def main(argv=None):
     if fmt == 'torch' and not out.with_suffix('').name.isidentifier():
         raise cli.BadInput(f'--out {out}: a module is imported by its file name, which must be a Python identifier '
                            f'(letters, digits, _), e.g. {default_out(model, fmt)}')
+    if fmt == 'torch' and shadows(out):
+        raise cli.BadInput(f'--out {out}: a module named {out.with_suffix("").name} would shadow the installed one '
+                           f'of that name wherever it is imported; choose another name, e.g. {default_out(model, fmt)}')
     if args.image and list(model.inputs) != ['data']:
         raise cli.BadInput(f'--image: {model.name} takes {" and ".join(model.modalities)} images; its export is '
                            'checked on random inputs only')

@@ -22,6 +22,7 @@ from fcn.files import check_apart, write_atomic
 from solvers.score import CONSTANT, check_outputs
 
 
+EXIF_ORIENTATION = 0x0112
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.tif', '.tiff', '.webp')
 
 
@@ -65,6 +66,9 @@ def read_image(path, decode=True):
         raise ValueError(f'{path} is not a regular file (a folder, FIFO or device): give an image file')
     try:
         with Image.open(path) as im:
+            if decode and im.getexif().get(EXIF_ORIENTATION, 1) != 1:
+                tqdm.write(f'note: {path} has an EXIF orientation; it is segmented as stored, not as a viewer turns '
+                           'it (as the data layers and the reference read images)', file=sys.stderr)
             return np.asarray(im.convert('RGB')) if decode else im.size
     except FileNotFoundError:
         raise ValueError(f'image {path} not found') from None

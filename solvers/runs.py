@@ -66,7 +66,16 @@ def lock(out):
             from None
     os.ftruncate(fd, 0)
     os.write(fd, f'{os.getpid()}\n'.encode())
+    remove_leftovers(out)
     return fd  # kept open: the lock lasts as long as the process
+
+
+def remove_leftovers(out):
+    """The half-written files a killed run leaves (Caffe's in .partial, write_atomic's .*.tmp, reserve's probes):
+    only the lock's holder runs here, so none of them is being written."""
+    for path in [*Path(out).glob('.*.tmp'), *Path(out).glob('.partial/*')]:
+        if path.is_file():
+            path.unlink()
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,15 @@ def digest(path, kind):
     return h.hexdigest()
 
 
+def content_length(header, url):
+    """The byte count a response announces (0: none announced); a header that is no count is the mirror's fault."""
+    if not header:
+        return 0
+    if not header.strip().isdigit():
+        raise cli.Failure(f'{url}: the server sent Content-Length {header!r}, not a byte count: a broken mirror?')
+    return int(header)
+
+
 def download(url, part):
     """GET `url` into `part`, going on from the bytes already there (HTTP Range)."""
     have = part.stat().st_size if part.exists() else 0
@@ -62,7 +71,7 @@ def download(url, part):
         with urllib.request.urlopen(request, timeout=60) as response:
             if have and response.status != 206:  # the server ignored the range: start over
                 have = 0
-            length = int(response.headers.get('Content-Length') or 0)
+            length = content_length(response.headers.get('Content-Length'), url)
             with open(part, 'ab' if have else 'wb') as f, tqdm(total=have + length or None, initial=have, unit='B',
                                                               unit_scale=True, desc=part.stem, leave=False) as bar:
                 for block in iter(lambda: response.read(1 << 20), b''):

@@ -711,3 +711,34 @@ def test_sigterm_in_the_set_up_stops_cleanly_and_a_retry_goes_on(files, tmp_path
     (tmp_path / 'run.json').write_text('{}')  # as if the kill came just after the record was written
     result = train(files, tmp_path, '--rounds', 1, '--steps', 1)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_an_export_module_may_not_shadow_an_installed_one(files, tmp_path):
+    if not EXPORT:
+        pytest.skip("fcn-export's extra (torch, onnx, onnxruntime) is not installed")
+    refused(tool(BIN / 'fcn-export', 'voc-fcn8s', '--weights', files['random'], '--width', WIDTH, '--format', 'torch',
+                 '--out', tmp_path / 'torch.py'), 'a module named torch would shadow the installed one')
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_run_removes_what_a_killed_one_left_half_written(files, tmp_path):
+    (tmp_path / '.partial').mkdir()
+    leftovers = [tmp_path / '.log.jsonl.abc.tmp', tmp_path / '.partial' / 'train_iter_7.caffemodel']
+    for path in leftovers:
+        path.write_bytes(b'half')
+    result = train(files, tmp_path, '--rounds', 1, '--steps', 1)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not any(path.exists() for path in leftovers) and (tmp_path / 'train_iter_1.caffemodel').is_file()
+
+
+def test_an_exif_rotated_photo_is_segmented_as_stored_and_says_so(files, tmp_path):
+    from PIL import Image
+
+    image = Image.open(files['image'])
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotated 90 degrees, as a phone stores it
+    image.save(tmp_path / 'phone.jpg', exif=exif)
+    result = tool(BIN / 'fcn-infer', 'voc-fcn8s', '--weights', files['random'], '--width', WIDTH,
+                  tmp_path / 'phone.jpg', '--out', tmp_path / 'out')
+    assert result.returncode == 0 and 'has an EXIF orientation; it is segmented as stored' in result.stderr
+    assert Image.open(tmp_path / 'out' / 'phone.png').size == image.size  # the stored pixels, not turned

@@ -27,7 +27,7 @@ class Server(http.server.ThreadingHTTPServer):
     """Serves `files` {name: bytes}; `broken` names are cut off halfway once; `log` keeps each request's Range."""
     def __init__(self):
         super().__init__(('127.0.0.1', 0), Handler)
-        self.files, self.broken, self.log = {}, set(), []
+        self.files, self.broken, self.log, self.length = {}, set(), [], None  # length: a header to send instead
 
     @property
     def url(self):
@@ -44,7 +44,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         start = int(self.headers['Range'].split('=')[1].rstrip('-')) if self.headers.get('Range') else 0
         self.send_response(206 if start else 200)
-        self.send_header('Content-Length', str(len(data) - start))
+        self.send_header('Content-Length', self.server.length or str(len(data) - start))
         self.end_headers()
         body = data[start:]
         if name in self.server.broken:
@@ -184,3 +184,10 @@ def test_score_published_fetches_scores_and_prints_the_reported_number(server, w
     assert 'voc-fcn32s-fixed, published weights: mean IU ' in result.stdout
     assert 'reported: 12.3 test number' in result.stdout
     assert (tmp_path / 'cache' / 'weights' / 'w.caffemodel').is_file()  # fetched on the way
+
+
+def test_a_content_length_that_is_no_count_is_one_line(server, weights, tmp_path):
+    server.files['w.caffemodel'], server.length = weights['good'], 'abc'
+    result = weights_tool(f'{server.url}/w.caffemodel', None, tmp_path, 'fetch', 'voc-fcn32s-fixed')
+    assert result.returncode == 1 and "the server sent Content-Length 'abc', not a byte count" in result.stderr
+    assert 'Traceback' not in result.stderr and 'internal error' not in result.stderr
