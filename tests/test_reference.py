@@ -18,6 +18,7 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 from PIL import Image
 
+from data_helpers import voc_data
 from reference import FORWARD, MODULES, REPO, reference_code, run_python
 
 FORWARDS = 14  # more than any split holds: the evaluation splits wrap around
@@ -104,12 +105,7 @@ NAMES = {'overall accuracy': 'overall_acc', 'mean accuracy': 'mean_acc', 'mean I
 
 @pytest.fixture(scope='module')
 def voc_root(tmp_path_factory):
-    from datalayers.synth import synthesize
-
-    root = tmp_path_factory.mktemp('voc-data')
-    synthesize('sbdd', root / 'sbdd', count=16, seed=0, size=(64, 64))
-    synthesize('voc', root / 'pascal', count=16, seed=0, size=(64, 64))
-    return root
+    return voc_data(tmp_path_factory.mktemp('voc-data'))
 
 
 @pytest.fixture(scope='module')

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
+from data_helpers import voc_data
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -36,13 +37,7 @@ def solve(model, *args, timeout=300):
 
 @pytest.fixture(scope='session')
 def data_root(tmp_path_factory):
-    """A data root laid out as the reference's ../data: sbdd/dataset (train) and pascal/VOC2011 (seg11valid)."""
-    from datalayers.synth import synthesize
-
-    root = tmp_path_factory.mktemp('data')
-    synthesize('sbdd', root / 'sbdd', count=16, seed=0, size=(64, 64))
-    synthesize('voc', root / 'pascal', count=16, seed=0, size=(64, 64))
-    return root
+    return voc_data(tmp_path_factory.mktemp('data'))
 
 
 def init_weights(model, path, width=WIDTH):
@@ -223,7 +218,7 @@ BAD_CASES = {
     'missing weights': (['--weights', '/nonexistent.caffemodel'], 'not found'),
     'missing resume': (['--resume', '/nonexistent.solverstate'], 'no such file'),
     'garbage resume': (['--resume', 'GARBAGE'], 'not a Caffe solverstate'),
-    'resume another model': (['--resume', 'STATE'], 'different model or width'),
+    'resume another model': (['--resume', 'STATE'], 'is a run of voc-fcn8s at width 0.125, not of voc-fcn32s'),
     'weights other width': (['--weights', 'WEIGHTS', '--width', '0.25'], 'shape'),
     'gpu on cpu build': (['--gpu', '0'], 'CPU-only'),
     'zero rounds': (['--rounds', '0'], 'a whole number > 0 is needed'),
