@@ -1,5 +1,6 @@
 """The learning curve of a run, drawn from its log.jsonl as a PNG."""
 import json
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -7,11 +8,29 @@ import matplotlib
 matplotlib.use('Agg')  # files only: no display on a training machine
 import matplotlib.pyplot as plt  # noqa: E402
 
+from fcn.cli import BadInput  # noqa: E402
+from fcn.files import write_atomic  # noqa: E402
 from solvers.metrics import METRICS  # noqa: E402
 
 
-def read_log(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+def read_log(log):
+    """The rows of a run's log.jsonl. A torn last line (the run was killed while writing it) is dropped, saying
+    so, and the file rewritten without it; a broken line before the last is a BadInput naming it."""
+    lines = [line for line in Path(log).read_text(errors='replace').splitlines() if line.strip()]
+    rows = []
+    for n, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get('scores'), dict) or 'stage' not in row:
+                raise ValueError('not a log row')
+        except ValueError as err:
+            if n < len(lines):
+                raise BadInput(f'{log} line {n} is not a log row ({err}): mend or delete that line') from None
+            print(f'note: {log}: its last line is torn (a run killed while writing it): dropped', file=sys.stderr)
+            write_atomic(log, ''.join(json.dumps(row) + '\n' for row in rows))
+            break
+        rows.append(row)
+    return rows
 
 
 def steps_axis(rows):

@@ -107,9 +107,9 @@ def snapshot(solver, out):
     out/.partial, then the files are moved into place, the solverstate last (it names the caffemodel)."""
     partial = Path(out) / '.partial'
     partial.mkdir(parents=True, exist_ok=True)
-    check_space(solver.net, out)  # Caffe aborts the process when a write fails: prove room first
-    size = sum(blob.data.nbytes for blobs in solver.net.params.values() for blob in blobs) + (8 << 20)
-    reserve(partial, [size, size], f'a snapshot at iteration {solver.iter}')  # weights, then momentum history
+    sizes = snapshot_sizes(solver.net)
+    check_space(out, sizes)  # Caffe aborts the process when a write fails: prove room first
+    reserve(partial, sizes, f'a snapshot at iteration {solver.iter}')
     solver.snapshot()
     base = next(partial.glob(f'*_iter_{solver.iter}.caffemodel')).name[:-len('.caffemodel')]
     model, state_path = Path(out) / f'{base}.caffemodel', Path(out) / f'{base}.solverstate'
@@ -125,9 +125,15 @@ def snapshot(solver, out):
     return model
 
 
-def check_space(net, out):
-    """A Failure, before Caffe writes, when `out` has no room for a snapshot: weights plus momentum history."""
-    needed = 2 * sum(blob.data.nbytes for blobs in net.params.values() for blob in blobs) + (16 << 20)
+def snapshot_sizes(net):
+    """The bytes of a snapshot's two files, at most: the weights, then the momentum history (as large)."""
+    size = sum(blob.data.nbytes for blobs in net.params.values() for blob in blobs) + (8 << 20)
+    return [size, size]
+
+
+def check_space(out, sizes):
+    """A Failure, before Caffe writes, when `out` has no room for a snapshot of these file sizes."""
+    needed = sum(sizes)
     free = shutil.disk_usage(out).free
     if free < needed:
         raise cli.Failure(f'{out} has {free >> 20} MB free, a snapshot needs {needed >> 20} MB: nothing was written '
@@ -305,31 +311,13 @@ def append_csv(path, row):
 
 def best_so_far(log, label):
     """The best mean IU that this stage's rows in the log reached so far (a resumed run goes on from it)."""
+    from solvers.curve import read_log  # matplotlib is imported when the first round is drawn, not at start-up
+
     if not log.is_file():
         return -math.inf
     rows = read_log(log)
     scores = [next(iter(row['scores'].values()))['mean_iu'] for row in rows if row['stage'] == label.strip(' :')]
     return max((s for s in scores if s == s), default=-math.inf)  # s == s: not NaN
-
-
-def read_log(log):
-    """The rows of a run's log.jsonl. A torn last line (the run was killed while writing it) is dropped, saying
-    so, and the file rewritten without it; a broken line before the last is a SetupError naming it."""
-    lines = [line for line in log.read_text(errors='replace').splitlines() if line.strip()]
-    rows = []
-    for n, line in enumerate(lines, 1):
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict) or not isinstance(row.get('scores'), dict) or 'stage' not in row:
-                raise ValueError('not a log row')
-        except ValueError as err:
-            if n < len(lines):
-                raise SetupError(f'{log} line {n} is not a log row ({err}): mend or delete that line') from None
-            print(f'note: {log}: its last line is torn (a run killed while writing it): dropped', file=sys.stderr)
-            runs.write_atomic(log, ''.join(json.dumps(row) + '\n' for row in rows))
-            break
-        rows.append(row)
-    return rows
 
 
 def keep_best(model, mean_iu, best):
@@ -456,10 +444,9 @@ def balanced_weights(model, dirs):
     return {label: class_weights(count) for label, count in class_counts(model, dirs).items()}
 
 
-INT_MAX = 2 ** 31 - 1
-
-
 def parse_args(argv, model=None):
+    from solvers.infer import INT_MAX  # Caffe's int: its iteration counter too
+
     ap = parser(model)
     args = ap.parse_args(argv)
     if getattr(args, 'gpu_id', None) is not None:
@@ -490,12 +477,13 @@ def run(args):
     weights = None if args.resume else check_weights(model, args.weights or default_weights(model))
     runs.lock(args.out)
     args.resume = claim_out(args, weights)
+    if args.resume:  # before the nets are built: a state of another run is refused at once
+        check_same_run(args, Path(args.resume).parent / 'run.json')
     balance = balanced_weights(model, runs.data_dirs(model, args.data_root)) if args.class_balance else None
     prepared = runs.prepare(model, args.out, args.width, args.data_root, data, solver_overrides=overrides,
                             class_weights=balance)
     solver = caffe.SGDSolver(str(prepared.solver))
     if args.resume:
-        check_same_run(args, Path(args.resume).parent / 'run.json')
         resume(solver, args.resume)
         if solver.iter >= args.rounds * args.steps:
             print(f'{model.name}: already finished at iteration {solver.iter} ({args.rounds} rounds of {args.steps} '
