@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from bench.ceiling import SHAPES as SGEMM_SHAPES
 from fcn import cli
+from fcn.files import write_atomic
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / 'out'
@@ -451,7 +452,7 @@ def main(argv=None):
     for model, size in tqdm(configs, desc='configurations', unit='net'):
         runs += bench_config(model, size, args, builds)
         results['runs'] = runs
-        args.out.write_text(json.dumps(results, indent=1))  # partial results survive an interruption
+        write_atomic(args.out, json.dumps(results, indent=1))  # partial results survive an interruption, whole
 
     if not args.no_profile:
         results['profile'] = {}
@@ -471,7 +472,7 @@ def main(argv=None):
     results['scaling'] = scaling(rows)
     if results['scaling']:
         plot(results['scaling'], args.plot)
-    args.out.write_text(json.dumps(results, indent=1))
+    write_atomic(args.out, json.dumps(results, indent=1))
     if on_gpu:
         print_gpu_table(rows)
     else:
