@@ -3,22 +3,27 @@ import argparse
 import sys
 from pathlib import Path
 
-from fcn import cli
+from fcn import cli, registry
 
-from . import tools
-from .datasets import DATASETS
+from . import folder, tools
+from .datasets import READERS
 from .synth import MAX_COUNT, MIN_COUNT, dir_overrides, synthesize
 
 
-DATASET_HELP = 'one of ' + ', '.join(f'{key} (data/{cls.data_folder})' for key, cls in DATASETS.items())
+DATASET_HELP = 'one of ' + ', '.join(f'{key} (data/{cls.data_folder})' for key, cls in READERS.items())
+SYNTH_HELP = DATASET_HELP + ', or folder (a folder dataset, as your own photos and masks would be)'
 
 
 def dataset_name(text):
     """A reader's key, or its folder under data/ (sift-flow for siftflow, pascal for voc, ...)."""
-    by_folder = {cls.data_folder: key for key, cls in DATASETS.items()}
-    if text in DATASETS or text in by_folder:
+    by_folder = {cls.data_folder: key for key, cls in READERS.items()}
+    if text in READERS or text in by_folder:
         return by_folder.get(text, text)
     raise argparse.ArgumentTypeError(f'unknown dataset {text!r}: {DATASET_HELP}')
+
+
+def synth_name(text):
+    return text if text == 'folder' else dataset_name(text)
 
 
 def size_arg(text):
@@ -32,6 +37,16 @@ def size_arg(text):
     return h, w
 
 
+def fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f'a fraction between 0 and 1 is needed, e.g. 0.1; got {text!r}')
+    return value
+
+
 MAX_SIDE = 4096  # synthetic images this large already take seconds each
 
 
@@ -42,15 +57,55 @@ def cmd_synth(args):
                            'dataset?); choose an empty folder, or pass --overwrite')
     root = synthesize(args.dataset, args.out, count=args.count, seed=args.seed, size=args.size)
     print(f"wrote a synthetic {args.dataset} dataset of {args.count} images to {root}")
-    print(f"data layer param_str keys: {dir_overrides(args.dataset, root)}")
+    if args.dataset != 'folder':
+        print(f"data layer param_str keys: {dir_overrides(args.dataset, root)}")
     return 0
 
 
 def cmd_check(args):
-    report = tools.check(args.dataset, args.dir, voc_dir=args.voc_dir, splits=args.split, limit=args.limit,
-                         max_problems=args.max_problems)
+    if args.dir is None:
+        if not folder.is_folder_dataset(args.dataset):
+            raise cli.BadInput(f'{args.dataset}: give DATASET DIR (one of {", ".join(READERS)} and its folder), or '
+                               'the folder of a folder dataset (one holding classes.txt)')
+        return check_folder(args)
+    try:
+        name = dataset_name(args.dataset)
+    except argparse.ArgumentTypeError as err:
+        raise cli.BadInput(err) from None
+    report = tools.check(name, args.dir, voc_dir=args.voc_dir, splits=args.split,
+                         limit=args.limit, max_problems=args.max_problems)
     print(report.summary(args.max_problems))
     return 0 if report.ok else 1
+
+
+def check_folder(args):
+    counts, pixels, problems, warnings = folder.check(args.dataset, args.max_problems)
+    names = [*registry.read_classes(Path(args.dataset) / 'classes.txt'), 'void']
+    print(f"{args.dataset}: " + ', '.join(f'{split} {n} images' for split, n in counts.items()))
+    print('  label pixels per class: ' + ', '.join(f'{name}: {pixels[name]}' for name in names if name in pixels))
+    for warning in warnings:
+        print(f'warning: {warning}', file=sys.stderr)
+    for problem in problems[:args.max_problems]:
+        print(f'  {problem}')
+    print(f'{len(problems)} problem(s)' if problems else 'no problems found')
+    return 1 if problems else 0
+
+
+def cmd_split(args):
+    written = folder.write_splits(args.dir, args.val, args.seed)
+    for split, n in written.items():
+        print(f'wrote {Path(args.dir) / split}.txt ({n} images)')
+    return 0
+
+
+def cmd_stats(args):
+    stats = folder.write_stats(args.dir)
+    print(f"wrote {Path(args.dir) / 'dataset.json'}: mean (B, G, R) {tuple(stats['mean'])}, "
+          f"{stats['mean_pixels']:.0f} pixels an image on average")
+    for split, pixels in stats['pixels'].items():
+        total = sum(pixels.values()) or 1
+        print(f'  {split} pixels: ' + ', '.join(f'{name} {100 * n / total:.1f}%' for name, n in pixels.items()))
+    return 0
 
 
 def cmd_seg11valid(args):
@@ -75,7 +130,7 @@ def parser():
                                    'one when OUT is its folder there: voc writes OUT/VOC2011, sbdd OUT/dataset, '
                                    'pascalcontext OUT and its VOC2010 images in OUT/../pascal/VOC2010, the others '
                                    'into OUT.')
-    s.add_argument('dataset', type=dataset_name, metavar='DATASET', help=DATASET_HELP)
+    s.add_argument('dataset', type=synth_name, metavar='DATASET', help=SYNTH_HELP)
     s.add_argument('--out', required=True, help='output directory (e.g. data/pascal for voc)')
     s.add_argument('--count', type=int, default=40, help=f'number of images ({MIN_COUNT} to {MAX_COUNT}; default 40)')
     s.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
@@ -84,12 +139,14 @@ def parser():
                    'same names are replaced)')
     s.set_defaults(run=cmd_synth)
 
-    c = sub.add_parser('check', help='validate a real or synthetic dataset',
+    c = sub.add_parser('check', help='validate a real, synthetic or folder dataset',
                        description='Read every image of every split through the data layers\' readers; report '
-                                   'counts, label pixels per class and the first problems. Exit 1 on problems.')
-    c.add_argument('dataset', type=dataset_name, metavar='DATASET', help=DATASET_HELP)
-    c.add_argument('dir', help='the directory given to the data layer (voc: the VOC2011 folder; sbdd: dataset/; '
-                               'pascalcontext: context_dir)')
+                                   'counts, label pixels per class and the first problems. Exit 1 on problems. '
+                                   '`fcn-data check DIR` checks a folder dataset (DIR holding classes.txt): every '
+                                   'image has its label and the reverse, and every pair reads as training reads it.')
+    c.add_argument('dataset', metavar='DATASET|DIR', help=DATASET_HELP + '; or a folder dataset\'s folder')
+    c.add_argument('dir', nargs='?', help='the directory given to the data layer (voc: the VOC2011 folder; sbdd: '
+                                          'dataset/; pascalcontext: context_dir)')
     c.add_argument('--voc-dir', help='pascalcontext only: the folder holding VOC2010/ (default: DIR/../pascal, as '
                    'data/README.md lays them out)')
     c.add_argument('--split', action='append', help='check only this split (repeatable; default: all present)')
@@ -97,6 +154,23 @@ def parser():
     c.add_argument('--max-problems', type=cli.positive(int), default=10,
                    help='stop after this many problems (default 10)')
     c.set_defaults(run=cmd_check)
+
+    sp = sub.add_parser('split', help="write a folder dataset's train.txt and val.txt",
+                        description='Write DIR/train.txt and DIR/val.txt where they are missing: with neither, a '
+                                    'random --val fraction of the image/label pairs goes to val (at least one '
+                                    'image each); with one of them, the other takes the remaining pairs.')
+    sp.add_argument('dir', type=Path, metavar='DIR', help='the folder dataset (classes.txt, images/, labels/)')
+    sp.add_argument('--val', type=fraction, default=0.1, help='the fraction for validation (default 0.1)')
+    sp.add_argument('--seed', type=int, default=0, help='random seed of the draw (default 0)')
+    sp.set_defaults(run=cmd_split)
+
+    st = sub.add_parser('stats', help="write a folder dataset's dataset.json (mean, class frequencies, sizes)",
+                        description='Read every pair once, one at a time, and write DIR/dataset.json: the BGR mean '
+                                    'and mean pixel count of the training split (the nets subtract the mean; the '
+                                    'learning rate follows the pixel count), class pixel frequencies per split and '
+                                    'the image sizes. fcn-train computes it when it is missing or stale.')
+    st.add_argument('dir', type=Path, metavar='DIR', help='the folder dataset')
+    st.set_defaults(run=cmd_stats)
 
     v = sub.add_parser('seg11valid', help='derive seg11valid.txt: VOC2011 seg val minus SBD train',
                        description='Write the VOC2011 segmentation val images that are not in SBD train (736 on the '

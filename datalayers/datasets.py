@@ -58,26 +58,29 @@ def preprocess(rgb, mean):
     return bgr.transpose(2, 0, 1).copy()
 
 
-class Dataset:
-    """One dataset rooted at `root`; subclasses give the layout and the per-sample reading."""
+class Reader:
+    """How one dataset's files are read, rooted at `root` (the data layer's first '*_dir' parameter, or a folder
+    dataset's folder); subclasses give the layout and the per-sample reading. `declared` is its registry
+    Dataset: class names per task, image mean per modality, the download."""
     name = ''
     key = ''          # the name fcn-data and synthesize use
     data_folder = ''  # its folder under data/
     layout = ''       # the expected files, shown when something is missing
     split_dir = ''    # where the split files live, relative to root
     tops = ()         # the arrays one sample provides, in the reference's top order
-    declared = None   # its registry.Dataset: class names per task, image mean per modality
-    layer = ''        # the Caffe data layer (datalayers.layers) that reads it
+    declared = None   # its registry.Dataset
+    layer = ''        # the reference's name of the data layer that reads it
 
-    def __init__(self, root):
+    def __init__(self, root, mean=None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"{self.name} dataset directory {self.root.resolve()} does not exist.\n{self.help()}")
-        self.mean = mean_array(self.declared, self.declared.means['color'])  # its color images' mean
+        self.mean = mean_array(self.declared, self.declared.means['color'] if mean is None else mean)
 
     def help(self):
-        return f"Expected layout under {self.root}:\n{self.layout}\nGet the real dataset from " \
-               f"{registry.source(self.layer).download} " \
+        sources = list(self.declared.sources.values())
+        download = next((s.download for s in sources if s.layer == self.layer), sources[0].download)
+        return f"Expected layout under {self.root}:\n{self.layout}\nGet the real dataset from {download} " \
                f"(see data/{self.data_folder}/README.md), or make a synthetic one with `fcn-data synth {self.key}`."
 
     @property
@@ -100,7 +103,7 @@ class Dataset:
         raise NotImplementedError
 
 
-class VOC(Dataset):
+class VOC(Reader):
     name, key, data_folder = 'PASCAL VOC', 'voc', 'pascal'
     split_dir = 'ImageSets/Segmentation'
     layout = ("  ImageSets/Segmentation/{split}.txt   one image id per line (e.g. seg11valid.txt)\n"
@@ -109,10 +112,6 @@ class VOC(Dataset):
     tops = ('data', 'label')
     layer = 'VOCSegDataLayer'
     declared = registry.DATASETS['voc']
-
-    def __init__(self, root, mean=declared.means['color']):
-        super().__init__(root)
-        self.mean = mean_array(self.declared, mean)
 
     def load(self, id_, tops=None):
         image_path = self.root / 'JPEGImages' / f'{id_}.jpg'
@@ -141,7 +140,7 @@ class SBDD(VOC):
         return self._sample(image_path, read_rgb(image_path), label_path, label.astype(np.uint8))
 
 
-class NYUD(Dataset):
+class NYUD(Reader):
     name, key, data_folder = 'NYUDv2', 'nyud', 'nyud'
     layout = ("  {split}.txt                      one image number per line (trainval.txt, test.txt)\n"
               "  data/images/img_{id}.png         color\n"
@@ -175,7 +174,7 @@ class NYUD(Dataset):
         return (raw.astype(np.uint8) - np.uint8(1))[np.newaxis]  # 0 (void) wraps to 255
 
 
-class SIFTFlow(Dataset):
+class SIFTFlow(Reader):
     name, key, data_folder = 'SIFT Flow', 'siftflow', 'sift-flow'
     layout = (f"  {{split}}.txt                                 one image id per line (trainval.txt, test.txt)\n"
               f"  Images/{SIFTFLOW_SUBDIR}/{{id}}.jpg\n"
@@ -210,7 +209,7 @@ def context_voc_dir(context_dir):
     return Path(context_dir).parent / 'pascal'
 
 
-class PASCALContext(Dataset):
+class PASCALContext(Reader):
     name, key, data_folder = 'PASCAL-Context', 'pascalcontext', 'pascal-context'
     layout = ("  context_dir/labels.txt           'N: name' for every raw label\n"
               "  context_dir/59_labels.txt        'N: name' for the 59 task classes\n"
@@ -220,8 +219,8 @@ class PASCALContext(Dataset):
     layer = 'PASCALContextSegDataLayer'
     declared = registry.DATASETS['pascalcontext']
 
-    def __init__(self, context_dir, voc_dir):
-        super().__init__(context_dir)
+    def __init__(self, context_dir, voc_dir, mean=None):
+        super().__init__(context_dir, mean)
         self.voc_root = Path(voc_dir) / 'VOC2010'
         if not self.voc_root.is_dir():
             raise DatasetError(f"VOC2010 directory {self.voc_root.resolve()} does not exist.\n{self.help()}")
@@ -255,4 +254,58 @@ class PASCALContext(Dataset):
         return {'data': preprocess(rgb, self.mean), 'label': self.lookup[raw][np.newaxis]}
 
 
-DATASETS = {cls.key: cls for cls in (VOC, SBDD, NYUD, SIFTFlow, PASCALContext)}
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
+
+
+class Folder(Reader):
+    """A folder dataset (registry.folder_dataset): classes.txt, images/ID.jpg|png, labels/ID.png (8-bit index or
+    palette PNG, the size of its image), train.txt and val.txt; `fcn-data stats` writes its mean to dataset.json."""
+    name, key = 'folder', 'folder'
+    layout = ("  classes.txt          one class name a line: line i names label value i (255 is void)\n"
+              "  images/{id}.jpg      (or .png) the photos\n"
+              "  labels/{id}.png      8-bit index or palette PNG, one class index per pixel, 255 = void\n"
+              "  train.txt, val.txt   one id a line (`fcn-data split DIR --val 0.1` writes them)")
+    tops = ('data', 'label')
+
+    def __init__(self, root, mean=None):
+        self.declared = registry.folder_dataset(root)
+        super().__init__(root, mean)
+
+    def help(self):
+        return f"Expected layout under {self.root}:\n{self.layout}"
+
+    def image_path(self, id_):
+        """images/ID with the first suffix present (.jpg, .jpeg, .png), or the .jpg it lacks."""
+        if not is_plain_name(id_):
+            raise DatasetError(f"id {id_!r} is not a plain file name (no '/', not starting with '.')")
+        found = [self.root / 'images' / f'{id_}{suffix}' for suffix in IMAGE_SUFFIXES]
+        return next((path for path in found if path.is_file()), found[0])
+
+    def label_path(self, id_):
+        return self.root / 'labels' / f'{id_}.png'
+
+    def load(self, id_, tops=None):
+        image_path, label_path = self.image_path(id_), self.label_path(id_)
+        if not image_path.is_file():
+            raise DatasetError(f"label {label_path} has no image: images/{id_}.jpg or .png is missing")
+        label = read_folder_label(label_path)
+        rgb = read_rgb(image_path)
+        check_same_size(rgb, label, image_path, label_path)
+        check_label(label, self.n_classes, label_path)
+        return {'data': preprocess(rgb, self.mean), 'label': label[np.newaxis]}
+
+
+def read_folder_label(path):
+    """A folder dataset's label: an 8-bit index or palette PNG; a colour rendering is named as such."""
+    if not Path(path).is_file():
+        raise DatasetError(f"missing label {path}: every image needs labels/ID.png")
+    try:
+        return read_label_png(path)
+    except DatasetError as err:
+        if 'RGB' in str(err):
+            raise DatasetError(f"label {path} is an RGB colour image, not class indices: convert it to an 8-bit "
+                               "index PNG (fcn-data import rgb, coming next, maps colours to classes)") from None
+        raise
+
+
+READERS = {cls.key: cls for cls in (VOC, SBDD, NYUD, SIFTFlow, PASCALContext)}  # fcn-data's dataset names

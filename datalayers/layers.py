@@ -10,15 +10,15 @@ probability) with `cell` (pixels): training splits are then augmented (`augment`
 (`sample_cells`) from a separate stream seeded by `seed` and the forward count, so that switching them on does
 not move the image order; all are off by default, as the paper ran.
 """
+import importlib
 import random
 
 import caffe
 import numpy as np
 
-from fcn.registry import VOC_MEAN
+from fcn import registry
 
 from . import params as P
-from .datasets import NYUD, SBDD, VOC, PASCALContext, SIFTFlow
 from .io import DatasetError
 
 # Every layer's keys for its order and, on training splits only, the paper's augmentation and loss sampling (CVPR
@@ -66,21 +66,64 @@ def check_sample(sample, id_):
                            + ' (each C x H x W, all of one H x W, labels of one channel)')
 
 
-class SegDataLayer(caffe.Layer):
-    """Shared behaviour; a subclass names its param_str keys (`spec`) and opens its dataset."""
+def reader_class(source):
+    """The Reader class of a declared Source (given as the class or as 'module:Class')."""
+    if not isinstance(source.reader, str):
+        return source.reader
+    module, _, name = source.reader.partition(':')
+    return getattr(importlib.import_module(module), name)
+
+
+def layer_spec(source):
+    """The param_str keys a Source's layer takes, derived from its declaration: every declared key (folders,
+    `split` and `dataset` required; the mean defaulting to the declared one; a key of its own taking a value of
+    the declared type), then the options every layer takes (COMMON)."""
     spec = {}
+    for key, value in source.params.items():
+        if key.endswith('_dir') or key in ('split', 'dataset'):
+            spec[key] = (P.string, P.REQUIRED)
+        elif key == 'mean':
+            spec[key] = (P.mean3, value)
+        elif key == 'tops':
+            spec[key] = (P.names_from(reader_class(source).tops), P.REQUIRED)
+        elif key not in COMMON:
+            spec[key] = (P.like(value), value)
+    return {**spec, **COMMON}
 
-    def open_dataset(self, params):
-        raise NotImplementedError
 
-    def top_names(self, params):
-        return list(self.dataset.tops)
+def open_reader(source, params):
+    """The Reader on the folders a layer's parameters name: its '*_dir' values in declared order, else the
+    folder dataset's `dataset`; the mean where the layer takes one."""
+    folders = [params[key] for key in source.params if key.endswith('_dir')] or [params['dataset']]
+    return reader_class(source)(*folders, **({'mean': params['mean']} if 'mean' in params else {}))
+
+
+class SegDataLayer(caffe.Layer):
+    """The data layer of every dataset. Under its own name (datalayers.layers.SegDataLayer) its param_str names
+    the `dataset` (a declared name or a folder dataset's folder); under a reference name (VOCSegDataLayer, ...,
+    made by `reference_layer`) the dataset is the one declared with that layer."""
+
+    def declared_source(self, given):
+        name = type(self).__name__
+        if name != 'SegDataLayer':
+            return registry.source(name)
+        if not isinstance(given.get('dataset'), str):
+            raise P.ParamError(f"SegDataLayer: param_str needs 'dataset', a declared dataset's name or a folder "
+                               f"dataset's folder; got {given.get('dataset')!r}")
+        try:
+            data = registry.dataset(given['dataset'])
+        except registry.NotADataset as err:
+            raise P.ParamError(f'SegDataLayer: {err}') from None
+        split = given.get('split')
+        return data.sources.get(split) or next(iter(data.sources.values()))
 
     def setup(self, bottom, top):
         name = type(self).__name__
-        self.params = P.parse(self.param_str, self.spec, name)
-        self.dataset = self.open_dataset(self.params)
-        self.tops = self.top_names(self.params)
+        given = P.literal(self.param_str, name)
+        source = self.declared_source(given)
+        self.params = P.parse(given, layer_spec(source), name)
+        self.dataset = open_reader(source, self.params)
+        self.tops = list(self.params.get('tops') or self.dataset.tops)
         if len(bottom):
             raise ValueError(f"{name} takes no bottoms, the net gives it {len(bottom)}")
         if len(top) != len(self.tops):
@@ -154,47 +197,15 @@ class SegDataLayer(caffe.Layer):
         self.seed, self.forwards, self.index, self.rng = state['seed'], forwards, index, rng
 
 
-class VOCSegDataLayer(SegDataLayer):
-    """PASCAL VOC: tops data, label. param_str keys voc_dir, split, mean, randomize, seed."""
-    spec = {'voc_dir': (P.string, P.REQUIRED), 'split': (P.string, P.REQUIRED), 'mean': (P.mean3, VOC_MEAN), **COMMON}
-
-    def open_dataset(self, params):
-        return VOC(params['voc_dir'], params['mean'])
-
-
-class SBDDSegDataLayer(SegDataLayer):
-    """SBD: tops data, label. param_str keys sbdd_dir, split, mean, randomize, seed."""
-    spec = {'sbdd_dir': (P.string, P.REQUIRED), 'split': (P.string, P.REQUIRED), 'mean': (P.mean3, VOC_MEAN),
-            **COMMON}
-
-    def open_dataset(self, params):
-        return SBDD(params['sbdd_dir'], params['mean'])
+def reference_layer(name):
+    """The generic layer under the reference's name `name` (its nets name it), for the dataset declared with it."""
+    source = registry.source(name)
+    return type(name, (SegDataLayer,), {'__doc__': f"{name} (the reference's name), param_str keys "
+                                                   f"{', '.join(source.params)}: tops as its Reader gives them"})
 
 
-class NYUDSegDataLayer(SegDataLayer):
-    """NYUDv2: the modalities named by `tops` (color, depth, hha, label), in that order."""
-    spec = {'nyud_dir': (P.string, P.REQUIRED), 'split': (P.string, P.REQUIRED),
-            'tops': (P.names_from(NYUD.tops), P.REQUIRED), **COMMON}
-
-    def open_dataset(self, params):
-        return NYUD(params['nyud_dir'])
-
-    def top_names(self, params):
-        return params['tops']
-
-
-class SIFTFlowSegDataLayer(SegDataLayer):
-    """SIFT Flow: tops data, sem, geo. param_str keys siftflow_dir, split, randomize, seed."""
-    spec = {'siftflow_dir': (P.string, P.REQUIRED), 'split': (P.string, P.REQUIRED), **COMMON}
-
-    def open_dataset(self, params):
-        return SIFTFlow(params['siftflow_dir'])
-
-
-class PASCALContextSegDataLayer(SegDataLayer):
-    """PASCAL-Context, 59 classes + background: tops data, label. Keys context_dir, voc_dir, split, randomize, seed."""
-    spec = {'context_dir': (P.string, P.REQUIRED), 'voc_dir': (P.string, P.REQUIRED),
-            'split': (P.string, P.REQUIRED), **COMMON}
-
-    def open_dataset(self, params):
-        return PASCALContext(params['context_dir'], params['voc_dir'])
+VOCSegDataLayer = reference_layer('VOCSegDataLayer')
+SBDDSegDataLayer = reference_layer('SBDDSegDataLayer')
+NYUDSegDataLayer = reference_layer('NYUDSegDataLayer')
+SIFTFlowSegDataLayer = reference_layer('SIFTFlowSegDataLayer')
+PASCALContextSegDataLayer = reference_layer('PASCALContextSegDataLayer')

@@ -57,14 +57,29 @@ def names_from(allowed):
     return check
 
 
-def parse(param_str, spec, layer):
-    """The checked parameters: `spec` maps each accepted key to (checker, default or REQUIRED)."""
+def like(declared):
+    """A checker for a key of a dataset's own: a value of the declared value's type."""
+    def check(value):
+        if type(value) is not type(declared):
+            raise TypeError(f'a {type(declared).__name__} like the declared {declared!r}')
+        return value
+    return check
+
+
+def literal(param_str, layer):
+    """The param_str as a dict, read as a literal (never evaluated)."""
     try:
         given = ast.literal_eval(param_str) if param_str.strip() else {}
     except (ValueError, SyntaxError) as e:
         raise ParamError(f"{layer}: param_str {param_str!r} is not a Python dict literal ({e})") from e
     if not isinstance(given, dict):
         raise ParamError(f"{layer}: param_str must be a dict literal, got {type(given).__name__}: {param_str!r}")
+    return given
+
+
+def parse(param_str, spec, layer):
+    """The checked parameters: `spec` maps each accepted key to (checker, default or REQUIRED)."""
+    given = literal(param_str, layer) if isinstance(param_str, str) else param_str
     accepted = ', '.join(spec)
     unknown = sorted(map(str, set(given) - set(spec)))
     if unknown:

@@ -21,11 +21,12 @@ from tqdm import tqdm
 
 from fcn import registry
 
-from .datasets import DATASETS, SIFTFLOW_SUBDIR, context_voc_dir
+from .datasets import READERS, SIFTFLOW_SUBDIR, context_voc_dir
 from .io import write_label_png
 from .tools import seg11valid
 
-DEFAULT_SIZES = {'voc': None, 'sbdd': None, 'pascalcontext': None, 'nyud': (96, 128), 'siftflow': (96, 96)}
+DEFAULT_SIZES = {'voc': None, 'sbdd': None, 'pascalcontext': None, 'nyud': (96, 128), 'siftflow': (96, 96),
+                 'folder': None}
 MIN_COUNT = 4
 MAX_COUNT = 1_000_000
 
@@ -77,7 +78,7 @@ def dir_overrides(dataset, root):
     """The param_str overrides that point a net's data layer at a synthesized (or real) dataset: every '*_dir'
     key of the registry's source whose layer reads `dataset`, set to `root` (PASCAL-Context's voc_dir: the
     pascal folder beside it, where synthesize writes VOC2010)."""
-    layer = DATASETS[dataset].layer
+    layer = READERS[dataset].layer
     dirs = {key: str(root) for key in registry.source(layer).params if key.endswith('_dir')}
     if dataset == 'pascalcontext':
         dirs['voc_dir'] = str(context_voc_dir(root))
@@ -338,5 +339,22 @@ def write_pascalcontext(out, count, seed, size):
     return out
 
 
+# --- a folder dataset: your own photos and masks ----------------------------------------------------------
+
+def write_folder(out, count, seed, size):
+    """A folder dataset as a user brings one (registry.folder_dataset): classes.txt naming the classes present
+    in the VOC scenes, images/*.jpg and labels/*.png (palette, 255 on the boundaries); no split files and no
+    dataset.json, which `fcn-data split` and `fcn-data stats` write."""
+    names = [registry.VOC_CLASSES[c] for c in VOC_PRESENT]
+    renumber = np.full(256, 255, np.uint8)
+    renumber[list(VOC_PRESENT)] = np.arange(len(VOC_PRESENT))
+    for index in progress('folder', count):
+        rgb, label = voc_scene(seed, index, size)
+        save_jpeg(out / 'images' / f'photo{index:04d}.jpg', rgb)
+        write_label_png(out / 'labels' / f'photo{index:04d}.png', np.where(boundaries(label), 255, renumber[label]))
+    (out / 'classes.txt').write_text(''.join(f'{name}\n' for name in names))
+    return out
+
+
 WRITERS = {'voc': write_voc, 'sbdd': write_sbdd, 'nyud': write_nyud, 'siftflow': write_siftflow,
-           'pascalcontext': write_pascalcontext}
+           'pascalcontext': write_pascalcontext, 'folder': write_folder}

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .datasets import DATASETS, SBDD, VOC, PASCALContext, context_voc_dir
+from .datasets import READERS, SBDD, VOC, PASCALContext, context_voc_dir
 from .io import DatasetError, check_raw_values, read_sbdd_cls, read_split, write_label_png
 
 
@@ -77,11 +77,11 @@ class CheckReport:
 
 
 def open_dataset(dataset, root, voc_dir=None):
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-    if DATASETS[dataset] is PASCALContext:
+    if dataset not in READERS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(READERS)}")
+    if READERS[dataset] is PASCALContext:
         return PASCALContext(root, voc_dir or context_voc_dir(root))
-    return DATASETS[dataset](root)
+    return READERS[dataset](root)
 
 
 def check(dataset, root, voc_dir=None, splits=None, limit=None, max_problems=20):

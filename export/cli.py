@@ -34,9 +34,10 @@ def size(text):
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog='fcn-export', description=__doc__.split('\n\n')[0] + ' ' +
                                  __doc__.split('\n\n')[1].replace('\n', ' '))
-    ap.add_argument('model', type=cli.trainable, metavar='MODEL', help='model name, e.g. voc-fcn8s')
+    cli.add_model(ap)
     ap.add_argument('--weights', type=Path, help='trained .caffemodel (default: the published weights of MODEL, '
                     'once `fcn-weights fetch MODEL` has cached them)')
+    cli.add_dataset(ap)
     ap.add_argument('--format', choices=FORMATS, default='onnx', help='onnx (default): an .onnx model for '
                     'onnxruntime and other runtimes; torch: a module file plus its state_dict')
     ap.add_argument('--out', type=Path, help='the file to write (default: MODEL.onnx, or MODEL_NAME.py and '
@@ -145,7 +146,7 @@ def write(fmt, layers, weights, net, folder, out, doc, model):
 @cli.tool('fcn-export')
 def main(argv=None):
     args = parse_args(argv)
-    model, fmt = args.model, args.format
+    model, fmt = cli.resolve_model(args), args.format
     out = args.out or default_out(model, fmt)
     if fmt == 'torch' and not out.with_suffix('').name.isidentifier():
         raise cli.BadInput(f'--out {out}: a module is imported by its file name, which must be a Python identifier '

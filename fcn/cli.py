@@ -148,3 +148,86 @@ def add_data_root(ap):
     ap.add_argument('--data-root', type=Path, metavar='DIR',
                     help='the folder holding the datasets as data/ lays them out (default: $FCN_DATA, else '
                          f'{registry.DATA})')
+
+
+def add_dataset(ap, run=True):
+    """--dataset (MODEL's architecture on another dataset) and, for the tools that use a trained net, --run."""
+    ap.add_argument('--dataset', metavar='DIR|FILE.py', help="MODEL's architecture on another dataset: a folder "
+                    'dataset (DIR holding classes.txt, images/, labels/, train.txt, val.txt) or a Python file that '
+                    "declares one (default: MODEL's own dataset)")
+    if run:
+        ap.add_argument('--run', type=Path, metavar='RUN', help='a training run folder (fcn-train --out): its model, '
+                        'width, dataset and best weights, where not given')
+
+
+def add_model(ap):
+    ap.add_argument('model', nargs='?', metavar='MODEL', help='model name, e.g. voc-fcn8s (fcn-netgen --list; '
+                    'optional with --run)')
+
+
+def run_record(run):
+    """RUN/run.json (what fcn-train recorded) as a dict, or a BadInput saying what is wrong."""
+    import json
+
+    path = Path(run) / 'run.json'
+    try:
+        record = json.loads(path.read_text())
+        record['model'], float(record['width'])
+    except FileNotFoundError:
+        raise BadInput(f'--run {run}: no run.json there: give the --out folder of an fcn-train run') from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise BadInput(f'--run {run}: {path} is not a run record ({err})') from None
+    return record
+
+
+def run_weights(run):
+    """A run's weights: best.caffemodel, else its latest snapshot."""
+    import re
+
+    best = Path(run) / 'best.caffemodel'
+    found = sorted((int(m.group(1)), p) for p in Path(run).glob('*_iter_*.caffemodel')
+                   if (m := re.search(r'_iter_(\d+)\.caffemodel$', p.name)))
+    if best.is_file() or not found:
+        return best
+    return found[-1][1]
+
+
+def resolve_model(args, trainable_only=True, echo=print):
+    """args.model (a name) -> the Model, moved onto args.dataset where one is given; --run RUN fills in the model,
+    width, dataset and weights it recorded where they are not given. A folder dataset's statistics are computed
+    first when they are missing (its mean goes into the nets). Sets args.dataset to the dataset's reference."""
+    run = getattr(args, 'run', None)
+    if run is not None:
+        record = run_record(run)
+        args.model = args.model or record['model']
+        args.dataset = args.dataset or record.get('dataset')
+        if getattr(args, 'width', None) == 1.0:
+            args.width = float(record['width'])
+        if hasattr(args, 'weights') and args.weights is None:
+            args.weights = run_weights(run)
+    if not args.model:
+        raise BadInput('name a MODEL (fcn-netgen --list), or pass --run RUN')
+    data = resolve_dataset(args.dataset, echo) if args.dataset else None  # a Python file may declare the model
+    model = registry.trainable(args.model) if trainable_only else registry.get(args.model)
+    if data is not None:
+        model = registry.for_dataset(model, data)
+        args.dataset = dataset_reference(data)
+    return model
+
+
+def resolve_dataset(ref, echo=print):
+    """The Dataset --dataset names (a Python file is imported); a folder dataset's statistics are computed first
+    when they are missing or stale (its mean goes into the nets)."""
+    data = registry.dataset(ref)
+    if data.home is not None and not data.builtin:  # a folder dataset
+        from datalayers.folder import ensure_stats
+
+        ensure_stats(Path(data.name), echo)
+        data = registry.folder_dataset(data.name)
+    return data
+
+
+def dataset_reference(data):
+    """What a run records to find its dataset again: the Python file that declared it, else its name (a folder
+    dataset's name is its folder)."""
+    return registry.ORIGINS.get(data.name, data.name)

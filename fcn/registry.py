@@ -4,11 +4,16 @@ Nothing here imports Caffe, numpy or a reader: the command-line tools list model
 before pycaffe is built, and every package reads from here what a dataset or a model is. netgen turns a model
 into nets and solvers; datalayers reads a dataset's files; solvers trains, scores and segments.
 
-Adding a dataset is one `declare(Dataset(...))` plus its reader (a Caffe Python data layer) and, for tests and
-demos, a synthetic writer; adding a model is one `declare(fcn(...))`.
+Adding a dataset is one `declare(Dataset(...))` naming its reader (a `datalayers.datasets.Reader`, which the
+generic data layer `datalayers.layers.SegDataLayer` drives) and, for tests and demos, a synthetic writer; a
+folder of images and masks is a dataset with no code (`folder_dataset`); adding a model is one
+`declare(fcn(...))`, and every single-output colour model trains on any dataset (`for_dataset`).
 """
+import importlib.util
+import json
 import os
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent  # the repository root
@@ -49,10 +54,14 @@ class Source:
     layer: str
     params: dict
     download: str = ''  # where to get the real files
+    reader: object = None  # its datalayers.datasets.Reader: the class, or 'module:Class' (imported when read)
+
+
+GENERIC_LAYER = ('datalayers.layers', 'SegDataLayer')  # the data layer of every dataset that has no reference name
 
 
 def source(layer):
-    """The declared Source whose data layer is called `layer`."""
+    """The declared Source whose data layer is called `layer` (a reference name: one dataset's)."""
     return next(s for data in DATASETS.values() for s in data.sources.values() if s.layer == layer)
 
 
@@ -81,10 +90,17 @@ class Dataset:
     reference_root: str = '../data'  # the reference's data path in its nets (PASCAL-Context's is '../../data')
     mean_dtype: str = 'float32'
     inference_mean: tuple | None = None
+    writer: str | None = None  # its synthetic writer, 'module:function' (fcn-data synth)
+    home: str | None = None  # where its runs go by default (a folder dataset's own folder); None: the model folder
 
     @property
     def splits(self):
         return tuple(self.sources)
+
+    @property
+    def builtin(self):
+        """Whether it is one of the paper's datasets, whose models are the reference's (their weights published)."""
+        return self.name in BUILTIN
 
     def dirs(self, root):
         """{param_str key: folder} of every '*_dir' parameter under the data folder `root`, e.g.
@@ -170,9 +186,21 @@ class Model:
         one (VOC), else its data layer's (nyud-fcn32s-hha is fed HHA images)."""
         return self.data.inference_mean or self.data.means[self.modalities[0]]
 
+    @property
+    def published(self):
+        """Its published weights (a Published), or None: only the declared model has them, not its architecture
+        trained on another dataset (`for_dataset`)."""
+        return PUBLISHED.get(self.name) if MODELS.get(self.name) is self else None
+
+    @property
+    def summed_loss(self):
+        return not self.normalize
+
 
 DATASETS = {}
 MODELS = {}
+ORIGINS = {}  # dataset name -> the Python file that declared it (registry.declared_in)
+BUILTIN = ('voc', 'nyud', 'siftflow', 'pascalcontext', 'ilsvrc')  # the paper's datasets
 
 
 def declare(entry):
@@ -244,23 +272,24 @@ declare(Dataset(
     {'train': Source('voc_layers', 'SBDDSegDataLayer',
                      dict(sbdd_dir='{root}/sbdd/dataset', seed=SEED, split='train', mean=VOC_MEAN),
                      'http://home.bharathh.info/pubs/codes/SBD/download.html (benchmark.tgz, folder '
-                     'benchmark_RELEASE/dataset)'),
+                     'benchmark_RELEASE/dataset)', 'datalayers.datasets:SBDD'),
      'val': Source('voc_layers', 'VOCSegDataLayer',
                    dict(voc_dir='{root}/pascal/VOC2011', seed=SEED, split='seg11valid', mean=VOC_MEAN),
-                   'http://host.robots.ox.ac.uk/pascal/VOC/voc2011/')},
+                   'http://host.robots.ox.ac.uk/pascal/VOC/voc2011/', 'datalayers.datasets:VOC')},
     means={'color': VOC_MEAN}, solver=dict(test_iter=736, max_iter=100000, snapshot=4000, **SNAPSHOT),
     schedule=(25, 4000), mean_dtype='float64', inference_mean=VOC_INFER_MEAN))  # np.array(params['mean'])
 NYUD_SOURCE = Source('nyud_layers', 'NYUDSegDataLayer',
                      dict(tops=TOPS, seed=SEED, nyud_dir='{root}/nyud', split='{split}'),
                      'https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html, with the 40-class labels, depth and '
-                     'HHA of Gupta et al. (https://github.com/s-gupta/rcnn-depth)')
+                     'HHA of Gupta et al. (https://github.com/s-gupta/rcnn-depth)', 'datalayers.datasets:NYUD')
 declare(Dataset(
     'nyud', 'NYUDv2 (40 classes)', (Task('', NYUD_CLASSES),), {'trainval': NYUD_SOURCE, 'test': NYUD_SOURCE},
     means={'color': (116.190, 97.203, 92.318), 'hha': (132.431, 94.076, 118.477), 'depth': 7.844},
     solver=dict(test_iter=654, max_iter=300000, snapshot=2000, **SNAPSHOT), schedule=(50, 2000)))
 SIFTFLOW_SOURCE = Source('siftflow_layers', 'SIFTFlowSegDataLayer',
                          dict(siftflow_dir='{root}/sift-flow', seed=SEED, split='{split}'),
-                         'http://www.cs.unc.edu/~jtighe/Papers/ECCV10/siftflow/SiftFlowDataset.zip')
+                         'http://www.cs.unc.edu/~jtighe/Papers/ECCV10/siftflow/SiftFlowDataset.zip',
+                         'datalayers.datasets:SIFTFlow')
 declare(Dataset(
     'siftflow', 'SIFT Flow',
     (Task('_sem', SIFTFLOW_CLASSES, 'sem'), Task('_geo', SIFTFLOW_GEO_CLASSES, 'geo', 'loss_geo')),
@@ -269,7 +298,8 @@ declare(Dataset(
 CONTEXT_SOURCE = Source('pascalcontext_layers', 'PASCALContextSegDataLayer',
                         dict(context_dir='{root}/pascal-context', voc_dir='{root}/pascal', split='{split}', seed=SEED),
                         'https://cs.stanford.edu/~roozbeh/pascal-context/ (trainval.tar.gz, labels.txt, '
-                        '59_labels.txt) and VOC2010 from http://host.robots.ox.ac.uk/pascal/VOC/voc2010/')
+                        '59_labels.txt) and VOC2010 from http://host.robots.ox.ac.uk/pascal/VOC/voc2010/',
+                        'datalayers.datasets:PASCALContext')
 declare(Dataset(
     'pascalcontext', 'PASCAL-Context (59 classes)', (Task('', ('background', *CONTEXT_59)),),
     {'train': CONTEXT_SOURCE, 'val': CONTEXT_SOURCE}, means={'color': (104.007, 116.669, 122.679)},
@@ -380,3 +410,168 @@ publish(Published('ilsvrc-caffenet', f'{REFERENCE_HOST}bvlc_reference_caffenet.c
                   'sha1:4c8d77deb20ea792f84eb5e6d0a11ca0a8660a46'))
 publish(Published('ilsvrc-googlenet', f'{REFERENCE_HOST}bvlc_googlenet.caffemodel',
                   'sha1:405fc5acd08a3bb12de8ee5e23a96bec22f08204'))
+
+
+# --- any dataset: a folder, a Python file, and any single-output colour model on it ---------------------
+
+class NotADataset(ValueError):
+    """A --dataset that is not a dataset, or a folder dataset whose declaration files are wrong (exit 2)."""
+
+
+FOLDER_SPLITS = ('train', 'val')
+FOLDER_STATS = 'dataset.json'
+FOLDER_ROUNDS = 25  # rounds of one pass over the training split each (PASCAL: 25 of 4000 steps, ~12 passes)
+MAX_CLASSES = 255  # label values are bytes and 255 is void
+PASCAL_PIXELS = 500 * 375  # the typical PASCAL VOC image (most are 500 x 375 or 375 x 500): the reference's lr
+
+
+def dataset(ref):
+    """The Dataset a --dataset value names: a declared name, a folder dataset (a folder with classes.txt), or a
+    Python file that declares one dataset (imported here, as Caffe imports a Python layer's module)."""
+    if isinstance(ref, Dataset):
+        return ref
+    if ref in DATASETS:
+        return DATASETS[ref]
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return folder_dataset(path)
+    if path.suffix == '.py' and path.is_file():
+        return declared_in(path)
+    names = ', '.join(n for n, d in DATASETS.items() if d.builtin or d.home is None)
+    raise NotADataset(f'--dataset {ref}: not a folder, a Python file that declares a dataset, or a declared '
+                       f'dataset ({names})')
+
+
+def declared_in(path):
+    """The one dataset that the Python file `path` declares (its module is importable by its stem afterwards, so
+    that a net naming it finds it)."""
+    path = Path(path).resolve()
+    before = set(DATASETS)
+    name = path.stem
+    if name in sys.modules and getattr(sys.modules[name], '__file__', None) == str(path):
+        module = sys.modules[name]
+    else:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:  # the user's own code: its failure is theirs to read, in one line
+            del sys.modules[name]
+            raise NotADataset(f'--dataset {path}: importing it failed: {type(err).__name__}: {err}') from None
+    new = [DATASETS[n] for n in DATASETS if n not in before] or \
+        [d for d in vars(module).values() if isinstance(d, Dataset)]
+    if len(new) != 1:
+        raise NotADataset(f'--dataset {path}: the file declares {len(new)} datasets; it must declare one '
+                          '(registry.declare(Dataset(...)))')
+    ORIGINS[new[0].name] = str(path)
+    return new[0]
+
+
+def read_classes(path):
+    """classes.txt: one class name a line, line i naming label value i (255 is void, never a class)."""
+    try:
+        lines = Path(path).read_text(encoding='utf-8').splitlines()
+    except FileNotFoundError:
+        raise NotADataset(f'{path} not found: a folder dataset names its classes there, one a line (line i is '
+                           'label value i; 255 is void)') from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise NotADataset(f'{path}: unreadable ({err})') from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    names = tuple(line.strip() for line in lines)
+    empty = [i + 1 for i, n in enumerate(names) if not n]
+    if empty or not names:
+        raise NotADataset(f'{path}: line {empty[0] if empty else 1} is empty: every line names one class'
+                           if empty or lines else f'{path} is empty: name one class a line')
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise NotADataset(f'{path}: class name(s) {", ".join(map(repr, repeated))} given twice: each line names '
+                           'another class')
+    if len(names) > MAX_CLASSES:
+        raise NotADataset(f'{path} names {len(names)} classes; at most {MAX_CLASSES} fit labels of one byte with '
+                           '255 for void')
+    if len(names) < 2:
+        raise NotADataset(f'{path} names one class: segmentation needs two at least (e.g. background and one)')
+    return names
+
+
+def folder_ids(path):
+    """The ids of a folder dataset's split file (read here only to count them; the reader checks each)."""
+    try:
+        return [line.strip() for line in Path(path).read_text(encoding='utf-8').splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise NotADataset(f'{path} not found: write the split files with `fcn-data split {Path(path).parent}`') \
+            from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise NotADataset(f'{path}: unreadable ({err})') from None
+
+
+def folder_stats(root):
+    """DIR/dataset.json (`fcn-data stats DIR`), or None when it is absent."""
+    path = Path(root) / FOLDER_STATS
+    if not path.is_file():
+        return None
+    try:
+        stats = json.loads(path.read_text())
+        mean = tuple(float(v) for v in stats['mean'])
+        float(stats['mean_pixels'])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise NotADataset(f'{path} is not what `fcn-data stats` writes ({err}): run it again') from None
+    if len(mean) != 3:
+        raise NotADataset(f'{path}: its mean has {len(mean)} values, not B, G, R: run `fcn-data stats` again')
+    return stats
+
+
+FOLDER_SOURCE = Source(*GENERIC_LAYER, dict(dataset='{root}', split='{split}', seed=SEED, mean=VOC_MEAN),
+                       'your own: images/ID.jpg|png, labels/ID.png (8-bit index or palette), classes.txt, '
+                       'train.txt, val.txt', 'datalayers.datasets:Folder')
+
+
+def folder_dataset(path):
+    """The declaration of the folder dataset at `path` (classes.txt, images/, labels/, train.txt, val.txt and the
+    mean from dataset.json), declared under its absolute path; read afresh each time (the files may change)."""
+    root = Path(path).expanduser().resolve()
+    if not root.is_dir():
+        raise NotADataset(f'--dataset {path}: not a folder')
+    names = read_classes(root / 'classes.txt')
+    counts = {split: len(folder_ids(root / f'{split}.txt')) for split in FOLDER_SPLITS}
+    empty = [split for split, n in counts.items() if not n]
+    if empty:
+        raise NotADataset(f'{root / (empty[0] + ".txt")} lists no images: every split needs one at least')
+    stats = folder_stats(root)
+    mean = tuple(stats['mean']) if stats else VOC_MEAN
+    sources = {split: replace(FOLDER_SOURCE, params={**FOLDER_SOURCE.params, 'dataset': str(root), 'split': split,
+                                                      'mean': tuple(round(v, 5) for v in mean)})
+               for split in FOLDER_SPLITS}
+    steps = counts['train']
+    data = Dataset(str(root), root.name, (Task('', names),), sources, means={'color': mean},
+                   solver=dict(test_iter=counts['val'], max_iter=FOLDER_ROUNDS * steps, **SNAPSHOT),
+                   schedule=(FOLDER_ROUNDS, steps), home=str(root / 'runs'))
+    DATASETS[data.name] = data
+    return data
+
+
+def mean_pixels(data):
+    """The mean pixel count of a dataset's training images, where it is known (a folder dataset's stats)."""
+    if data.home is None or data.builtin:
+        return None
+    stats = folder_stats(Path(data.name))
+    return float(stats['mean_pixels']) if stats else None
+
+
+def for_dataset(model, data):
+    """`model`'s architecture with `data`'s classes and splits: any single-output colour FCN (the VGG16,
+    AlexNet and GoogLeNet ones, 32s, 16s and 8s). Its published weights stay with the declared model."""
+    model, data = get(model), dataset(data)
+    if data.name == model.dataset:
+        return model
+    if not model.splits or len(model.tasks) != 1 or model.modalities != ('color',):
+        raise NotADataset(f'{model.name} takes {" and ".join(model.modalities)} images and has '
+                           f'{len(model.tasks)} output(s): another dataset needs a single-output colour model, '
+                           'e.g. voc-fcn32s, voc-fcn16s, voc-fcn8s, voc-fcn-alexnet or voc-fcn-googlenet')
+    if len(data.tasks) != 1 or set(data.means) != {'color'}:
+        raise NotADataset(f'dataset {data.title} has {len(data.tasks)} outputs and inputs {sorted(data.means)}: '
+                           f'{model.name} takes one colour image and gives one output')
+    return replace(model, dataset=data.name, data_root=None, schedule=None,
+                   solver_values={k: v for k, v in model.solver_values.items() if k != 'max_iter'})

@@ -43,6 +43,7 @@ def parser():
                         help="CVPR 2015 Table 1 computed from the nets, with a forward pass timed here beside the "
                              "paper's K40c times and mean IU")
     p.add_argument('--out', type=Path, help="output folder (default: the model's folder at the repo top level)")
+    cli.add_dataset(p, run=False)
     cli.add_width(p)
     p.add_argument('--data', type=data_override, action='append', default=[], metavar='KEY=VALUE',
                    help='data layer param_str override, repeatable (e.g. sbdd_dir=/tmp/synth/sbdd/dataset)')
@@ -87,6 +88,11 @@ def main(argv=None):
         raise cli.BadInput('name a MODEL, or use --all / --list (see --help)')
     if args.out is not None and len(models) > 1:
         raise cli.BadInput('--out takes one model; it would mix the files of several')
+    if args.dataset:
+        if args.out is None and not (args.info or args.check):
+            raise cli.BadInput('--dataset: pass --out DIR (the model folders hold the reference\'s nets)')
+        data = cli.resolve_dataset(args.dataset)
+        models = [registry.for_dataset(model, data) for model in models]
     import netgen
     from netgen import geometry
     from tqdm import tqdm

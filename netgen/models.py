@@ -7,6 +7,7 @@ from caffe import params as P
 from caffe.net_spec import assign_proto
 from caffe.proto import caffe_pb2
 
+from fcn.files import write_atomic
 from fcn.registry import (CLASSIFIER_SIZE, DEPLOY_SIZE, MODELS, REPO, SOLVER_COMMON, TOPS, TRAINING_OPTIONS, Model,
                           Task, get)
 
@@ -217,9 +218,4 @@ def write(model, out_dir=None, width=1.0, data=None):
     out = Path(out_dir) if out_dir is not None else REPO / model.name
     files = generate(model, width, data)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for filename, content in files.items():
-        path = out / filename
-        path.write_text(content)
-        paths.append(path)
-    return paths
+    return [write_atomic(out / filename, content) for filename, content in files.items()]  # none left half-written

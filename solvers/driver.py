@@ -46,6 +46,13 @@ def default_weights(model):
     """The previous stage's trained weights, or the converted ILSVRC trunk, as the reference solve.py uses."""
     if model.init_from is None:
         return trunk_weights(model.trunk)
+    if not model.data.builtin:  # the previous stage's run on this dataset (fcn-train --stages makes them in turn)
+        previous = registry.for_dataset(model.init_from, model.data)
+        best = runs.default_out(previous) / 'best.caffemodel'
+        if not best.is_file():
+            raise SetupError(f'{model.name} starts from the trained {previous.name}, but {best} does not exist: train '
+                             f'it first, pass --stages to train every stage in turn, or pass --weights')
+        return best
     prev = registry.REPO / model.init_from
     final = prev / f'{model.init_from}.caffemodel'
     found = final if final.is_file() else runs.latest_snapshot(prev / 'snapshot')
@@ -360,11 +367,20 @@ def parser(model=None):
     ap = argparse.ArgumentParser(prog=f'{model.name}/solve.py' if model else 'fcn-train', description=(
         f'Train {what}. Snapshots, log.jsonl and log.png go to --out.'))
     if model is None:
-        ap.add_argument('model', type=cli.trainable, metavar='MODEL', help='the model to train, e.g. voc-fcn32s '
-                        '(fcn-netgen --list shows them)')
+        ap.add_argument('model', metavar='MODEL', help='the model to train, e.g. voc-fcn32s (fcn-netgen --list shows '
+                        'them); with --dataset, its architecture on that dataset')
+    cli.add_dataset(ap, run=False)
+    ap.add_argument('--stages', action='store_true', help='train MODEL\'s stages in turn, as the paper did: for '
+                    'voc-fcn8s, FCN-32s, then FCN-16s from its best weights, then FCN-8s from those (each stage\'s '
+                    'run in its own --out folder, OUT/STAGE where --out is given)')
     start = ap.add_mutually_exclusive_group()
     start.add_argument('--weights', type=Path, help="starting weights (default: the previous stage's trained "
                        'weights, or the converted ILSVRC trunk)')
+    start.add_argument('--from', dest='start', choices=('published',), help='with --dataset: start from MODEL\'s '
+                       'published PASCAL weights, the score layers re-initialized except the rows of classes whose '
+                       'names match a PASCAL class (fetched first if need be; --mirror URL or FCN_WEIGHTS_MIRROR)')
+    ap.add_argument('--mirror', default=os.environ.get('FCN_WEIGHTS_MIRROR'), metavar='URL',
+                    help='with --from published: fetch from this mirror')
     start.add_argument('--resume', type=resume_arg, metavar='SOLVERSTATE', help='continue a run from its '
                        '.solverstate; `auto`: from the latest complete snapshot in --out')
     ap.add_argument('--overwrite', action='store_true', help='start over in an --out that holds a previous run '
@@ -453,15 +469,51 @@ def parse_args(argv, model=None):
         if args.gpu is not None and args.gpu != args.gpu_id:
             ap.error(f'GPU {args.gpu_id} and --gpu {args.gpu} disagree: give one')
         args.gpu = args.gpu_id
-    args.model = model or args.model
-    rounds, steps = args.model.rounds_steps
-    args.rounds = rounds if args.rounds is None else args.rounds
-    args.steps = steps if args.steps is None else args.steps
-    if args.rounds * args.steps > INT_MAX:
-        ap.error(f'--rounds {args.rounds} x --steps {args.steps} is {args.rounds * args.steps} iterations: Caffe '
-                 f'counts them in a 32-bit int, at most {INT_MAX}')
-    args.out = args.out or runs.model_dir(args.model) / 'snapshot'
-    return args
+    args.model = model.name if model else args.model
+    args.model = cli.resolve_model(args)  # on --dataset, when given
+    if args.start and args.model.data.builtin:
+        ap.error('--from published is for another --dataset: to go on from the published weights on '
+                 f'{args.model.data.title}, pass them as --weights')
+    if args.stages and args.resume:
+        ap.error('--stages starts every stage afresh: resume one stage as MODEL --resume SOLVERSTATE')
+    for model in stage_chain(args.model) if args.stages else [args.model]:
+        rounds, steps = args.rounds or model.rounds_steps[0], args.steps or model.rounds_steps[1]
+        if rounds * steps > INT_MAX:
+            ap.error(f'--rounds {rounds} x --steps {steps} is {rounds * steps} iterations: Caffe counts them in a '
+                     f'32-bit int, at most {INT_MAX}')
+    return args if args.stages else for_stage(args, args.model)
+
+
+def stage_chain(model):
+    """The stages that lead to `model`, first to last (voc-fcn8s: FCN-32s, FCN-16s, FCN-8s), on its dataset."""
+    chain = [model]
+    while chain[0].init_from is not None:
+        chain.insert(0, registry.for_dataset(chain[0].init_from, model.data))
+    return chain
+
+
+def for_stage(args, model, weights=None):
+    """The arguments of one run of `model`: its schedule and --out folder unless given (with --stages, a given
+    --out holds one folder per stage), starting from `weights` where given."""
+    stage = argparse.Namespace(**vars(args))
+    stage.model = model
+    stage.rounds, stage.steps = args.rounds or model.rounds_steps[0], args.steps or model.rounds_steps[1]
+    stage.out = (args.out / model.name if args.stages else args.out) if args.out else runs.default_out(model)
+    stage.weights = weights or args.weights
+    return stage
+
+
+def train_stages(args):
+    """--stages: each stage trained in turn, each from the previous one's best weights."""
+    weights, start = None, args.start
+    for model in stage_chain(args.model):
+        stage = for_stage(args, model, weights)
+        stage.start, start = start, None  # --from published starts the first stage only
+        print(f'{model.name}: stage {stage_chain(args.model).index(model) + 1} of {len(stage_chain(args.model))}, '
+              f'into {stage.out}' + (f', from {weights}' if weights else ''))
+        run(stage)
+        weights = stage.out / 'best.caffemodel'
+    return cli.OK
 
 
 def run(args):
@@ -474,11 +526,14 @@ def run(args):
         overrides['base_lr'] = args.base_lr
     if args.seed is not None:
         overrides['random_seed'] = args.seed
-    weights = None if args.resume else check_weights(model, args.weights or default_weights(model))
+    if args.base_lr is None and (scaled := scaled_base_lr(model, netgen.solver(model).base_lr)):
+        overrides['base_lr'] = scaled
+    weights = None if args.resume else start_weights(args)
     runs.lock(args.out)
     args.resume = claim_out(args, weights)
     if args.resume:  # before the nets are built: a state of another run is refused at once
         check_same_run(args, Path(args.resume).parent / 'run.json')
+    report_classes(model)
     balance = balanced_weights(model, runs.data_dirs(model, args.data_root)) if args.class_balance else None
     prepared = runs.prepare(model, args.out, args.width, args.data_root, data, solver_overrides=overrides,
                             class_weights=balance)
@@ -489,11 +544,73 @@ def run(args):
             print(f'{model.name}: already finished at iteration {solver.iter} ({args.rounds} rounds of {args.steps} '
                   'steps); ask for more --rounds to go on')
             return cli.OK
+    elif args.start == 'published':
+        from_published(solver, model, weights)
     else:
         initialize(solver, model, weights, args.width)
     runs.write_atomic(args.out / 'run.json', json.dumps(runs.record(args, weights, data, overrides), indent=1))
     train(solver, args.rounds, args.steps, args.out, outputs(prepared.train_net, model), label=f'{model.name}: ')
     return cli.OK
+
+
+def start_weights(args):
+    """The checked file a new run starts from: --weights, the published weights (--from published) or the
+    model's default (the previous stage's, or the converted ILSVRC trunk)."""
+    model = args.model
+    if args.start == 'published':
+        from surgery import published
+
+        declared = registry.get(model.name)
+        if declared.published is None:
+            raise SetupError(f'--from published: {model.name} has no published weights (fcn-weights list shows '
+                             'those that do)')
+        if args.width != declared.published.width:
+            raise SetupError(f'--from published: the published {model.name} weights are for width '
+                             f'{declared.published.width:g}, not --width {args.width:g}')
+        return published.fetch(declared.published, args.mirror)
+    return check_weights(model, args.weights or default_weights(model))
+
+
+def from_published(solver, model, weights):
+    """Start from the declared model's published weights: every layer that fits as it is, and in the score layers
+    the rows of the classes whose names the dataset shares with it; the rest as initialized, the upsampling
+    bilinear."""
+    import surgery
+
+    declared = registry.get(model.name)
+    source = surgery.instantiate(netgen.net(declared, 'deploy'), weights=str(weights))
+    kept = surgery.transfer_classes(solver.net, source, declared.tasks[0].names, model.tasks[0].names)
+    surgery.interp(solver.net)
+    print(f'{model.name}: started from the published {weights.name}; classes kept from it: '
+          f'{", ".join(kept) if kept else "none (no class name matches)"}; the others start at zero')
+
+
+def scaled_base_lr(model, base_lr):
+    """The base_lr for a dataset of other image sizes, or None (the paper's datasets, and normalized losses, keep
+    the reference's). The reference's rate is for a loss summed over PASCAL-sized images: the gradient grows
+    with the pixels, so the rate is scaled by PASCAL's pixels per image over the dataset's."""
+    pixels = registry.mean_pixels(model.data)
+    if model.data.builtin or not model.summed_loss or not pixels:
+        return None
+    scaled = float(f'{base_lr * registry.PASCAL_PIXELS / pixels:.3g}')
+    print(f'{model.name}: base_lr {scaled:g}, the reference\'s {base_lr:g} scaled by PASCAL\'s '
+          f'{registry.PASCAL_PIXELS} pixels an image over this dataset\'s {pixels:.0f} (the loss is summed over '
+          'pixels); --base-lr sets another')
+    return scaled
+
+
+def report_classes(model):
+    """At the start of a run on a folder dataset: the class pixel frequencies, and the classes absent from a split."""
+    stats = registry.folder_stats(model.data.name) if model.data.home and not model.data.builtin else None
+    if stats is None:
+        return
+    for split, pixels in stats['pixels'].items():
+        total = sum(pixels.values()) or 1
+        print(f'{model.name}: {split} pixels: ' + ', '.join(f'{n} {100 * c / total:.1f}%' for n, c in pixels.items()))
+        absent = [name for name in model.tasks[0].names if not pixels.get(name)]
+        if absent:
+            print(f'warning: {", ".join(absent)} never appear(s) in the {split} split: '
+                  + ('the net cannot learn them' if split == 'train' else 'their IU is not scored'), file=sys.stderr)
 
 
 def check_same_run(args, record):
@@ -505,6 +622,8 @@ def check_same_run(args, record):
         theirs = (saved['model'], float(saved['width']))
     except (ValueError, KeyError, TypeError) as err:
         raise SetupError(f'--resume: {record} is not a run record ({err}); mend or delete it') from None
+    if saved.get('dataset', args.dataset) != args.dataset and args.dataset:
+        raise SetupError(f'--resume: {record.parent} is a run on {saved["dataset"]}, not on {args.dataset}')
     if theirs != (args.model.name, float(args.width)):
         raise SetupError(f'--resume: {record.parent} is a run of {theirs[0]} at width {theirs[1]:g}, not of '
                          f'{args.model.name} at width {float(args.width):g}: resume it as that, or start anew')
@@ -552,7 +671,8 @@ def train_command(argv=None, model=None):
     def command():
         try:
             with handling(stop, signal.SIGTERM):  # during set-up too: a clean stop, not a silent 143
-                return run(parse_args(argv, model))
+                args = parse_args(argv, model)
+                return train_stages(args) if args.stages else run(args)
         except Diverged as err:
             cli.error(prog, err, cli.FAILURE)
             # A NaN inside a step already made Caffe's max pooling write out of bounds (its argmax stays -1):

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from datalayers import label_image, palette
 from datalayers.datasets import mean_array, preprocess
-from fcn import cli
+from fcn import cli, registry
 from fcn.files import check_apart, write_atomic
 from solvers.score import CONSTANT, check_outputs
 
@@ -268,12 +268,13 @@ def png_bytes(image):
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog='fcn-infer', description=__doc__.split('\n\n')[0] + ' ' + __doc__.split(
         '\n\n')[1].replace('\n', ' '))
-    ap.add_argument('model', type=cli.trainable, metavar='MODEL', help='model name, e.g. voc-fcn8s')
-    ap.add_argument('images', nargs='+', metavar='IMAGE', help='images to segment (JPEG, PNG, ...): files, folders '
+    cli.add_model(ap)
+    ap.add_argument('images', nargs='*', metavar='IMAGE', help='images to segment (JPEG, PNG, ...): files, folders '
                     '(every image in them) or glob patterns such as "photos/*.jpg"')
     ap.add_argument('--weights', type=Path, help='trained .caffemodel (default: the published weights of MODEL, '
                     'once `fcn-weights fetch MODEL` has cached them)')
     ap.add_argument('--out', required=True, type=Path, help='directory for the label maps and overlays')
+    cli.add_dataset(ap)
     cli.add_width(ap, what='the net the weights were trained for')
     ap.add_argument('--twins', type=Path, metavar='DIR', help='for the NYUDv2 two-input models: the folder holding '
                     'each color image\'s depth or HHA twin under the same file name (e.g. data/nyud/data/hha)')
@@ -282,6 +283,11 @@ def parse_args(argv):
                     '(F must divide their stride; default 1: the net\'s own upsampling)')
     cli.add_device(ap)
     args = ap.parse_args(argv)
+    if args.run and args.model and args.model not in registry.MODELS:  # `fcn-infer --run RUN IMAGE...`
+        args.images.insert(0, args.model)
+        args.model = None
+    if not args.images:
+        ap.error('name the IMAGEs to segment')
     if args.shift_and_stitch < 1:
         ap.error('--shift-and-stitch must be at least 1')
     return args
@@ -292,8 +298,8 @@ def main(argv=None):
     from solvers.device import use_device
 
     args = parse_args(argv)
+    model = args.model = cli.resolve_model(args)
     paths = image_paths(args.images)
-    model = args.model
     if len(model.inputs) > 1 and args.twins is None:
         raise cli.BadInput(f'{model.name} takes {" and ".join(model.modalities)} images: pass --twins DIR, the '
                            f'folder holding each color image\'s {model.modalities[1]} twin under the same file name')

@@ -79,3 +79,22 @@ def format_scores(result, name=''):
     if 'loss' in result:
         parts = [f'loss {result["loss"]:.4g} (per pixel {result["loss_per_pixel"]:.4f})'] + parts
     return (f'{name}: ' if name else '') + ', '.join(parts)
+
+
+COLLAPSED = 0.95  # the share of the pixels one predicted class must exceed to call the predictions collapsed
+
+
+def collapse_warning(hist, names=()):
+    """A one-line warning when the predictions collapsed to one class (on more than 95% of the labelled pixels)
+    while the labels hold several, with what to try; else None."""
+    predicted, labelled = hist.sum(0), hist.sum(1)
+    total = predicted.sum()
+    if not total or (labelled > 0.01 * total).sum() < 2:
+        return None
+    top = int(predicted.argmax())
+    if predicted[top] <= COLLAPSED * total:
+        return None
+    name = names[top] if top < len(names) else f'class {top}'
+    return (f'warning: the net predicts {name!r} on {100 * predicted[top] / total:.1f}% of the pixels while the '
+            f'labels hold {(labelled > 0).sum()} classes: early in training this is normal; if it lasts, check the '
+            'starting weights and the labels (fcn-data check), try --base-lr 10x lower or higher, or --class-balance')

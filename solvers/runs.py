@@ -13,6 +13,7 @@ from google.protobuf import text_format
 
 import netgen
 from fcn import registry
+from fcn import cli
 from fcn.cli import BadInput
 from fcn.files import write_atomic
 
@@ -23,6 +24,15 @@ class SetupError(BadInput):
 
 def model_dir(model):
     return registry.REPO / model.name
+
+
+def default_out(model):
+    """Where a run of `model` goes unless --out says: the model folder's snapshot/ for the paper's datasets (as
+    the reference), DATASET_DIR/runs/MODEL for a folder dataset, runs/DATASET/MODEL here for one declared in a file."""
+    data = model.data
+    if data.builtin:
+        return model_dir(model) / 'snapshot'
+    return Path(data.home) / model.name if data.home else Path('runs') / data.name / model.name
 
 
 def data_dirs(model, data_root=None, data=None, splits=None):
@@ -155,7 +165,8 @@ def record(args, weights, data, overrides):
         caffe = version('caffe')
     except Exception:
         caffe = 'unknown'
-    return {'command': sys.argv, 'model': args.model.name, 'weights': str(weights) if weights else None,
+    return {'command': sys.argv, 'model': args.model.name, 'dataset': cli.dataset_reference(args.model.data),
+            'weights': str(weights) if weights else None,
             'resume': str(args.resume) if args.resume else None, 'data_root': str(registry.data_root(args.data_root)),
             'width': args.width, 'rounds': args.rounds, 'steps': args.steps, 'data_overrides': data,
             'solver_overrides': overrides, 'gpu': args.gpu,

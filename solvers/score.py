@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fcn import cli, registry
-from solvers.metrics import fast_hist, format_scores, scores, valid_pixels
+from solvers.metrics import collapse_warning, fast_hist, format_scores, scores, valid_pixels
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,10 @@ def evaluate(net, outs, n_images, progress=True, samples=None, keep=4):
                             net.blobs[first.score].data[0].argmax(0).astype(np.uint8)))
     if n_images and constant == n_images:
         print(CONSTANT, file=sys.stderr)
+    for o in outs:
+        warning = collapse_warning(acc[o.score].hist, o.names)
+        if warning and constant != n_images:
+            tqdm.write(warning, file=sys.stderr)
     return {o.score: named(acc[o.score].result(), o.names) for o in outs}
 
 
@@ -152,9 +156,10 @@ def per_class_table(result):
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog='fcn-score', description='Score a trained FCN model on a split: overall '
                                  'accuracy, mean accuracy, mean IU, frequency-weighted IU, per-class IU and loss.')
-    ap.add_argument('model', type=cli.trainable, metavar='MODEL', help='model name, e.g. voc-fcn8s')
+    cli.add_model(ap)
     ap.add_argument('--weights', type=Path, help='trained .caffemodel (default: the published weights of MODEL, '
                     'once `fcn-weights fetch MODEL` has cached them)')
+    cli.add_dataset(ap)
     ap.add_argument('--published', action='store_true', help='score the published weights of MODEL (fetched '
                     'first if need be; --mirror URL or FCN_WEIGHTS_MIRROR as for fcn-weights) and print the number '
                     'its authors report beside the result')
@@ -193,13 +198,15 @@ def main(argv=None):
     from solvers.device import use_device
 
     args = parse_args(argv)
+    args.model = cli.resolve_model(args)
     use_device(args.gpu)
     from surgery import published
 
-    entry = registry.PUBLISHED.get(args.model.name)
+    entry = args.model.published
     if args.published:
         if entry is None or args.weights:
-            raise cli.BadInput(f'--published: {args.model.name} has no published weights (fcn-weights list)'
+            raise cli.BadInput(f'--published: {args.model.name} on {args.model.data.title} has no published weights '
+                           '(fcn-weights list)'
                                if entry is None else '--published scores the published weights: drop --weights')
         args.width, weights = entry.width, published.fetch(entry, args.mirror)
     else:

@@ -118,6 +118,26 @@ def expand_score(new_net, new_layer, net, layer):
     return moves
 
 
+def transfer_classes(new_net, net, names, new_names):
+    """Copy a trained net into one of the same architecture for other classes: every layer whose blobs fit as
+    they are, and in the score layers (the first axis the classes) the rows of each class named in both `names`
+    and `new_names`; the other rows keep their initialization (zero for the FCN score layers), and the
+    Deconvolution upsamplings are left for `interp`. Returns the class names kept (expand_score's idea, matched
+    by name rather than by position)."""
+    rows = [(names.index(name), i) for i, name in enumerate(new_names) if name in names]
+    for layer, new_blobs in new_net.params.items():
+        if layer not in net.params or new_net.layer_dict[layer].type == 'Deconvolution':
+            continue
+        for old, new in zip(net.params[layer], new_blobs, strict=False):
+            if old.data.shape == new.data.shape:
+                new.data[...] = old.data
+            elif old.data.shape[1:] == new.data.shape[1:] and old.data.shape[0] == len(names) \
+                    and new.data.shape[0] == len(new_names):
+                for source, target in rows:
+                    new.data[target] = old.data[source]
+    return [new_names[i] for _, i in rows]
+
+
 def _params(net, layer):
     if layer not in net.params:
         raise WeightsError(f'the net has no layer {layer!r} with parameters (layers: {list(net.params)})')

@@ -196,7 +196,7 @@ def test_pascalcontext_maps_raw_labels_to_59_classes_by_name(synth, tmp_path):
 
 def test_each_reader_names_the_layer_that_reads_it():
     from datalayers import layers
-    from datalayers.datasets import DATASETS
+    from datalayers.datasets import READERS as DATASETS
     from datalayers.synth import dir_overrides
 
     for dataset, reader in DATASETS.items():

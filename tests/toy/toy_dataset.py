@@ -1,25 +1,24 @@
-"""A new dataset added in one file, the way any dataset is added: its declaration, its reader (a Caffe Python
-data layer) and its synthetic writer. Caffe imports this module by the name its nets give (`toy_dataset`)."""
+"""A new dataset added in one file, the way any dataset is added: its declaration, its reader and its synthetic
+writer. The nets read it through the generic data layer (datalayers.layers.SegDataLayer, param_str 'dataset':
+'toy'), whose keys come from the declaration; `fcn-train MODEL --dataset toy_dataset.py` imports this file."""
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from datalayers import datasets, io
-from datalayers import params as P
-from datalayers.layers import COMMON, SegDataLayer
 from fcn import registry
 
-SOURCE = registry.Source('toy_dataset', 'ToySegDataLayer', dict(toy_dir='{root}/toy', seed=registry.SEED,
-                                                                split='{split}'))
+SOURCE = registry.Source(*registry.GENERIC_LAYER, dict(dataset='toy', toy_dir='{root}/toy', seed=registry.SEED,
+                                                       split='{split}'), reader='toy_dataset:Toy')
 TOY = registry.declare(registry.Dataset(
     'toy', 'Toy squares', (registry.Task('', ('background', 'square')),), {'train': SOURCE, 'val': SOURCE},
     means={'color': (120.0, 120.0, 120.0)}, solver=dict(test_iter=2, max_iter=100), schedule=(1, 2)))
 registry.declare(registry.fcn('toy-fcn32s', 'toy'))
 
 
-class Toy(datasets.Dataset):
-    name, key, data_folder, layer, declared = 'Toy', 'toy', 'toy', 'ToySegDataLayer', TOY
+class Toy(datasets.Reader):
+    name, key, data_folder, declared = 'Toy', 'toy', 'toy', TOY
     layout = '  {split}.txt\n  images/{id}.png\n  labels/{id}.png   palette PNG, 0 background, 1 square'
     tops = ('data', 'label')
 
@@ -29,13 +28,6 @@ class Toy(datasets.Dataset):
         io.check_same_size(rgb, classes, image, label)
         io.check_label(classes, self.declared.tasks[0].classes, label)
         return {'data': datasets.preprocess(rgb, self.declared.means['color']), 'label': classes[np.newaxis]}
-
-
-class ToySegDataLayer(SegDataLayer):
-    spec = {'toy_dir': (P.string, P.REQUIRED), 'split': (P.string, P.REQUIRED), **COMMON}
-
-    def open_dataset(self, params):
-        return Toy(params['toy_dir'])
 
 
 def synthesize(root, count=6, size=32, seed=0):
