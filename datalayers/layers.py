@@ -200,8 +200,9 @@ class SegDataLayer(caffe.Layer):
 def reference_layer(name):
     """The generic layer under the reference's name `name` (its nets name it), for the dataset declared with it."""
     source = registry.source(name)
-    return type(name, (SegDataLayer,), {'__doc__': f"{name} (the reference's name), param_str keys "
-                                                   f"{', '.join(source.params)}: tops as its Reader gives them"})
+    spec = layer_spec(source)
+    return type(name, (SegDataLayer,), {'spec': spec, '__doc__': f"{name} (the reference's name), param_str keys "
+                                        f"{', '.join(spec)}: tops as its Reader gives them"})
 
 
 VOCSegDataLayer = reference_layer('VOCSegDataLayer')

@@ -578,7 +578,7 @@ def from_published(solver, model, weights):
     import surgery
 
     declared = registry.get(model.name)
-    source = surgery.instantiate(netgen.net(declared, 'deploy'), weights=str(weights))
+    source = surgery.instantiate(netgen.net(declared, 'deploy', declared.published.width), weights=str(weights))
     kept = surgery.transfer_classes(solver.net, source, declared.tasks[0].names, model.tasks[0].names)
     surgery.interp(solver.net)
     print(f'{model.name}: started from the published {weights.name}; classes kept from it: '

@@ -282,7 +282,7 @@ def parse_args(argv):
                     'shifted copies of each image and interlace the coarse scores into F x F times denser ones '
                     '(F must divide their stride; default 1: the net\'s own upsampling)')
     cli.add_device(ap)
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # MODEL and IMAGEs are both positional, options may come between
     if args.run and args.model and args.model not in registry.MODELS:  # `fcn-infer --run RUN IMAGE...`
         args.images.insert(0, args.model)
         args.model = None

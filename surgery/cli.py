@@ -56,6 +56,8 @@ def run_init(args):
 
     import netgen
 
+    if args.dataset:
+        args.model = registry.for_dataset(args.model, cli.resolve_dataset(args.dataset))
     net = instantiate(netgen.net(args.model, 'deploy', width=args.width))
     stand_in_trunk(net, args.seed)
     interp(net)
@@ -106,6 +108,7 @@ def parser():
                    help='required: say that random, untrained weights are what you want')
     i.add_argument('--seed', type=cli.seed, default=0, help='random seed (default 0)')
     i.add_argument('--out', required=True, help='caffemodel to write')
+    cli.add_dataset(i, run=False)
     cli.add_width(i, what='the net')
     i.set_defaults(run=run_init)
     return p

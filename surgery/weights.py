@@ -120,6 +120,12 @@ def validate(net, param, path='weights'):
 
 
 def _check_blob(path, layer, index, shape, blob):
+    stored_shape = blob_shape(blob)
+    if not shape_equals(shape, blob) and layer.startswith('score') and len(stored_shape) == len(shape) \
+            and tuple(stored_shape[1:]) == tuple(shape[1:]):  # a score layer: its first axis is the classes
+        raise WeightsError(f'{path} was trained for {stored_shape[0]} classes (its {layer!r} has {stored_shape[0]} '
+                           f'rows) but this net has {shape[0]}: weights for another dataset? Give that dataset '
+                           '(--dataset), or weights trained on this one')
     if not shape_equals(shape, blob):
         raise WeightsError(f'{path}: layer {layer!r} blob {index} has shape {blob_shape(blob)} in the file but '
                            f'{shape} in the net: the file was made for a different net or width')

@@ -194,14 +194,19 @@ def test_pascalcontext_maps_raw_labels_to_59_classes_by_name(synth, tmp_path):
     assert 0 in seen and len(seen) >= 3 and max(seen) <= 59
 
 
-def test_each_reader_names_the_layer_that_reads_it():
+def test_each_reader_names_the_layer_that_reads_it_and_the_keys_come_from_the_declaration():
     from datalayers import layers
-    from datalayers.datasets import READERS as DATASETS
+    from datalayers.datasets import READERS
     from datalayers.synth import dir_overrides
+    from fcn import registry
 
-    for dataset, reader in DATASETS.items():
-        layer = getattr(layers, reader.layer)
-        assert set(dir_overrides(dataset, 'ROOT')) < set(layer.spec)
+    for dataset, reader in READERS.items():
+        source = registry.source(reader.layer)
+        assert issubclass(getattr(layers, reader.layer), layers.SegDataLayer)
+        assert layers.reader_class(source) is reader
+        spec = getattr(layers, reader.layer).spec
+        assert list(spec) == list(layers.layer_spec(source)) and set(source.params) < set(spec)
+        assert set(dir_overrides(dataset, 'ROOT')) < set(spec)
 
 
 # --- augmentation (CVPR 2015 sec. 4.3): mirror and jitter, image and labels alike, training splits only -----

@@ -1,0 +1,212 @@
+"""Your own data: a folder of images and masks (made here in the real formats, with the real VOC image and label
+of ../shared/reference-data/demo among them) and a dataset declared in one Python file both train through
+fcn-train, score, segment and (the folder one) export, with no code; --stages chains the stages on their best
+weights; --from published keeps the rows of the classes a dataset shares with PASCAL, bit for bit."""
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data_helpers import REFERENCE_DATA
+from test_hostile import BIN, ENV, REPO, tool
+from test_published import Server
+
+WIDTH = '1/16'
+EXPORT = all(importlib.util.find_spec(m) for m in ('torch', 'onnx', 'onnxruntime'))
+TOY = REPO / 'tests' / 'toy' / 'toy_dataset.py'
+
+
+def make_folder(root, names, count=6, size=(48, 64), demo=False):
+    """A folder dataset: JPEG photos, palette PNG labels (classes 0..len(names)-1 in squares, void 255 borders),
+    classes.txt; with `demo`, the real VOC image and label as one more pair."""
+    from datalayers.io import write_label_png
+
+    rng = np.random.default_rng(0)
+    (root / 'images').mkdir(parents=True)
+    for i in range(count):
+        label = np.zeros(size, np.uint8)
+        for k in range(1, len(names)):
+            y, x = rng.integers(0, size[0] // 2), rng.integers(0, size[1] // 2)
+            label[y:y + size[0] // 3, x:x + size[1] // 3] = k
+        label[0] = 255
+        rgb = (label[..., None] * np.array([40, 90, 20]) % 256 + rng.integers(0, 30, (*size, 3))).astype(np.uint8)
+        Image.fromarray(rgb).save(root / 'images' / f'img{i}.jpg', quality=95)
+        write_label_png(root / 'labels' / f'img{i}.png', label)
+    if demo:
+        shutil.copy(REFERENCE_DATA / 'demo' / 'image.jpg', root / 'images' / 'demo.jpg')
+        shutil.copy(REFERENCE_DATA / 'demo' / 'label.png', root / 'labels' / 'demo.png')
+    (root / 'classes.txt').write_text(''.join(f'{n}\n' for n in names))
+    return root
+
+
+def data_tool(*args):
+    return tool(BIN / 'fcn-data', *args)
+
+
+@pytest.fixture(scope='module')
+def voc_like(tmp_path_factory):
+    """A folder dataset with VOC's 21 class names, the real demo pair among its images, split and its stats."""
+    from fcn import registry
+
+    root = make_folder(tmp_path_factory.mktemp('own') / 'mine', registry.VOC_CLASSES, demo=True)
+    assert data_tool('split', root, '--val', '0.3', '--seed', '1').returncode == 0
+    (root / 'val.txt').write_text('demo\n' + (root / 'val.txt').read_text())  # the real pair is scored
+    (root / 'train.txt').write_text(''.join(f'{i}\n' for i in (root / 'train.txt').read_text().split() if i != 'demo'))
+    result = data_tool('stats', root)
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+def test_split_stats_and_check_write_what_the_data_says(voc_like):
+    train, val = ((voc_like / f'{s}.txt').read_text().split() for s in ('train', 'val'))
+    assert sorted(train + val) == sorted(p.stem for p in (voc_like / 'images').iterdir()) and not set(train) & set(val)
+    stats = json.loads((voc_like / 'dataset.json').read_text())
+    pixels = [np.array(Image.open(voc_like / 'images' / f'{i}.jpg').convert('RGB'), np.float64) for i in train]
+    mean_bgr = (sum(p.sum((0, 1)) for p in pixels) / sum(p.shape[0] * p.shape[1] for p in pixels))[::-1]
+    np.testing.assert_allclose(stats['mean'], mean_bgr, atol=1e-4)
+    demo = np.array(Image.open(REFERENCE_DATA / 'demo' / 'label.png'))
+    assert stats['pixels']['val']['person'] >= (demo == 15).sum() > 0 and stats['sizes']['500x334'] == 1
+    result = data_tool('check', voc_like)
+    assert result.returncode == 0 and 'no problems found' in result.stdout, result.stdout + result.stderr
+
+
+def test_the_folder_layer_feeds_the_files_bit_for_bit(voc_like):
+    from datalayers.datasets import Folder
+
+    reader = Folder(voc_like)
+    sample = reader.load('demo')
+    rgb = np.array(Image.open(REFERENCE_DATA / 'demo' / 'image.jpg'), np.float32)
+    expected = (rgb[:, :, ::-1] - np.array(reader.declared.means['color'], np.float32)).transpose(2, 0, 1)
+    assert sample['data'].tobytes() == expected.astype(np.float32).tobytes()
+    assert (sample['label'][0] == np.array(Image.open(REFERENCE_DATA / 'demo' / 'label.png'))).all()
+
+
+def train(*args, cwd='/'):
+    return subprocess.run([str(BIN / 'fcn-train'), *map(str, args)], capture_output=True, text=True, env=ENV,
+                          cwd=cwd, timeout=900)
+
+
+def start_weights(tmp_path, dataset):
+    out = tmp_path / 'start.caffemodel'
+    result = tool(BIN / 'fcn-surgery', 'init', 'voc-fcn32s', '--random', '--dataset', dataset, '--width', WIDTH,
+                  '--out', out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_stages_train_score_segment_and_export_a_folder_dataset(voc_like, tmp_path):
+    import netgen
+    import surgery
+    from fcn import registry
+
+    result = train('voc-fcn8s', '--dataset', voc_like, '--stages', '--weights', start_weights(tmp_path, voc_like),
+                   '--width', WIDTH, '--rounds', '1', '--steps', '2', '--out', tmp_path / 'runs')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "voc-fcn16s: base_lr 6.1e-11, the reference's 1e-12" in result.stdout and "scaled by PASCAL's 187500 pixels" in result.stdout
+    data = registry.folder_dataset(voc_like)
+    nets = {}
+    for stage in ('voc-fcn32s', 'voc-fcn16s', 'voc-fcn8s'):
+        run = tmp_path / 'runs' / stage
+        record = json.loads((run / 'run.json').read_text())
+        assert record['dataset'] == str(voc_like.resolve()) and record['model'] == stage
+        model = registry.for_dataset(stage, data)
+        nets[stage] = surgery.instantiate(netgen.net(model, 'deploy', 1 / 16), weights=str(run / 'best.caffemodel'))
+        (row,) = [json.loads(line) for line in (run / 'log.jsonl').read_text().splitlines()]
+        assert list(row['scores']['score']['per_class_iu'])[:3] == ['background', 'aeroplane', 'bicycle']
+    for previous, stage in (('voc-fcn32s', 'voc-fcn16s'), ('voc-fcn16s', 'voc-fcn8s')):
+        record = json.loads((tmp_path / 'runs' / stage / 'run.json').read_text())
+        assert record['weights'] == str(tmp_path / 'runs' / previous / 'best.caffemodel')
+        # score_fr starts at zero and learns in FCN-32s; a later stage moves it by far less than it holds
+        before, after = (nets[s].params['score_fr'][0].data for s in (previous, stage))
+        assert np.abs(before).max() > 1e-4 and np.abs(after - before).max() < 0.05 * np.abs(before).max()
+    run = tmp_path / 'runs' / 'voc-fcn8s'
+    scored = tool(BIN / 'fcn-score', '--run', run, '--json', tmp_path / 'score.json')
+    assert scored.returncode == 0, scored.stderr
+    assert 'person' in json.loads((tmp_path / 'score.json').read_text())['score']['per_class_iu']
+    segmented = tool(BIN / 'fcn-infer', '--run', run, voc_like / 'images' / 'demo.jpg', '--out', tmp_path / 'seg')
+    assert segmented.returncode == 0, segmented.stderr
+    assert Image.open(tmp_path / 'seg' / 'demo.png').size == (334, 500)
+    if EXPORT:
+        exported = tool(BIN / 'fcn-export', '--run', run, '--format', 'torch', '--out', tmp_path / 'mine8s.py')
+        assert exported.returncode == 0, exported.stderr[-2000:]
+        assert "'person'" in (tmp_path / 'mine8s.py').read_text()  # the module's CLASSES are the folder's
+
+
+def test_a_dataset_declared_in_one_file_trains_scores_and_segments_by_its_path(tmp_path):
+    spec = importlib.util.spec_from_file_location('toy_dataset', TOY)
+    toy = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault('toy_dataset', toy)
+    spec.loader.exec_module(toy)
+    root = toy.synthesize(tmp_path / 'data')
+    start = tmp_path / 'start.caffemodel'
+    assert tool(BIN / 'fcn-surgery', 'init', 'voc-fcn32s', '--random', '--dataset', TOY, '--width', WIDTH,
+                '--out', start).returncode == 0
+    out = tmp_path / 'run'
+    result = train('voc-fcn32s', '--dataset', TOY, '--weights', start, '--width', WIDTH, '--data-root', root,
+                   '--steps', '2', '--out', out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / 'run.json').read_text())['dataset'] == str(TOY)
+    scored = tool(BIN / 'fcn-score', '--run', out, '--data-root', root)
+    assert scored.returncode == 0 and 'square' in scored.stdout, scored.stderr
+    image = root / 'toy' / 'images' / 'toy000.png'
+    segmented = tool(BIN / 'fcn-infer', '--run', out, image, '--out', tmp_path / 'seg')
+    assert segmented.returncode == 0 and (tmp_path / 'seg' / 'toy000_overlay.png').is_file(), segmented.stderr
+
+
+PUBLISH = """
+    import sys
+    from fcn import registry
+    registry.publish(registry.Published('voc-fcn32s-fixed', 'http://gone.invalid/w.caffemodel', width=1 / 16))
+    from solvers.driver import train_command
+    sys.exit(train_command(sys.argv[1:]))
+"""
+
+
+def test_from_published_keeps_the_rows_of_the_shared_classes_bit_for_bit(server, tmp_path):
+    import netgen
+    import surgery
+    from fcn import registry
+
+    net = surgery.instantiate(netgen.net('voc-fcn32s-fixed', 'deploy', width=1 / 16))
+    surgery.stand_in_trunk(net, seed=0)
+    rng = np.random.default_rng(0)
+    for blob in net.params['score_fr']:
+        blob.data[...] = rng.normal(0, 0.01, blob.data.shape)
+    net.save(str(tmp_path / 'w.caffemodel'))
+    server.files['w.caffemodel'] = (tmp_path / 'w.caffemodel').read_bytes()
+    root = make_folder(tmp_path / 'three', ('background', 'zebra', 'cat'))
+    assert data_tool('split', root).returncode == 0
+    result = subprocess.run([sys.executable, '-c', textwrap.dedent(PUBLISH), 'voc-fcn32s-fixed', '--dataset', root,
+                             '--from', 'published', '--mirror', server.url, '--width', WIDTH, '--rounds', '1',
+                             '--steps', '1', '--base-lr', '1e-30', '--out', tmp_path / 'run'],
+                            capture_output=True, text=True, env={**ENV, 'FCN_CACHE': str(tmp_path / 'cache')},
+                            cwd='/', timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'classes kept from it: background, cat' in result.stdout
+    model = registry.for_dataset('voc-fcn32s-fixed', registry.folder_dataset(root))
+    trained = surgery.instantiate(netgen.net(model, 'deploy', 1 / 16),
+                                  weights=str(tmp_path / 'run' / 'best.caffemodel'))
+    for new, old in ((0, 0), (2, registry.VOC_CLASSES.index('cat'))):
+        for blob, source in zip(trained.params['score_fr'], net.params['score_fr'], strict=True):
+            assert blob.data[new].tobytes() == source.data[old].tobytes()
+    assert np.abs(trained.params['score_fr'][0].data[1]).max() < 1e-20  # zebra: new, from zero
+    assert trained.params['conv1_1'][0].data.tobytes() == net.params['conv1_1'][0].data.tobytes()
+
+
+@pytest.fixture
+def server():
+    import threading
+
+    s = Server()
+    thread = threading.Thread(target=s.serve_forever, daemon=True)
+    thread.start()
+    yield s
+    s.shutdown()
+    s.server_close()
