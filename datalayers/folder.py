@@ -128,6 +128,7 @@ def compute_stats(root, progress=True):
 
 def write_stats(root, progress=True):
     """Compute and write DIR/dataset.json atomically; returns the statistics."""
+    pairs(root)
     stats = compute_stats(root, progress)
     write_atomic(Path(root) / registry.FOLDER_STATS, json.dumps(stats, indent=1) + '\n')
     return stats
@@ -136,6 +137,7 @@ def write_stats(root, progress=True):
 def ensure_stats(root, echo=print):
     """The folder dataset's statistics, computed first (and said so) when dataset.json is absent or was computed
     from other classes or another training split."""
+    pairs(root)  # every image with its label and the reverse, before anything reads them
     stats = registry.folder_stats(root)
     if stats is not None and stats.get('computed_from') == split_digest(root):
         return stats

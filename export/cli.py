@@ -146,7 +146,9 @@ def write(fmt, layers, weights, net, folder, out, doc, model):
 @cli.tool('fcn-export')
 def main(argv=None):
     args = parse_args(argv)
-    model, fmt = cli.resolve_model(args), args.format
+    from datalayers.resolve import resolve_model
+
+    model, fmt = resolve_model(args), args.format
     out = args.out or default_out(model, fmt)
     if fmt == 'torch' and not out.with_suffix('').name.isidentifier():
         raise cli.BadInput(f'--out {out}: a module is imported by its file name, which must be a Python identifier '

@@ -90,7 +90,6 @@ class Dataset:
     reference_root: str = '../data'  # the reference's data path in its nets (PASCAL-Context's is '../../data')
     mean_dtype: str = 'float32'
     inference_mean: tuple | None = None
-    writer: str | None = None  # its synthetic writer, 'module:function' (fcn-data synth)
     home: str | None = None  # where its runs go by default (a folder dataset's own folder); None: the model folder
 
     @property
@@ -575,3 +574,9 @@ def for_dataset(model, data):
                            f'{model.name} takes one colour image and gives one output')
     return replace(model, dataset=data.name, data_root=None, schedule=None,
                    solver_values={k: v for k, v in model.solver_values.items() if k != 'max_iter'})
+
+
+def reference(data):
+    """What a run records to find its dataset again: the Python file that declared it, else its name (a folder
+    dataset's name is its folder)."""
+    return ORIGINS.get(data.name, data.name)

@@ -91,7 +91,10 @@ def main(argv=None):
     if args.dataset:
         if args.out is None and not (args.info or args.check):
             raise cli.BadInput('--dataset: pass --out DIR (the model folders hold the reference\'s nets)')
-        data = cli.resolve_dataset(args.dataset)
+        data = registry.dataset(args.dataset)
+        if data.home and not data.builtin and registry.folder_stats(data.name) is None:
+            raise cli.BadInput(f'--dataset {args.dataset}: its dataset.json (the mean the nets subtract) is missing: '
+                               f'run `fcn-data stats {args.dataset}` first')
         models = [registry.for_dataset(model, data) for model in models]
     import netgen
     from netgen import geometry

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 import netgen
+from datalayers.resolve import resolve_model
 from fcn import cli, registry
 from fcn.files import reserve, same_file
 from solvers import runs
@@ -470,7 +471,7 @@ def parse_args(argv, model=None):
             ap.error(f'GPU {args.gpu_id} and --gpu {args.gpu} disagree: give one')
         args.gpu = args.gpu_id
     args.model = model.name if model else args.model
-    args.model = cli.resolve_model(args)  # on --dataset, when given
+    args.model = resolve_model(args)  # on --dataset, when given
     if args.start and args.model.data.builtin:
         ap.error('--from published is for another --dataset: to go on from the published weights on '
                  f'{args.model.data.title}, pass them as --weights')
@@ -505,12 +506,12 @@ def for_stage(args, model, weights=None):
 
 def train_stages(args):
     """--stages: each stage trained in turn, each from the previous one's best weights."""
-    weights, start = None, args.start
-    for model in stage_chain(args.model):
+    weights, start, chain = None, args.start, stage_chain(args.model)
+    for number, model in enumerate(chain, 1):
         stage = for_stage(args, model, weights)
         stage.start, start = start, None  # --from published starts the first stage only
-        print(f'{model.name}: stage {stage_chain(args.model).index(model) + 1} of {len(stage_chain(args.model))}, '
-              f'into {stage.out}' + (f', from {weights}' if weights else ''))
+        print(f'{model.name}: stage {number} of {len(chain)}, into {stage.out}'
+              + (f', from {weights}' if weights else ''))
         run(stage)
         weights = stage.out / 'best.caffemodel'
     return cli.OK

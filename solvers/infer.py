@@ -298,7 +298,9 @@ def main(argv=None):
     from solvers.device import use_device
 
     args = parse_args(argv)
-    model = args.model = cli.resolve_model(args)
+    from datalayers.resolve import resolve_model
+
+    model = args.model = resolve_model(args)
     paths = image_paths(args.images)
     if len(model.inputs) > 1 and args.twins is None:
         raise cli.BadInput(f'{model.name} takes {" and ".join(model.modalities)} images: pass --twins DIR, the '

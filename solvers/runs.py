@@ -13,7 +13,6 @@ from google.protobuf import text_format
 
 import netgen
 from fcn import registry
-from fcn import cli
 from fcn.cli import BadInput
 from fcn.files import write_atomic
 
@@ -165,7 +164,7 @@ def record(args, weights, data, overrides):
         caffe = version('caffe')
     except Exception:
         caffe = 'unknown'
-    return {'command': sys.argv, 'model': args.model.name, 'dataset': cli.dataset_reference(args.model.data),
+    return {'command': sys.argv, 'model': args.model.name, 'dataset': registry.reference(args.model.data),
             'weights': str(weights) if weights else None,
             'resume': str(args.resume) if args.resume else None, 'data_root': str(registry.data_root(args.data_root)),
             'width': args.width, 'rounds': args.rounds, 'steps': args.steps, 'data_overrides': data,

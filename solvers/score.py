@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fcn import cli, registry
+from fcn import cli
 from solvers.metrics import collapse_warning, fast_hist, format_scores, scores, valid_pixels
 
 
@@ -198,7 +198,9 @@ def main(argv=None):
     from solvers.device import use_device
 
     args = parse_args(argv)
-    args.model = cli.resolve_model(args)
+    from datalayers.resolve import resolve_model
+
+    args.model = resolve_model(args)
     use_device(args.gpu)
     from surgery import published
 

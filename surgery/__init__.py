@@ -21,7 +21,8 @@ from .weights import (LoadReport, WeightsError, blob_shape, check_trained_trunk,
                       validate)
 
 __all__ = ['transplant', 'interp', 'upsample_filt', 'upsampling_layers', 'stand_in_trunk', 'expand_score',
-           'init_color_d', 'init_two_stream', 'transfer_classes', 'load_weights', 'check_trained_trunk', 'validate', 'read_caffemodel',
+           'init_color_d', 'init_two_stream', 'transfer_classes', 'load_weights', 'check_trained_trunk', 'validate',
+           'read_caffemodel',
            'blob_shape', 'instantiate', 'read_prototxt', 'save_net', 'WeightsError', 'Report', 'Move', 'LoadReport']
 
 

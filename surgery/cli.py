@@ -57,7 +57,9 @@ def run_init(args):
     import netgen
 
     if args.dataset:
-        args.model = registry.for_dataset(args.model, cli.resolve_dataset(args.dataset))
+        from datalayers.resolve import resolve_dataset
+
+        args.model = registry.for_dataset(args.model, resolve_dataset(args.dataset))
     net = instantiate(netgen.net(args.model, 'deploy', width=args.width))
     stand_in_trunk(net, args.seed)
     interp(net)

@@ -33,7 +33,8 @@ def allowed_python_modules():
     from fcn import registry
 
     declared = {source.module for data in registry.DATASETS.values() for source in data.sources.values()}
-    return declared | {registry.GENERIC_LAYER[0], 'solvers.losses'} | set(filter(None, os.environ.get('FCN_PYTHON_LAYERS', '').split(',')))
+    allowed = set(filter(None, os.environ.get('FCN_PYTHON_LAYERS', '').split(',')))
+    return declared | {registry.GENERIC_LAYER[0], 'solvers.losses'} | allowed
 
 
 def check_python_layers(param, where):

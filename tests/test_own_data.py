@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,7 +108,7 @@ def test_stages_train_score_segment_and_export_a_folder_dataset(voc_like, tmp_pa
     result = train('voc-fcn8s', '--dataset', voc_like, '--stages', '--weights', start_weights(tmp_path, voc_like),
                    '--width', WIDTH, '--rounds', '1', '--steps', '2', '--out', tmp_path / 'runs')
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "voc-fcn16s: base_lr 6.1e-11, the reference's 1e-12" in result.stdout and "scaled by PASCAL's 187500 pixels" in result.stdout
+    assert "voc-fcn16s: base_lr 6.1e-11, the reference's 1e-12 scaled by PASCAL's 187500 pixels" in result.stdout
     data = registry.folder_dataset(voc_like)
     nets = {}
     for stage in ('voc-fcn32s', 'voc-fcn16s', 'voc-fcn8s'):
@@ -210,3 +209,113 @@ def server():
     yield s
     s.shutdown()
     s.server_close()
+
+
+def broken(root, how):
+    """A split folder dataset of three classes, broken one way."""
+    from datalayers.io import write_label_png
+
+    make_folder(root, ('background', 'a', 'b'), count=4)
+    (root / 'train.txt').write_text('img0\nimg1\nimg2\n')
+    (root / 'val.txt').write_text('img3\n')
+    if how == 'no label':
+        (root / 'labels' / 'img1.png').unlink()
+    elif how == 'no image':
+        (root / 'images' / 'img2.jpg').unlink()
+    elif how == 'other size':
+        write_label_png(root / 'labels' / 'img1.png', np.zeros((10, 10), np.uint8))
+    elif how == 'value':
+        write_label_png(root / 'labels' / 'img1.png', np.full((48, 64), 7, np.uint8))
+    elif how == 'rgb':
+        Image.new('RGB', (64, 48)).save(root / 'labels' / 'img1.png')
+    elif how == 'twice':
+        (root / 'classes.txt').write_text('background\na\na\n')
+    elif how == 'empty name':
+        (root / 'classes.txt').write_text('background\n\nb\n')
+    elif how == 'too many':
+        (root / 'classes.txt').write_text(''.join(f'c{i}\n' for i in range(256)))
+    elif how == 'empty split':
+        (root / 'val.txt').write_text('\n')
+    elif how == 'not an image':
+        (root / 'images' / 'notes.txt').write_text('hello')
+    elif how == 'separator':
+        (root / 'train.txt').write_text('img0\n../img1\n')
+    return root
+
+
+@pytest.mark.parametrize('how, words', [
+    ('no label', 'labels/img1.png is missing'), ('no image', 'images/img2.jpg or .png is missing'),
+    ('other size', 'is 48x64 but its label'), ('value', 'label values [7] are outside the 3 classes'),
+    ('rgb', 'RGB colour image, not class indices'), ('twice', "'a' given twice"), ('empty name', 'line 2 is empty'),
+    ('too many', 'names 256 classes; at most 255'), ('empty split', 'val.txt lists no images'),
+    ('not an image', 'notes.txt is not an image'), ('separator', "'../img1'"),
+])
+def test_a_broken_folder_dataset_is_one_line_naming_the_file(tmp_path, how, words):
+    root = broken(tmp_path / 'd', how)
+    trained = train('voc-fcn32s', '--dataset', root, '--width', WIDTH, '--steps', '1', '--weights',
+                    tmp_path / 'none.caffemodel', '--out', tmp_path / 'r')
+    for result in (data_tool('check', root), trained):
+        assert result.returncode in (1, 2), result.stderr
+        assert words in result.stdout + result.stderr, (how, result.stdout, result.stderr)
+        assert 'Traceback' not in result.stderr
+    assert not (root / 'dataset.json').exists() or how in ('no image', 'other size', 'value', 'rgb', 'not an image')
+
+
+def test_an_id_in_both_splits_is_a_warning_and_a_dataset_that_is_not_one_is_refused(tmp_path):
+    root = broken(tmp_path / 'd', None)
+    (root / 'val.txt').write_text('img3\nimg0\n')
+    result = data_tool('check', root)
+    assert result.returncode == 0 and "in both train.txt and val.txt (e.g. 'img0')" in result.stderr
+    (tmp_path / 'plain').mkdir()
+    for args in (('check', tmp_path / 'plain'), ('stats', tmp_path / 'plain')):
+        result = data_tool(*args)
+        assert result.returncode == 2 and 'classes.txt' in result.stderr and 'Traceback' not in result.stderr
+    result = tool(BIN / 'fcn-score', 'voc-fcn8s', '--dataset', tmp_path / 'plain')
+    assert result.returncode == 2 and 'classes.txt not found' in result.stderr
+
+
+def test_weights_for_another_class_count_name_both_counts(voc_like, tmp_path):
+    weights = tmp_path / 'three.caffemodel'
+    three = make_folder(tmp_path / 'three', ('background', 'a', 'b'))
+    assert data_tool('split', three).returncode == 0
+    assert tool(BIN / 'fcn-surgery', 'init', 'voc-fcn8s', '--random', '--dataset', three, '--width', WIDTH,
+                '--out', weights).returncode == 0
+    result = tool(BIN / 'fcn-score', 'voc-fcn8s', '--dataset', voc_like, '--weights', weights, '--width', WIDTH)
+    assert result.returncode == 2 and 'trained for 3 classes' in result.stderr and 'this net has 21' in result.stderr
+
+
+def test_split_draws_with_its_seed_and_fills_in_the_missing_file(tmp_path):
+    root = make_folder(tmp_path / 'd', ('background', 'a'), count=10)
+    assert data_tool('split', root, '--val', '0.3', '--seed', '5').returncode == 0
+    first = [(root / f'{s}.txt').read_text() for s in ('train', 'val')]
+    assert len(first[1].split()) == 3 and data_tool('split', root).returncode == 2  # both there: left alone
+    (root / 'val.txt').unlink()
+    assert data_tool('split', root).returncode == 0 and (root / 'val.txt').read_text() == first[1]
+    (root / 'train.txt').unlink()
+    (root / 'val.txt').unlink()
+    assert data_tool('split', root, '--val', '0.3', '--seed', '5').returncode == 0
+    assert [(root / f'{s}.txt').read_text() for s in ('train', 'val')] == first
+
+
+def readme_commands(section):
+    """The shell commands of the README's first sh block under `section`, continuation lines joined."""
+    text = (REPO / 'README.md').read_text().split(f'## {section}\n', 1)[1]
+    block = text.split('```sh\n', 1)[1].split('```', 1)[0]
+    return [line.split('  #')[0].strip() for line in block.replace('\\\n', ' ').splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REPO / '.venv' / 'bin').is_dir(), reason="the README's commands name .venv/bin")
+def test_the_readme_own_data_commands_run_as_written(tmp_path):
+    commands = readme_commands('Your own data')
+    assert commands[0].startswith('.venv/bin/fcn-data synth folder') and len(commands) == 9
+    for command in commands:
+        if 'fcn-export' in command and not EXPORT:
+            continue
+        result = subprocess.run(command.replace('/tmp/fcn-own', str(tmp_path)), shell=True, capture_output=True,
+                                text=True, cwd=REPO, env=ENV, timeout=900)
+        assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
+    scores = [json.loads(line)['scores']['score']['mean_iu']
+              for line in (tmp_path / 'photos' / 'runs' / 'voc-fcn8s' / 'log.jsonl').read_text().splitlines()]
+    assert scores[-1] > 0.3  # learned beyond predicting background everywhere
+    assert len(list((tmp_path / 'seg').glob('*_overlay.png'))) == 40 and (tmp_path / 'photos-fcn8s.onnx').is_file()
