@@ -5,6 +5,7 @@ layers feed them, bit for bit: images as float32 BGR minus the dataset mean (sub
 as each reference layer holds it), labels as uint8 class maps (1 x H x W) with 255 for void. Every file is
 checked on the way in (see io.py), so bad data fails naming the file.
 """
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,19 @@ from .io import (DatasetError, check_label, check_raw_values, check_same_size, i
 
 SIFTFLOW_SUBDIR = 'spatial_envelope_256x256_static_8outdoorcategories'
 NOT_SPLITS = {'classes', 'README', 'readme'}
+
+
+def named(obj):
+    """A declared reader or writer: the object itself, or the one a 'module:name' string names."""
+    if not isinstance(obj, str):
+        return obj
+    module, _, name = obj.partition(':')
+    return getattr(importlib.import_module(module), name)
+
+
+def declared_sources():
+    """Every declared Source, the folder dataset's template last."""
+    return [s for data in registry.DATASETS.values() for s in data.sources.values()] + [registry.FOLDER_SOURCE]
 
 
 def plain_split(split):

@@ -10,7 +10,6 @@ probability) with `cell` (pixels): training splits are then augmented (`augment`
 (`sample_cells`) from a separate stream seeded by `seed` and the forward count, so that switching them on does
 not move the image order; all are off by default, as the paper ran.
 """
-import importlib
 import random
 
 import caffe
@@ -19,6 +18,7 @@ import numpy as np
 from fcn import registry
 
 from . import params as P
+from .datasets import named
 from .io import DatasetError
 
 # Every layer's keys for its order and, on training splits only, the paper's augmentation and loss sampling (CVPR
@@ -68,10 +68,7 @@ def check_sample(sample, id_):
 
 def reader_class(source):
     """The Reader class of a declared Source (given as the class or as 'module:Class')."""
-    if not isinstance(source.reader, str):
-        return source.reader
-    module, _, name = source.reader.partition(':')
-    return getattr(importlib.import_module(module), name)
+    return named(source.reader)
 
 
 def layer_spec(source):

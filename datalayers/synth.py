@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from fcn import registry
 
-from .datasets import READERS, SIFTFLOW_SUBDIR, context_voc_dir
+from .datasets import READERS, SIFTFLOW_SUBDIR, context_voc_dir, declared_sources, named
 from .io import write_label_png
 from .tools import seg11valid
 
@@ -63,15 +63,16 @@ def synthesize(dataset, out_dir, count=40, seed=0, size=None):
     out_dir/../pascal/VOC2010 (voc_dir out_dir/../pascal), as data/pascal-context and data/pascal/VOC2010.
     size: (height, width) of every image; None gives each dataset's default (VOC-like sets vary per image).
     """
-    if dataset not in WRITERS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(WRITERS)}")
+    writers = {named(s.reader).key: named(s.writer) for s in declared_sources() if s.writer}
+    if dataset not in writers:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(writers)}")
     if not isinstance(count, int) or not MIN_COUNT <= count <= MAX_COUNT:
         raise ValueError(f"count must be an integer from {MIN_COUNT} (every split needs an image) to {MAX_COUNT} "
                          f"(a synthetic set is for tests and demos), got {count!r}")
     if size is not None and (len(size) != 2 or min(size) < 16):
         raise ValueError(f"size must be (height, width) of at least 16 pixels each, got {size!r}")
     size = size if size is not None else DEFAULT_SIZES[dataset]
-    return WRITERS[dataset](Path(out_dir), count, seed, size)
+    return writers[dataset](Path(out_dir), count, seed, size)
 
 
 def dir_overrides(dataset, root):
@@ -355,6 +356,3 @@ def write_folder(out, count, seed, size):
     (out / 'classes.txt').write_text(''.join(f'{name}\n' for name in names))
     return out
 
-
-WRITERS = {'voc': write_voc, 'sbdd': write_sbdd, 'nyud': write_nyud, 'siftflow': write_siftflow,
-           'pascalcontext': write_pascalcontext, 'folder': write_folder}
