@@ -5,7 +5,7 @@ from pathlib import Path
 
 from fcn import cli, registry
 
-from . import folder, tools
+from . import folder, formats, tools
 from .datasets import READERS
 from .synth import MAX_COUNT, MIN_COUNT, dir_overrides, synthesize
 
@@ -108,6 +108,53 @@ def cmd_stats(args):
     return 0
 
 
+IMPORT_OPTIONS = {'classes': ('index', 'labelme'), 'add_classes': ('labelme',), 'colors': ('rgb',),
+                  'images': ('index', 'rgb', 'coco'), 'masks': ('index', 'rgb'), 'crowd_as_class': ('coco',)}
+
+
+def cmd_import(args):
+    for option, fmts in IMPORT_OPTIONS.items():
+        if getattr(args, option) not in (None, False) and args.format not in fmts:
+            raise cli.BadInput(f'--{option.replace("_", "-")} applies to {" and ".join(fmts)}, not {args.format}')
+    if args.src is None and not (args.format in ('index', 'rgb') and args.images and args.masks):
+        raise cli.BadInput(f'give SRC: {IMPORT_SRC[args.format]}')
+    src = args.src and Path(args.src)
+    report = formats.Report()
+    classes = formats.Classes(formats.read_classes_file(args.classes), args.add_classes, args.classes) \
+        if args.classes else None
+    names = None
+    if args.format in ('index', 'rgb'):
+        images, masks = Path(args.images or src / 'images'), Path(args.masks or src / 'masks')
+        inputs = [images, masks]
+        if args.format == 'rgb':
+            if args.colors is None:
+                raise cli.BadInput('rgb needs --colors FILE (name,r,g,b a line) or --colors voc (the PASCAL palette)')
+            colours = formats.colour_map(args.colors)
+            names = colours.names
+            total, samples = formats.rgb_samples(images, masks, colours, report)
+        else:
+            total, samples = formats.index_samples(images, masks, report)
+    elif args.format == 'labelme':
+        classes = classes or formats.Classes(['background'], growing=True)
+        inputs = [src]
+        total, samples = formats.labelme_samples(src, classes, report)
+    else:
+        if args.images is None:
+            raise cli.BadInput('coco needs --images DIR, the folder its file_name entries are in')
+        inputs = [src, Path(args.images)]
+        names, total, samples = formats.coco_samples(src, args.images, args.crowd_as_class, report)
+    names, splits = formats.import_dataset(samples, total, args.out, classes, inputs, report, names=names,
+                                           link=args.link, val=args.val, seed=args.seed, overwrite=args.overwrite)
+    print('\n'.join(formats.summary(Path(args.out), names, splits, report)))
+    return 0
+
+
+IMPORT_SRC = {'index': 'a folder holding images/ and masks/ (or --images DIR --masks DIR)',
+              'rgb': 'a folder holding images/ and masks/ (or --images DIR --masks DIR)',
+              'labelme': 'a folder of labelme .json files (their images at imagePath, or embedded)',
+              'coco': 'the COCO annotations .json (instances or stuff), with --images DIR'}
+
+
 def cmd_seg11valid(args):
     out = tools.write_seg11valid(args.voc_dir, args.sbdd_dir, args.out)
     print(f"wrote {out} ({len(out.read_text().splitlines())} images)")
@@ -118,6 +165,26 @@ def cmd_sbdd_png(args):
     written = tools.sbdd_to_png(args.sbdd_dir, args.out, args.split)
     print(f"wrote {len(written)} palette PNGs to {written[0].parent}")
     return 0
+
+
+IMPORT_DESCRIPTION = """Write a folder dataset (classes.txt, images/, labels/ as VOC palette PNGs, train.txt and
+val.txt drawn with --val and --seed, dataset.json) from masks as annotation tools leave them:
+
+  index    images/ and masks/ (8-bit index or palette PNGs), paired by file stem
+  rgb      images/ and masks/ (RGB colour PNGs) with --colors; a colour not in the map is an error, and JPEG
+           masks (colours near, not equal, to the map) are refused rather than snapped
+  labelme  labelme JSON files; polygons, rectangles and circles drawn in file order, later over earlier, as
+           labelme's export does (lines and points have no area: skipped); labels not in --classes are an
+           error unless --add-classes
+  coco     a COCO instances or stuff JSON and --images DIR (polygons and RLE, through pycocotools);
+           categories in their order are labels 1.., background 0; where instances overlap the smaller area
+           wins; iscrowd regions are void (255) unless --crowd-as-class
+
+Images are copied (or hard-linked) as they are: only one that must be turned upright or is not RGB is written
+again, losslessly, as PNG. EXIF orientation follows the annotation: labelme draws on the upright image, so it
+is turned upright; in the other formats the mask's size decides, and where both ways fit that is an error.
+Everything is written into a hidden folder beside --out and renamed into place at the end, so a failed or
+interrupted import leaves nothing."""
 
 
 def parser():
@@ -171,6 +238,31 @@ def parser():
                                     'the image sizes. fcn-train computes it when it is missing or stale.')
     st.add_argument('dir', type=Path, metavar='DIR', help='the folder dataset')
     st.set_defaults(run=cmd_stats)
+
+    i = sub.add_parser('import', help='write a folder dataset from index masks, RGB colour masks, labelme or COCO',
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description=IMPORT_DESCRIPTION)
+    i.add_argument('format', choices=formats.FORMATS, metavar='FORMAT', help='index, rgb, labelme or coco')
+    i.add_argument('src', nargs='?', metavar='SRC', help='; '.join(f'{k}: {v}' for k, v in IMPORT_SRC.items()))
+    i.add_argument('--out', required=True, type=Path, help='the folder dataset to write (must not exist, unless '
+                   '--overwrite)')
+    i.add_argument('--classes', metavar='FILE', help='index, labelme: class names, one a line (line i names label '
+                   "value i; classes.txt's format, or labelme's labels.txt with __ignore__ first)")
+    i.add_argument('--add-classes', action='store_true', help='labelme: append labels not in --classes, in the '
+                   'order they first appear (without --classes every label is added after background)')
+    i.add_argument('--colors', metavar='FILE|voc', help='rgb: the colour map, name,r,g,b a line (line i is label '
+                   'i; lines named void map to 255), or voc for the PASCAL palette and its 21 classes')
+    i.add_argument('--images', metavar='DIR', help='index, rgb: the images (default SRC/images); coco: the '
+                   'folder of its file_name entries')
+    i.add_argument('--masks', metavar='DIR', help='index, rgb: the masks, paired with the images by file stem '
+                   '(default SRC/masks)')
+    i.add_argument('--crowd-as-class', action='store_true', help='coco: iscrowd regions get their category '
+                   '(default: void, 255)')
+    i.add_argument('--link', action='store_true', help='hard-link the images instead of copying them (--out on '
+                   'the same file system)')
+    i.add_argument('--val', type=fraction, default=0.1, help='the fraction drawn for validation (default 0.1)')
+    i.add_argument('--seed', type=int, default=0, help='random seed of that draw (default 0)')
+    i.add_argument('--overwrite', action='store_true', help='replace an existing --out, once the import succeeded')
+    i.set_defaults(run=cmd_import)
 
     v = sub.add_parser('seg11valid', help='derive seg11valid.txt: VOC2011 seg val minus SBD train',
                        description='Write the VOC2011 segmentation val images that are not in SBD train (736 on the '

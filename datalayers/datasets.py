@@ -298,7 +298,8 @@ class Folder(Reader):
     def label_path(self, id_):
         return self.root / 'labels' / f'{id_}.png'
 
-    def load(self, id_, tops=None):
+    def pair(self, id_):
+        """One image (H x W x 3 RGB) and its label (H x W), both checked."""
         image_path, label_path = self.image_path(id_), self.label_path(id_)
         if not image_path.is_file():
             raise DatasetError(f"label {label_path} has no image: images/{id_}.jpg or .png is missing")
@@ -306,6 +307,10 @@ class Folder(Reader):
         rgb = read_rgb(image_path)
         check_same_size(rgb, label, image_path, label_path)
         check_label(label, self.n_classes, label_path)
+        return rgb, label
+
+    def load(self, id_, tops=None):
+        rgb, label = self.pair(id_)
         return {'data': preprocess(rgb, self.mean), 'label': label[np.newaxis]}
 
 
@@ -318,7 +323,7 @@ def read_folder_label(path):
     except DatasetError as err:
         if 'RGB' in str(err):
             raise DatasetError(f"label {path} is an RGB colour image, not class indices: convert it to an 8-bit "
-                               "index PNG (fcn-data import rgb, coming next, maps colours to classes)") from None
+                               "index PNG (`fcn-data import rgb --colors FILE` maps colours to classes)") from None
         raise
 
 

@@ -12,8 +12,8 @@ from tqdm import tqdm
 from fcn import registry
 from fcn.files import write_atomic
 
-from .datasets import IMAGE_SUFFIXES, Folder, read_folder_label
-from .io import DatasetError, check_label, check_same_size, is_plain_name, read_rgb, read_split
+from .datasets import IMAGE_SUFFIXES, Folder
+from .io import DatasetError, is_plain_name, read_split
 
 STATS_VERSION = 1
 
@@ -89,18 +89,6 @@ def split_digest(root):
     return digest.hexdigest()
 
 
-def read_pair(reader, id_):
-    """One image (H x W x 3 RGB) and its label (H x W), both checked as the data layer checks them."""
-    image_path, label_path = reader.image_path(id_), reader.label_path(id_)
-    if not image_path.is_file():
-        raise DatasetError(f'label {label_path} has no image: images/{id_}.jpg or .png is missing')
-    label = read_folder_label(label_path)
-    rgb = read_rgb(image_path)
-    check_same_size(rgb, label, image_path, label_path)
-    check_label(label, reader.n_classes, label_path)
-    return rgb, label
-
-
 def compute_stats(root, progress=True):
     """dataset.json's contents, streaming over the images one at a time (constant memory): the BGR mean and
     the mean pixel count of the training split, class pixel frequencies per split, and the image sizes."""
@@ -113,7 +101,7 @@ def compute_stats(root, progress=True):
         counts[split] = len(ids)
         pixels = np.zeros(256, np.int64)
         for id_ in tqdm(ids, desc=f'stats {split}', unit='img', disable=None if progress else True):
-            rgb, label = read_pair(reader, id_)
+            rgb, label = reader.pair(id_)
             pixels += np.bincount(label.ravel(), minlength=256)
             sizes[f'{rgb.shape[0]}x{rgb.shape[1]}'] += 1
             if split == 'train':
@@ -167,7 +155,7 @@ def check(root, max_problems=20):
             if len(problems) >= max_problems:
                 break
             try:
-                _, label = read_pair(reader, id_)
+                _, label = reader.pair(id_)
             except DatasetError as err:
                 problems.append(f'{split} {id_}: {err}')
                 continue

@@ -9,9 +9,12 @@ level comes from the environment only: GLOG_minloglevel (default 2 here: warning
 when Caffe is first imported.
 """
 import argparse
+import contextlib
 import functools
 import os
+import signal
 import sys
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -66,6 +69,25 @@ def tool(name):
                 return internal_error(name, err)
         return run
     return decorate
+
+
+def stop(signum, frame):
+    """A signal handler that stops as Ctrl-C does (SIGTERM: what job schedulers and container stops send)."""
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def handling(handler, *signums):
+    """Route these signals to `handler` for the duration (only the main thread may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def internal_error(prog, err):

@@ -481,21 +481,27 @@ def read_classes(path):
         raise NotADataset(f'{path}: unreadable ({err})') from None
     while lines and not lines[-1].strip():
         lines.pop()
-    names = tuple(line.strip() for line in lines)
+    return check_classes(tuple(line.strip() for line in lines), path)
+
+
+def check_classes(names, where):
+    """Class names as a folder dataset holds them (label value i is names[i]): none empty or given twice, two
+    to MAX_CLASSES of them. `where` names their file in the message."""
     empty = [i + 1 for i, n in enumerate(names) if not n]
-    if empty or not names:
-        raise NotADataset(f'{path}: line {empty[0] if empty else 1} is empty: every line names one class'
-                           if empty or lines else f'{path} is empty: name one class a line')
+    if empty:
+        raise NotADataset(f'{where}: line {empty[0]} is empty: every line names one class')
+    if not names:
+        raise NotADataset(f'{where} is empty: name one class a line')
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise NotADataset(f'{path}: class name(s) {", ".join(map(repr, repeated))} given twice: each line names '
+        raise NotADataset(f'{where}: class name(s) {", ".join(map(repr, repeated))} given twice: each line names '
                            'another class')
     if len(names) > MAX_CLASSES:
-        raise NotADataset(f'{path} names {len(names)} classes; at most {MAX_CLASSES} fit labels of one byte with '
+        raise NotADataset(f'{where} names {len(names)} classes; at most {MAX_CLASSES} fit labels of one byte with '
                            '255 for void')
     if len(names) < 2:
-        raise NotADataset(f'{path} names one class: segmentation needs two at least (e.g. background and one)')
-    return names
+        raise NotADataset(f'{where} names one class: segmentation needs two at least (e.g. background and one)')
+    return tuple(names)
 
 
 def folder_ids(path):

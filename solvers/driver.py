@@ -6,7 +6,6 @@ evaluation split after each. Added: progress, a log row per round, a learning cu
 a NaN guard, Ctrl-C saving a snapshot, and resume from a solverstate.
 """
 import argparse
-import contextlib
 import csv
 import gc
 import json
@@ -16,7 +15,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -260,7 +258,7 @@ def train(solver, rounds, steps, out, outs, n_val=None, log=None, label='', echo
     log = Path(log or out / 'log.jsonl')
     first_round = solver.iter // steps
     rows, best = [], best_so_far(log, label)
-    with handling(stop, signal.SIGTERM):
+    with cli.handling(cli.stop, signal.SIGTERM):
         try:
             for r in range(first_round, rounds):
                 start = time.time()
@@ -290,7 +288,7 @@ def train(solver, rounds, steps, out, outs, n_val=None, log=None, label='', echo
             raise Diverged(f'training stopped: {err}. Weights after this step are not saved; {kept}. '
                            'Lower base_lr or check the data and the starting weights.') from None
         except KeyboardInterrupt:
-            with handling(wait_for_the_snapshot, signal.SIGINT, signal.SIGTERM):
+            with cli.handling(wait_for_the_snapshot, signal.SIGINT, signal.SIGTERM):
                 saved = snapshot(solver, out)
             echo(f'interrupted at iteration {solver.iter}: saved {saved}; resume with --resume '
                  f'{saved.with_suffix(".solverstate")}')
@@ -336,26 +334,8 @@ def keep_best(model, mean_iu, best):
     return best
 
 
-def stop(signum, frame):
-    raise KeyboardInterrupt
-
-
 def wait_for_the_snapshot(signum, frame):
     print('\nsaving a snapshot first: it finishes, then the run stops', file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def handling(handler, *signums):
-    """Route these signals to `handler` for the duration (only the main thread may set handlers)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {signum: signal.signal(signum, handler) for signum in signums}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 # --- command line --------------------------------------------------------------------------------------------
@@ -671,7 +651,7 @@ def train_command(argv=None, model=None):
     @cli.tool(prog)
     def command():
         try:
-            with handling(stop, signal.SIGTERM):  # during set-up too: a clean stop, not a silent 143
+            with cli.handling(cli.stop, signal.SIGTERM):  # during set-up too: a clean stop, not a silent 143
                 args = parse_args(argv, model)
                 return train_stages(args) if args.stages else run(args)
         except Diverged as err:

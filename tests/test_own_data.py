@@ -16,7 +16,6 @@ from PIL import Image
 
 from data_helpers import REFERENCE_DATA
 from test_hostile import BIN, ENV, REPO, tool
-from test_published import Server
 
 WIDTH = '1/16'
 EXPORT = all(importlib.util.find_spec(m) for m in ('torch', 'onnx', 'onnxruntime'))
@@ -198,18 +197,6 @@ def test_from_published_keeps_the_rows_of_the_shared_classes_bit_for_bit(server,
             assert blob.data[new].tobytes() == source.data[old].tobytes()
     assert np.abs(trained.params['score_fr'][0].data[1]).max() < 1e-20  # zebra: new, from zero
     assert trained.params['conv1_1'][0].data.tobytes() == net.params['conv1_1'][0].data.tobytes()
-
-
-@pytest.fixture
-def server():
-    import threading
-
-    s = Server()
-    thread = threading.Thread(target=s.serve_forever, daemon=True)
-    thread.start()
-    yield s
-    s.shutdown()
-    s.server_close()
 
 
 def broken(root, how):
