@@ -53,19 +53,20 @@ class Classes:
     source: str = '--classes'
 
     def value(self, name, where):
+        if name in self.names:
+            return self.names.index(name)
         if name in VOID_NAMES:
             return VOID
         if name == LABELME_BACKGROUND:
             return 0
-        if name not in self.names:
-            if not self.growing:
-                raise DatasetError(f"{where}: label {name!r} is not in {self.source} ({', '.join(self.names)}); "
-                                   'pass --add-classes to append the labels it lacks')
-            if len(self.names) == registry.MAX_CLASSES:
-                raise DatasetError(f'{where}: label {name!r} would be class {len(self.names) + 1}; at most '
-                                   f'{registry.MAX_CLASSES} fit labels of one byte with 255 for void')
-            self.names.append(name)
-        return self.names.index(name)
+        if not self.growing:
+            raise DatasetError(f"{where}: label {name!r} is not in {self.source} ({', '.join(self.names)}); "
+                               'pass --add-classes to append the labels it lacks')
+        if len(self.names) == registry.MAX_CLASSES:
+            raise DatasetError(f'{where}: label {name!r} would be class {len(self.names) + 1}; at most '
+                               f'{registry.MAX_CLASSES} fit labels of one byte with 255 for void')
+        self.names.append(name)
+        return len(self.names) - 1
 
 
 def read_classes_file(path):
@@ -194,10 +195,13 @@ def index_mask(path):
     if im.mode in ('RGB', 'RGBA'):
         raise DatasetError(f'mask {path} is an RGB colour image, not class indices: import it with `fcn-data '
                            'import rgb --colors FILE` (or --colors voc)')
-    if im.mode not in ('P', 'L'):
-        raise DatasetError(f'mask {path} has image mode {im.mode!r}: an index mask is an 8-bit grayscale or palette '
-                           'PNG, one class index a pixel')
-    return np.array(im, np.uint8)
+    if im.mode not in ('P', 'L', '1', 'I', 'I;16', 'I;16B'):
+        raise DatasetError(f'mask {path} has image mode {im.mode!r}: an index mask is a grayscale or palette PNG, '
+                           'one class index a pixel')
+    label = np.array(im)
+    if label.max(initial=0) > VOID or label.min(initial=0) < 0:
+        raise DatasetError(f'mask {path} holds values up to {label.max()}: labels are 0 to 254, and 255 for void')
+    return label.astype(np.uint8)
 
 
 def rgb_mask(path, colours):
@@ -208,7 +212,7 @@ def rgb_mask(path, colours):
                            "map's, and they are not snapped to the nearest class; export the masks as PNG")
     if im.mode == 'RGBA' and np.array(im.getchannel('A')).min() < 255:
         raise DatasetError(f'mask {path} is partly transparent: a colour mask gives every pixel one opaque colour')
-    if im.mode in ('L', 'I', 'I;16'):
+    if im.mode != 'P' and len(set(im.getbands()) - {'A'}) == 1:
         raise DatasetError(f'mask {path} has one channel: class indices are imported with `fcn-data import index`')
     return colours.label(np.array(im.convert('RGB')), path)
 

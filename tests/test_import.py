@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from data_helpers import REFERENCE_DATA
-from test_hostile import BIN, ENV, tool
-from test_own_data import WIDTH, start_weights, train
+from test_hostile import BIN, ENV, REPO, tool
+from test_own_data import WIDTH, readme_commands, start_weights, train
 
 pycocotools = pytest.importorskip('pycocotools')
 
@@ -364,3 +364,55 @@ def test_a_terminated_import_leaves_nothing(tmp_path):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and 'interrupted' in stderr, stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ['ix']
+
+
+def test_the_readme_import_commands_run_as_written(tmp_path):
+    commands = readme_commands('Your own data', block=1)
+    assert [c.split()[2] for c in commands] == ['index', 'rgb', 'labelme', 'coco']
+    index_source(tmp_path / 'index')
+    rgb_source(tmp_path / 'rgb')
+    labelme_source(tmp_path / 'labelme')
+    coco_source(tmp_path / 'coco')
+    for command in commands:
+        result = subprocess.run(command.replace('/tmp/fcn-own', str(tmp_path)), shell=True, capture_output=True,
+                                text=True, cwd=REPO, env=ENV, timeout=300)
+        assert result.returncode == 0 and 'imported 4 images' in result.stdout, (command, result.stderr)
+
+
+def test_labelme_rectangles_circles_new_labels_and_shapes_without_area(tmp_path):
+    root = tmp_path / 'lm'
+    root.mkdir()
+    save_photo(root / 'a.jpg', photo(np.zeros(SIZE, np.uint8), 1))
+    save_photo(root / 'b.jpg', photo(np.zeros(SIZE, np.uint8), 2))
+    shapes = [labelme_shape('cat', [[30, 20], [5, 2]], 'rectangle'),        # corners in either order
+              labelme_shape('bird', [[40, 25], [40, 35]], 'circle'),        # centre, then a point on the rim
+              labelme_shape('dog', [[0, 0], [50, 30]], 'line')]             # no area: skipped, and said so
+    (root / 'a.json').write_text(json.dumps(labelme_doc('a.jpg', shapes)))
+    (root / 'b.json').write_text(json.dumps(labelme_doc('b.jpg', [])))
+    classes = tmp_path / 'labels.txt'
+    classes.write_text('__ignore__\n_background_\ncat\ndog\n')              # labelme's own labels.txt
+    refused = import_('labelme', root, '--classes', classes, '--out', tmp_path / 'out')
+    assert refused.returncode == 2 and "label 'bird' is not in" in refused.stderr
+    result = import_('labelme', root, '--classes', classes, '--add-classes', '--out', tmp_path / 'out')
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / 'out' / 'classes.txt').read_text().split() == ['background', 'cat', 'dog', 'bird']
+    label = np.array(Image.open(tmp_path / 'out' / 'labels' / 'a.png'))
+    assert (label[2:21, 5:31] == 1).all() and label[21, 5] == 0 and label[2, 31] == 0
+    disc = label == 3
+    assert disc[25, 40] and not disc[25, 29] and abs(disc.sum() / (np.pi * 10 ** 2) - 1) < 0.15
+    assert not (label == 2).any() and 'skipped: 1 labelme line shapes (no area)' in result.stdout
+
+
+@pytest.mark.parametrize('mode', ['1', 'I;16'])
+def test_binary_and_16_bit_index_masks(tmp_path, mode):
+    (tmp_path / 'src' / 'masks').mkdir(parents=True)
+    for i in range(2):
+        label = segmentation(i) == 1
+        save_photo(tmp_path / 'src' / 'images' / f'{i}.jpg', photo(label.astype(np.uint8), i))
+        im = Image.fromarray(label) if mode == '1' else Image.fromarray(label.astype(np.uint16) * 7)
+        im.save(tmp_path / 'src' / 'masks' / f'{i}.png')
+    result = import_('index', tmp_path / 'src', '--out', tmp_path / 'out', '--val', '0.5')
+    assert result.returncode == 0, result.stderr
+    top = 1 if mode == '1' else 7
+    assert (np.array(Image.open(tmp_path / 'out' / 'labels' / '1.png')) == (segmentation(1) == 1) * top).all()
+    assert (tmp_path / 'out' / 'classes.txt').read_text().split()[-1] == f'class{top}'

@@ -285,10 +285,10 @@ def test_split_draws_with_its_seed_and_fills_in_the_missing_file(tmp_path):
     assert [(root / f'{s}.txt').read_text() for s in ('train', 'val')] == first
 
 
-def readme_commands(section):
-    """The shell commands of the README's first sh block under `section`, continuation lines joined."""
-    text = (REPO / 'README.md').read_text().split(f'## {section}\n', 1)[1]
-    block = text.split('```sh\n', 1)[1].split('```', 1)[0]
+def readme_commands(section, block=0):
+    """The shell commands of the README's sh block number `block` under `section`, continuation lines joined."""
+    text = (REPO / 'README.md').read_text().split(f'\n## {section}\n', 1)[1].split('\n## ', 1)[0]
+    block = text.split('```sh\n')[block + 1].split('```', 1)[0]
     return [line.split('  #')[0].strip() for line in block.replace('\\\n', ' ').splitlines() if line.strip()]
 
 
