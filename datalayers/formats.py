@@ -155,7 +155,15 @@ def colour_map(text):
 
 # --- reading what the formats hold --------------------------------------------------------------------------
 
+def regular(path, what):
+    """A path that is a regular file if it exists: a FIFO or a device would block or never end."""
+    if Path(path).exists() and not Path(path).is_file():
+        raise DatasetError(f'{what} {path} is not a regular file')
+    return path
+
+
 def read_text(path):
+    regular(path, 'file')
     try:
         return Path(path).read_text(encoding='utf-8')
     except FileNotFoundError:
@@ -173,7 +181,7 @@ def read_json(path):
 
 def open_image(source, what):
     """An image fully decoded (a truncated file fails here): `source` a path or (name, bytes)."""
-    name, data = source if isinstance(source, tuple) else (source, None)
+    name, data = source if isinstance(source, tuple) else (regular(source, what), None)
     try:
         im = Image.open(io.BytesIO(data) if data is not None else name)
         if im.width * im.height > MAX_PIXELS:

@@ -141,8 +141,8 @@ def uncompressed(mask):
     return ([0] if flat[0] else []) + runs
 
 
-def import_(fmt, *args):
-    return data_tool('import', fmt, *args)
+def import_(fmt, *args, **kw):
+    return data_tool('import', fmt, *args, **kw)
 
 
 def sources(tmp_path):
@@ -350,6 +350,13 @@ def test_out_apart_from_the_sources_and_options_that_do_not_apply(tmp_path):
         assert result.returncode == 2 and words in result.stderr, result.stderr
     result = import_('rgb', tmp_path / 'rgb', '--out', tmp_path / 'out')
     assert result.returncode == 2 and '--colors voc' in result.stderr
+    os.mkfifo(tmp_path / 'fifo')
+    doc = json.loads((tmp_path / 'lm' / 'im0.json').read_text())
+    (tmp_path / 'lm' / 'im0.json').write_text(json.dumps({**doc, 'imagePath': '../fifo'}))
+    for fmt, args in (('labelme', [tmp_path / 'lm']), ('rgb', [tmp_path / 'rgb', '--colors', tmp_path / 'fifo'])):
+        result = import_(fmt, *args, '--out', tmp_path / 'out', timeout=60)  # a FIFO would block a read forever
+        assert result.returncode == 2 and 'fifo is not a regular file' in result.stderr, result.stderr
+    (tmp_path / 'fifo').unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ['coco', 'ix', 'lm', 'rgb']
 
 
