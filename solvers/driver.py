@@ -28,7 +28,7 @@ from fcn.files import reserve, same_file
 from solvers import runs
 from solvers.device import use_device
 from solvers.metrics import METRICS, format_scores, valid_pixels
-from solvers.runs import SetupError
+from solvers.runs import ROW, ROW_ITER, SetupError
 from solvers.score import NotFinite, evaluate, outputs, split_size
 
 
@@ -108,9 +108,10 @@ def data_layers(net):
             if layer.type == 'Python' and hasattr(layer, 'state')}
 
 
-def snapshot(solver, out):
-    """Save weights, solver state and data order into `out`, each file atomically: Caffe writes into
-    out/.partial, then the files are moved into place, the solverstate last (it names the caffemodel)."""
+def snapshot(solver, out, row=None):
+    """Save weights, solver state, data order and the round's log `row` into `out`, each file atomically: Caffe
+    writes into out/.partial, then the files are moved into place, the solverstate last (it names the caffemodel),
+    so a complete snapshot always has its row (recover_rows logs it if a kill came before the log did)."""
     partial = Path(out) / '.partial'
     partial.mkdir(parents=True, exist_ok=True)
     sizes = snapshot_sizes(solver.net)
@@ -126,6 +127,8 @@ def snapshot(solver, out):
     state.learned_net = str(model.resolve())
     runs.write_atomic(Path(out) / f'{base}.data.json',
                       json.dumps({k: layer.state() for k, layer in data_layers(solver.net).items()}))
+    if row is not None:
+        runs.write_atomic(Path(out) / f'{base}{ROW}', json.dumps(row))
     runs.write_atomic(state_path, state.SerializeToString())
     (partial / state_path.name).unlink()
     return model
@@ -257,7 +260,7 @@ def train(solver, rounds, steps, out, outs, n_val=None, log=None, label='', echo
     n_val = n_val or split_size(test_net)
     log = Path(log or out / 'log.jsonl')
     first_round = solver.iter // steps
-    rows, best = [], best_so_far(log, label)
+    rows, best = [], recover_rows(out, log, label, echo)
     with cli.handling(cli.stop, signal.SIGTERM):
         try:
             for r in range(first_round, rounds):
@@ -270,15 +273,13 @@ def train(solver, rounds, steps, out, outs, n_val=None, log=None, label='', echo
                 except NotFinite as err:
                     raise Diverged(f'scoring after iteration {solver.iter}: {err}') from None
                 write_sheet(out / 'val.png', samples, outs[0].names)
-                saved = snapshot(solver, out)
-                best = keep_best(saved, results[outs[0].score]['mean_iu'], best)
                 row = {'stage': label.strip(' :'), 'round': r + 1, 'iter': solver.iter,
                        'seconds': round(time.time() - start, 2), 'train_loss': train_loss,
                        'train_loss_per_pixel': train_pp, 'scores': results}
+                saved = snapshot(solver, out, row)
+                best = keep_best(saved, row_mean_iu(row), best)
                 rows.append(row)
-                with open(log, 'a') as f:
-                    f.write(json.dumps(row) + '\n')
-                append_csv(log.with_suffix('.csv'), row)
+                append_row(log, row)
                 plot_curve(log, log.with_suffix('.png'), title=label.strip(' :'))
                 for score, result in results.items():
                     echo(f'{label}round {r + 1}/{rounds} iter {solver.iter}: ' + format_scores(result, score))
@@ -303,6 +304,42 @@ def write_sheet(path, samples, names):
     runs.write_atomic(path, png_bytes(comparison(samples, names)))
 
 
+def append_row(log, row):
+    """The round's row at the end of log.jsonl and log.csv."""
+    with open(log, 'a') as f:
+        f.write(json.dumps(row) + '\n')
+    append_csv(log.with_suffix('.csv'), row)
+
+
+def recover_rows(out, log, label, echo):
+    """Log the rows of this stage's rounds whose snapshot is complete but whose log line is missing (a kill came
+    between the two), letting best.caffemodel see them; returns the best mean IU so far."""
+    from solvers.curve import read_log
+
+    logged = {row['iter'] for row in read_log(log)} if log.is_file() else set()
+    best = best_so_far(log, label)
+    saved = sorted((int(m.group(1)), p) for p in Path(out).glob(f'*_iter_*{ROW}') if (m := ROW_ITER.search(p.name)))
+    for _, path in saved:
+        try:
+            row = json.loads(path.read_text())
+            fresh = row['iter'] not in logged and row['stage'] == label.strip(' :')
+        except (OSError, ValueError, TypeError, KeyError):
+            raise SetupError(f'{path} is not a log row (a damaged file?): delete it, and its round is not logged') \
+                from None
+        model = path.with_name(path.name[:-len(ROW)] + '.caffemodel')
+        if fresh and model.with_suffix('.solverstate').is_file():
+            best = keep_best(model, row_mean_iu(row), best)
+            append_row(log, row)
+            echo(f'note: round {row["round"]} (iteration {row["iter"]}) was saved but not logged (the run was killed '
+                 'between the two): its row is logged now')
+    return best
+
+
+def row_mean_iu(row):
+    """The mean IU a row is ranked by: its first output's (the scores are in the nets' output order)."""
+    return next(iter(row['scores'].values()))['mean_iu']
+
+
 def append_csv(path, row):
     """The round's numbers as a CSV row (a header first in a new file), for spreadsheets."""
     flat = {key: row[key] for key in ('stage', 'round', 'iter', 'seconds', 'train_loss', 'train_loss_per_pixel')}
@@ -321,8 +358,7 @@ def best_so_far(log, label):
 
     if not log.is_file():
         return -math.inf
-    rows = read_log(log)
-    scores = [next(iter(row['scores'].values()))['mean_iu'] for row in rows if row['stage'] == label.strip(' :')]
+    scores = [row_mean_iu(row) for row in read_log(log) if row['stage'] == label.strip(' :')]
     return max((s for s in scores if s == s), default=-math.inf)  # s == s: not NaN
 
 
@@ -479,7 +515,8 @@ def for_stage(args, model, weights=None):
     stage = argparse.Namespace(**vars(args))
     stage.model = model
     stage.rounds, stage.steps = args.rounds or model.rounds_steps[0], args.steps or model.rounds_steps[1]
-    stage.out = (args.out / model.name if args.stages else args.out) if args.out else runs.default_out(model)
+    stage.out = (args.out / model.name if args.stages else args.out) if args.out else \
+        Path(args.resume).parent if args.resume not in (None, 'auto') else runs.default_out(model)
     stage.weights = weights or args.weights
     return stage
 
@@ -622,6 +659,11 @@ def claim_out(args, weights=None):
         if latest is None:
             raise SetupError(f'--resume auto: {out} holds no complete snapshot to resume from')
         return latest.with_suffix('.solverstate')
+    home = Path(args.resume).parent if args.resume else out
+    if previous and not same_file(home, out):
+        raise SetupError(f'--resume {args.resume} continues the run in {home}, but --out {out} holds another run '
+                         f'({previous[0].name}, ...) and the two logs would mix: leave out --out to go on in {home}, '
+                         'or choose an empty --out to branch from it')
     if previous and not args.resume:
         if not args.overwrite:
             raise SetupError(f'{out} holds a previous run ({previous[0].name}, ...): continue it with --resume auto, '

@@ -124,8 +124,10 @@ def prepare(model, out, width=1.0, data_root=None, data=None, solver_overrides=N
 
 
 SNAPSHOT = re.compile(r'_iter_(\d+)\.caffemodel$')
-RUN_FILES = ('*_iter_*.caffemodel', '*_iter_*.solverstate', '*_iter_*.data.json', 'best.caffemodel', 'log.jsonl',
-             'log.csv', 'log.png', 'val.png', 'run.json')
+ROW = '.row.json'  # a round's log row, beside its snapshot
+ROW_ITER = re.compile(r'_iter_(\d+)\.row\.json$')
+RUN_FILES = ('*_iter_*.caffemodel', '*_iter_*.solverstate', '*_iter_*.data.json', f'*_iter_*{ROW}', 'best.caffemodel',
+             'log.jsonl', 'log.csv', 'log.png', 'val.png', 'run.json')
 
 
 def latest_snapshot(folder, complete=False):

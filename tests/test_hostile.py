@@ -565,6 +565,48 @@ def test_a_torn_last_log_line_is_dropped_and_a_broken_one_named(files, snapshot,
     refused(train(files, broken, '--resume', 'auto', '--rounds', 2, '--steps', 2), 'log.jsonl line 1 is not a log row')
 
 
+def test_a_round_killed_between_its_snapshot_and_its_log_row_is_logged_on_resume(files, snapshot, tmp_path):
+    import json
+
+    out = run_copy(snapshot, tmp_path / 'run')
+    kill = ('import os, signal, solvers.driver as d\n_keep = d.keep_best\n'
+            'def keep_best(model, mean_iu, best):\n'
+            '    if model.name.endswith("_iter_4.caffemodel"):\n'
+            '        os.kill(os.getpid(), signal.SIGKILL)  # the snapshot is complete, its log row not written\n'
+            '    return _keep(model, mean_iu, best)\n'
+            'd.keep_best = keep_best')
+    result = train(files, out, '--resume', 'auto', '--rounds', 2, '--steps', 2, patch=kill)
+    assert result.returncode == -signal.SIGKILL and (out / 'train_iter_4.solverstate').is_file()
+    assert [json.loads(line)['iter'] for line in (out / 'log.jsonl').read_text().splitlines()] == [2]
+    result = train(files, out, '--resume', 'auto', '--rounds', 3, '--steps', 2)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'round 2 (iteration 4) was saved but not logged' in result.stdout
+    rows = [json.loads(line) for line in (out / 'log.jsonl').read_text().splitlines()]
+    assert [row['iter'] for row in rows] == [2, 4, 6]
+    csv_iters = [line.split(',')[2] for line in (out / 'log.csv').read_text().splitlines()[1:]]
+    assert csv_iters == ['4', '6']  # run_copy leaves the csv out: it starts at the recovered row
+    best = max(rows, key=lambda row: row['scores']['score']['mean_iu'])
+    assert (out / 'best.caffemodel').read_bytes() == (out / f'train_iter_{best["iter"]}.caffemodel').read_bytes()
+
+
+def test_resume_goes_on_in_the_state_folder_and_never_mixes_two_runs(files, snapshot, tmp_path):
+    import json
+
+    a, b = run_copy(snapshot, tmp_path / 'a'), run_copy(snapshot, tmp_path / 'b')
+    refused(train(files, b, '--resume', a / 'train_iter_2.solverstate', '--rounds', 2, '--steps', 2),
+            f'continues the run in {a}', 'the two logs would mix')
+    code = (f'import sys\nfrom solvers.driver import main\nsys.exit(main("voc-fcn8s", ["--width", "{WIDTH}", '
+            f'"--data-root", "{files["data"]}", "--resume", "{a / "train_iter_2.solverstate"}", "--rounds", "2", '
+            '"--steps", "2"]))')  # no --out: the run goes on where its state is
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=ENV, cwd='/',
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [json.loads(line)['iter'] for line in (a / 'log.jsonl').read_text().splitlines()] == [2, 4]
+    assert [json.loads(line)['iter'] for line in (b / 'log.jsonl').read_text().splitlines()] == [2]
+    branch = train(files, tmp_path / 'c', '--resume', a / 'train_iter_4.solverstate', '--rounds', 3, '--steps', 2)
+    assert branch.returncode == 0 and (tmp_path / 'c' / 'train_iter_6.caffemodel').is_file(), branch.stderr[-2000:]
+
+
 def test_a_corrupt_data_state_or_pin_file_is_named(files, snapshot, tmp_path):
     out = run_copy(snapshot, tmp_path / 'run')
     (out / 'train_iter_2.data.json').write_text('{"data": ')
