@@ -87,7 +87,7 @@ def load_deploy_net(model, weights, width=1.0):
         raise cli.BadInput(f'weights {weights} not found: pass a .caffemodel written by training')
     proto = netgen.net(model, 'deploy', width)
     net = surgery.instantiate(proto)
-    surgery.load_weights(net, str(weights))
+    surgery.load_weights(net, str(weights), model=model.name)
     return net, proto
 
 

@@ -112,6 +112,7 @@ def prepare(model, out, width=1.0, data_root=None, data=None, solver_overrides=N
     nets, paths = {}, {}
     for split in model.splits:
         param = netgen.net(model, split, width, dirs, class_weights)
+        param.name = model.name  # the snapshots carry it (the committed nets, as the reference's, have none)
         nets[split] = (transform(param) or param) if transform is not None else param
         paths[split] = write_atomic(run / f'{split}.prototxt', text_format.MessageToString(nets[split]))
     solver = netgen.solver(model, **(solver_overrides or {}))

@@ -187,7 +187,7 @@ def load_test_net(model, split, weights, width=1.0, data_root=None, data=None):
         raise runs.SetupError(f'weights {weights} not found: pass the .caffemodel that training wrote '
                               f'(e.g. {runs.model_dir(model) / "snapshot"}/train_iter_N.caffemodel)')
     param = netgen.net(model, split, width, runs.data_dirs(model, data_root, data, [split]))  # only its folders
-    return surgery.instantiate(param, weights=str(weights)), param
+    return surgery.instantiate(param, weights=str(weights), model=model.name), param
 
 
 @cli.tool('fcn-score')

@@ -45,7 +45,7 @@ def run_convert(args):
     report = transplant(dst, src)
     print(report)
     trunk = report.written()
-    save_net(dst, args.out, trunk)
+    save_net(dst, args.out, trunk, model=fcn)
     print(f'wrote {args.out}: the {fcn} trunk ({len(trunk)} layers); score and upsampling layers are left '
           'to the net\'s initialization and surgery.interp')
 
@@ -63,7 +63,7 @@ def run_init(args):
     net = instantiate(netgen.net(args.model, 'deploy', width=args.width))
     stand_in_trunk(net, args.seed)
     interp(net)
-    save_net(net, args.out)
+    save_net(net, args.out, model=args.model.name)
     print(f'wrote {args.out}: seeded stand-in weights (seed {args.seed}) for {args.model.name} at width '
           f'{args.width:g}, upsampling bilinear. For smoke tests only: NOT the paper\'s initialization, which is '
           '`fcn-surgery convert` of the published ILSVRC classifier')

@@ -58,10 +58,11 @@ def probe(path, where):
         raise WeightsError(f'{where}: Caffe cannot build this net: {reason.split("] ", 1)[-1]}')  # less glog's prefix
 
 
-def instantiate(spec, weights=None, phase=caffe.TEST, partial=False):
+def instantiate(spec, weights=None, phase=caffe.TEST, partial=False, model=None):
     """A caffe.Net from a NetParameter or a prototxt path, with `weights` validated and loaded if given
     (all of the net's layers, or with `partial` those the file has: see load_weights). A prototxt from a path,
-    unlike a net netgen made, is built once in a child process first, so that Caffe cannot abort this one."""
+    unlike a net netgen made, is built once in a child process first, so that Caffe cannot abort this one.
+    `model`: the model's name, which load_weights compares with the file's."""
     from_file = not isinstance(spec, caffe_pb2.NetParameter)
     param = read_prototxt(spec) if from_file else spec
     where = spec if from_file else f'net {param.name!r}'
@@ -75,14 +76,15 @@ def instantiate(spec, weights=None, phase=caffe.TEST, partial=False):
             probe(f.name, where)
         net = caffe.Net(f.name, phase)
     if weights is not None:
-        load_weights(net, weights, partial=partial)
+        load_weights(net, weights, partial=partial, model=model)
     return net
 
 
-def save_net(net, out, layers=None):
+def save_net(net, out, layers=None, model=None):
     """net.save through the one write path: Caffe writes into a private temporary folder beside `out`, whose room
     for the file is proved first (Caffe aborts the process when a write fails); Python then keeps `layers` (default
-    all) and writes `out` atomically, so a good file is never replaced by a truncated one."""
+    all) and writes `out` atomically, so a good file is never replaced by a truncated one. `model` names the
+    file's model (NetParameter.name), which loading compares."""
     from fcn.files import reserve, write_atomic
 
     out = Path(out)
@@ -99,4 +101,6 @@ def save_net(net, out, layers=None):
             kept.layer.extend(layer for layer in param.layer if layer.name in keep)
             param = kept
         full.unlink()
+        if model is not None:
+            param.name = model
         return write_atomic(out, param.SerializeToString())

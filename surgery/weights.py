@@ -140,7 +140,7 @@ def _check_blob(path, layer, index, shape, blob):
                            f'({count} expected): the file is corrupt')
 
 
-def load_weights(net, path, read_limit=None, partial=False):
+def load_weights(net, path, read_limit=None, partial=False, model=None):
     """Validate the caffemodel at `path` against `net` in Python, then let Caffe copy it in.
 
     Returns a LoadReport. Raises WeightsError naming the layer, the blob and both shapes on a mismatch,
@@ -148,9 +148,12 @@ def load_weights(net, path, read_limit=None, partial=False):
     that has weights must be in the file (a file cut at a layer boundary parses, but lacks some), unless
     `partial` (starting a net from another one's weights; the report lists what stays at initialization).
     NaN or infinite weights are refused either way. A file larger than Caffe can read (the published VGG16
-    caffemodel is 553 MB) is handed to Caffe one layer at a time.
+    caffemodel is 553 MB) is handed to Caffe one layer at a time. `model`: the name of the model the net is, said
+    to differ where the file names another (the files this project writes carry their model's name).
     """
     param = read_caffemodel(path)
+    if model is not None:
+        check_written_for(param, model, path)
     report = validate(net, param, path)
     if report.missing and not partial:
         raise WeightsError(f'{path} has no weights for {len(report.missing)} layer(s) of the net: '
@@ -169,6 +172,15 @@ def load_weights(net, path, read_limit=None, partial=False):
                            f'{" ..." if len(broken) > 8 else ""}: it cannot give meaningful results; use a snapshot '
                            'from before the training diverged')
     return report
+
+
+def check_written_for(param, model, path):
+    """A warning where the file names another of the declared models than the one it is loaded into."""
+    from fcn import registry
+
+    if param.name and param.name != model and param.name in registry.MODELS:
+        print(f'warning: {path} was written for {param.name} (the model its file names), not for {model}',
+              file=sys.stderr)
 
 
 def check_dropped(param, report, path):

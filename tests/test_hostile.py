@@ -719,6 +719,21 @@ def test_weights_of_another_model_are_named_and_the_at_once_scales_refused(files
     assert result.returncode == 0 and 'left out: fc8_old' in result.stderr, result.stderr[-2000:]
 
 
+def test_written_weights_name_their_model_and_loading_says_when_it_is_another(files, snapshot, tmp_path):
+    from caffe.proto import caffe_pb2
+
+    assert caffe_pb2.NetParameter.FromString(snapshot.with_suffix('.caffemodel').read_bytes()).name == 'voc-fcn8s'
+    fixed = tmp_path / 'fixed.caffemodel'
+    made = tool(BIN / 'fcn-surgery', 'init', 'voc-fcn32s-fixed', '--random', '--width', WIDTH, '--out', fixed)
+    assert made.returncode == 0 and caffe_pb2.NetParameter.FromString(fixed.read_bytes()).name == 'voc-fcn32s-fixed'
+    for model, warned in (('voc-fcn32s', True), ('voc-fcn32s-fixed', False)):  # the same layers and shapes
+        result = tool(BIN / 'fcn-infer', model, '--weights', fixed, '--width', WIDTH, files['image'],
+                      '--out', tmp_path / model)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert (f'was written for voc-fcn32s-fixed (the model its file names), not for {model}' in result.stderr) \
+            == warned, result.stderr
+
+
 def test_a_copied_run_resumes_from_its_own_weights(files, snapshot, tmp_path):
     from caffe.proto import caffe_pb2
 
