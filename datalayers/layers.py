@@ -95,30 +95,38 @@ def open_reader(source, params):
     return reader_class(source)(*folders, **({'mean': params['mean']} if 'mean' in params else {}))
 
 
+def declared_source(name, given):
+    """The Source a data layer reads: under a reference name (VOCSegDataLayer, ...) the one declared with it; as
+    SegDataLayer the one of the `dataset` its param_str names (a declared name or a folder dataset's folder)."""
+    if name != 'SegDataLayer':
+        return registry.source(name)
+    if not isinstance(given.get('dataset'), str):
+        raise P.ParamError(f"SegDataLayer: param_str needs 'dataset', a declared dataset's name or a folder "
+                           f"dataset's folder; got {given.get('dataset')!r}")
+    try:
+        data = registry.dataset(given['dataset'])
+    except registry.NotADataset as err:
+        raise P.ParamError(f'SegDataLayer: {err}') from None
+    split = given.get('split')
+    return data.sources.get(split) or next(iter(data.sources.values()))
+
+
+def checked_params(name, param_str):
+    """(Source, parameters) of a data layer of class `name`, its param_str checked key by key as its setup
+    checks it (a ParamError otherwise): fcn-netgen checks what it writes with this."""
+    given = P.literal(param_str, name)
+    source = declared_source(name, given)
+    return source, P.parse(given, layer_spec(source), name)
+
+
 class SegDataLayer(caffe.Layer):
     """The data layer of every dataset. Under its own name (datalayers.layers.SegDataLayer) its param_str names
     the `dataset` (a declared name or a folder dataset's folder); under a reference name (VOCSegDataLayer, ...,
     made by `reference_layer`) the dataset is the one declared with that layer."""
 
-    def declared_source(self, given):
-        name = type(self).__name__
-        if name != 'SegDataLayer':
-            return registry.source(name)
-        if not isinstance(given.get('dataset'), str):
-            raise P.ParamError(f"SegDataLayer: param_str needs 'dataset', a declared dataset's name or a folder "
-                               f"dataset's folder; got {given.get('dataset')!r}")
-        try:
-            data = registry.dataset(given['dataset'])
-        except registry.NotADataset as err:
-            raise P.ParamError(f'SegDataLayer: {err}') from None
-        split = given.get('split')
-        return data.sources.get(split) or next(iter(data.sources.values()))
-
     def setup(self, bottom, top):
         name = type(self).__name__
-        given = P.literal(self.param_str, name)
-        source = self.declared_source(given)
-        self.params = P.parse(given, layer_spec(source), name)
+        source, self.params = checked_params(name, self.param_str)
         self.dataset = open_reader(source, self.params)
         self.tops = list(self.params.get('tops') or self.dataset.tops)
         if len(bottom):

@@ -114,9 +114,26 @@ def main(argv=None):
             print('fcn-netgen: regenerate with `make nets` (or fcn-netgen MODEL)', file=sys.stderr)
         return cli.FAILURE if stale else cli.OK
     for model in tqdm(models, desc='models', disable=len(models) < 2):
+        if args.data:
+            check_data_layers(netgen, model, args.width, dict(args.data))
         for path in netgen.write(model, args.out, args.width, dict(args.data) or None):
             tqdm.write(str(path))
     return cli.OK
+
+
+def check_data_layers(netgen, model, width, data):
+    """Every data layer's param_str, with the --data overrides, checked as the layer's setup will check it, before
+    anything is written (mean=(1,2) would make a net that fails when it is run)."""
+    from datalayers.layers import checked_params
+    from datalayers.params import ParamError
+
+    for split in model.splits:
+        for layer in netgen.net(model, split, width, data).layer:
+            if layer.type == 'Python' and not layer.bottom:
+                try:
+                    checked_params(layer.python_param.layer, layer.python_param.param_str)
+                except ParamError as err:
+                    raise cli.BadInput(f'--data: {err}') from None
 
 
 if __name__ == '__main__':

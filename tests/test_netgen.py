@@ -307,3 +307,12 @@ def test_info_on_a_train_split_needs_no_dataset(tmp_path):
                             capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)  # no ../data here
     assert result.returncode == 0, result.stderr
     assert 'parameters 134.4M' in result.stdout and 'loss' in result.stdout
+
+
+@pytest.mark.parametrize('override,words', [('mean=(1,2)', "key 'mean' must be a tuple of three finite numbers"),
+                                            ('seed=x', "key 'seed' must be an integer")])
+def test_data_overrides_are_checked_as_the_layer_will_check_them(tmp_path, override, words):
+    result = subprocess.run([sys.executable, '-m', 'netgen.cli', 'voc-fcn8s', '--data', override, '--out',
+                             str(tmp_path / 'out')], capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 2 and words in result.stderr, result.stderr
+    assert not (tmp_path / 'out').exists()
