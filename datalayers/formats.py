@@ -27,7 +27,7 @@ from tqdm import tqdm
 from fcn import cli, registry
 
 from . import folder
-from .io import MAX_PIXELS, DatasetError, is_plain_name, label_image, palette
+from .io import MAX_PIXELS, DatasetError, is_plain_name, palette, write_label_png
 
 FORMATS = ('index', 'rgb', 'labelme', 'coco')
 VOID = 255
@@ -555,7 +555,7 @@ def write_pairs(samples, total, root, out, classes, link, report):
                 raise DatasetError(f'mask of {sample.image}: values {bad[:10].tolist()} are not among the '
                                    f'{len(classes.names)} classes of {classes.source} nor void (255)')
         write_image(sample, im, turn, root, link, report)
-        label_image(label).save(root / 'labels' / f'{sample.id}.png')
+        write_label_png(root / 'labels' / f'{sample.id}.png', label)
         report.pixels += np.bincount(label.ravel(), minlength=256)
         report.images += 1
 

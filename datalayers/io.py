@@ -2,6 +2,7 @@
 
 Everything here is plain numpy/PIL/scipy.io; Caffe is not needed.
 """
+import io
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import scipy.io
 from PIL import Image
 
 from fcn.cli import BadInput
+from fcn.files import write_atomic
 
 
 class DatasetError(BadInput):
@@ -80,10 +82,11 @@ def label_image(label):
 
 
 def write_label_png(path, label):
-    """Write an H x W class map as a palette PNG with the VOC colors (the SegmentationClass format)."""
-    im = label_image(label)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    im.save(path)
+    """Write an H x W class map as a palette PNG with the VOC colors (the SegmentationClass format), atomically:
+    a full disk leaves the old file, never a truncated one."""
+    buffer = io.BytesIO()
+    label_image(label).save(buffer, format='PNG')
+    return write_atomic(path, buffer.getvalue())
 
 
 def read_mat(path, variable):

@@ -661,6 +661,19 @@ def test_caffes_own_writes_fail_in_one_line_and_keep_what_was_there(files, tmp_p
     assert out.stat().st_size > 1 << 16  # without the limit the same command writes the file
 
 
+def test_label_pngs_are_written_whole_or_not_at_all(files, tmp_path):
+    """fcn-data sbdd-png under a file-size limit: one line, exit 1, and the file that was there stays."""
+    sbdd = files['data'] / 'sbdd' / 'dataset'
+    out = tmp_path / 'png'
+    out.mkdir()
+    first = sorted((sbdd / 'cls').glob('*.mat'))[0].stem
+    (out / f'{first}.png').write_bytes(b'kept')
+    result = subprocess.run([str(BIN / 'fcn-data'), 'sbdd-png', str(sbdd), '--out', str(out)], capture_output=True,
+                            text=True, env=ENV, timeout=120, preexec_fn=limited(0))
+    assert result.returncode == 1 and 'File too large' in result.stderr, (result.returncode, result.stderr)
+    assert (out / f'{first}.png').read_bytes() == b'kept' and [p.name for p in out.iterdir()] == [f'{first}.png']
+
+
 def test_an_output_that_would_land_on_an_input_is_refused(files, tmp_path):
     """--json onto the weights, an export onto the weights (also through a hard link): refused before any work,
     and the input stays as it was."""
