@@ -12,6 +12,7 @@ the sgemm ceiling and the wait for a quiet CPU.
 """
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -84,7 +85,7 @@ def run_job(python, job, args):
     name = '-'.join(str(job[k]) for k in ('label', 'model', 'size', 'mode') if k in job)
     job = job | {'threads': args.threads, 'seed': 0, 'result': str(args.scratch / 'jobs' / f'{name}.result.json')}
     job_file = args.scratch / 'jobs' / f'{name}.json'
-    job_file.write_text(json.dumps(job, indent=1))
+    write_atomic(job_file, json.dumps(job, indent=1))
     Path(job['result']).unlink(missing_ok=True)
     load_before = cpu_load_before(args)
     threads = str(args.threads)
@@ -120,9 +121,8 @@ def write_nets(model, size, width, scratch):
     paths = {}
     for kind, net in (('forward', nets.deploy_net(model, size, width)), ('train', nets.train_net(model, size, width))):
         paths[kind] = stem.with_name(stem.name + f'-{kind}.prototxt')
-        paths[kind].write_text(text_format.MessageToString(net))
-        paths[kind + '_graph'] = stem.with_name(stem.name + f'-{kind}.json')
-        paths[kind + '_graph'].write_text(json.dumps(nets.graph(net)))
+        write_atomic(paths[kind], text_format.MessageToString(net))
+        paths[kind + '_graph'] = write_atomic(stem.with_name(stem.name + f'-{kind}.json'), json.dumps(nets.graph(net)))
     return paths
 
 
@@ -165,7 +165,7 @@ def data_layer(args, builds):
     from datalayers.synth import synthesize
     sbdd = synthesize('sbdd', args.scratch / f'sbdd-{args.size}', count=8, seed=0, size=(args.size, args.size))
     path = args.scratch / 'nets' / f'{SCALING_MODEL}-data.prototxt'
-    path.write_text(tf.MessageToString(nets.data_layer_net(SCALING_MODEL, sbdd, args.width)))
+    write_atomic(path, tf.MessageToString(nets.data_layer_net(SCALING_MODEL, sbdd, args.width)))
     label, python = next(iter(builds.items()))
     job = {'label': label, 'model': SCALING_MODEL, 'size': args.size, 'framework': 'caffe', 'mode': 'data',
            'net': str(path), 'repeat': max(args.repeat, 5), 'warmup': 1}
@@ -277,8 +277,10 @@ def plot(scale, path):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format=Path(path).suffix.lstrip('.') or 'png')
     plt.close(fig)
+    write_atomic(path, buffer.getvalue())
 
 
 def print_gpu_table(rows):

@@ -20,6 +20,7 @@ import zlib
 from pathlib import Path
 
 from export.check import rel_error
+from fcn.files import write_atomic
 from export.graph import inputs as graph_inputs
 
 LEARNED_TYPES = ('Convolution', 'Deconvolution')
@@ -307,7 +308,7 @@ def main(argv=None):
     result['maxrss_mb'] = maxrss_mb()
     if 'times' in result:
         result['median_s'] = statistics.median(result['times'])
-    Path(job['result']).write_text(json.dumps(result, indent=1))
+    write_atomic(job['result'], json.dumps(result, indent=1))
 
 
 if __name__ == '__main__':

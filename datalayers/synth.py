@@ -20,6 +20,7 @@ from skimage.draw import ellipse, polygon
 from tqdm import tqdm
 
 from fcn import registry
+from fcn.files import write_atomic
 
 from .datasets import READERS, SIFTFLOW_SUBDIR, context_voc_dir, declared_sources, named
 from .io import write_label_png
@@ -164,15 +165,13 @@ MAT_HEADER = b'MATLAB 5.0 MAT-file, Platform: posix, Created by: fcn-data synth'
 
 
 def save_mat(path, variables):
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     scipy.io.savemat(buffer, variables, do_compression=True)
-    path.write_bytes(MAT_HEADER + buffer.getvalue()[len(MAT_HEADER):])
+    write_atomic(path, MAT_HEADER + buffer.getvalue()[len(MAT_HEADER):])
 
 
 def write_split(path, ids):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(''.join(f'{i}\n' for i in ids))
+    write_atomic(path, ''.join(f'{i}\n' for i in ids))
 
 
 def progress(what, count):
@@ -322,8 +321,8 @@ def context_lists():
 def write_pascalcontext(out, count, seed, size):
     raw_names, task_names = context_lists()
     (out / 'labels.txt').parent.mkdir(parents=True, exist_ok=True)
-    (out / 'labels.txt').write_text(''.join(f'{i}: {n}\n' for i, n in raw_names.items()))
-    (out / '59_labels.txt').write_text(''.join(f'{i}: {n}\n' for i, n in task_names.items()))
+    write_atomic(out / 'labels.txt', ''.join(f'{i}: {n}\n' for i, n in raw_names.items()))
+    write_atomic(out / '59_labels.txt', ''.join(f'{i}: {n}\n' for i, n in task_names.items()))
     raw_id = {n: i for i, n in raw_names.items()}
     stuff, things = [raw_id[n] for n in CONTEXT_STUFF], [raw_id[n] for n in CONTEXT_THINGS]
     slots = {c: i for i, c in enumerate(stuff + things)}
@@ -353,6 +352,6 @@ def write_folder(out, count, seed, size):
         rgb, label = voc_scene(seed, index, size)
         save_jpeg(out / 'images' / f'photo{index:04d}.jpg', rgb)
         write_label_png(out / 'labels' / f'photo{index:04d}.png', np.where(boundaries(label), 255, renumber[label]))
-    (out / 'classes.txt').write_text(''.join(f'{name}\n' for name in names))
+    write_atomic(out / 'classes.txt', ''.join(f'{name}\n' for name in names))
     return out
 

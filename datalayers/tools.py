@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from fcn.files import write_atomic
+
 from .datasets import READERS, SBDD, VOC, PASCALContext, context_voc_dir
 from .io import DatasetError, check_raw_values, read_sbdd_cls, read_split, write_label_png
 
@@ -24,9 +26,7 @@ def write_seg11valid(voc_dir, sbdd_dir, out=None):
         raise DatasetError(f"every VOC val image of {voc.split_file('val')} is in SBD train {sbdd.split_file('train')}:"
                            " seg11valid would be empty")
     out = Path(out) if out else voc.split_file('seg11valid')
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(''.join(f'{i}\n' for i in ids))
-    return out
+    return write_atomic(out, ''.join(f'{i}\n' for i in ids))
 
 
 def sbdd_to_png(sbdd_dir, out_dir=None, split=None):
