@@ -8,6 +8,7 @@ scores differ by more than 1e-4 relative or the predicted classes of fewer than 
 """
 import argparse
 import importlib.util
+import io
 import os
 import shutil
 import sys
@@ -139,7 +140,9 @@ def write(fmt, layers, weights, net, folder, out, doc, model):
     means = dict(zip(model.inputs, ((m, model.data.means[m]) for m in model.modalities), strict=True))
     module.write_text(torch_source.source(layers, {n: [list(a.shape) for a in w] for n, w in weights.items()},
                                           model.name, doc, means, classes))
-    torch.save(torch_source.state_dict(layers, weights), state)
+    buffer = io.BytesIO()  # torch.save fails on a full disk with a RuntimeError of its zip writer: write it here
+    torch.save(torch_source.state_dict(layers, weights), buffer)
+    state.write_bytes(buffer.getvalue())
     return check.torch_runner(module, state, torch_source.class_name(model.name))
 
 
@@ -180,7 +183,11 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix='.fcn-export-', dir=out.parent))
     try:
-        run = write(fmt, layers, weights, net, folder, out, doc, model)
+        try:
+            run = write(fmt, layers, weights, net, folder, out, doc, model)
+        except OSError as err:
+            raise cli.Failure(f'cannot write the {fmt} export into {out.parent}: {err.strerror or err}; nothing was '
+                              'written and what was there is kept') from None
         print(f'{model.name}: {fmt} written; checking it against Caffe on {len(cases)} inputs', file=sys.stderr)
         rows = check.check(net, run, cases)
         print(check.report(rows))

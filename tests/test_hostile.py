@@ -661,6 +661,21 @@ def test_caffes_own_writes_fail_in_one_line_and_keep_what_was_there(files, tmp_p
     assert out.stat().st_size > 1 << 16  # without the limit the same command writes the file
 
 
+@pytest.mark.skipif(not EXPORT, reason='the export extra is not installed')
+@pytest.mark.parametrize('fmt,suffixes', [('onnx', ['.onnx']), ('torch', ['.py', '.pt'])])
+def test_an_export_onto_a_full_disk_keeps_what_was_there(files, tmp_path, fmt, suffixes):
+    """torch.save failed there with an internal RuntimeError of its zip writer; onnx.save with a bare errno."""
+    for suffix in suffixes:
+        (tmp_path / f'net{suffix}').write_text('kept')
+    result = subprocess.run([str(BIN / 'fcn-export'), 'voc-fcn8s', '--weights', str(files['voc-fcn8s']), '--width',
+                             WIDTH, '--format', fmt, '--out', str(tmp_path / f'net{suffixes[0]}')],
+                            capture_output=True, text=True, env=ENV, timeout=300, preexec_fn=limited(50))
+    assert result.returncode == 1 and 'cannot write the' in result.stderr and 'File too large' in result.stderr, \
+        result.stderr[-2000:]
+    assert all((tmp_path / f'net{s}').read_text() == 'kept' for s in suffixes)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f'net{s}' for s in suffixes)
+
+
 def test_label_pngs_are_written_whole_or_not_at_all(files, tmp_path):
     """fcn-data sbdd-png under a file-size limit: one line, exit 1, and the file that was there stays."""
     sbdd = files['data'] / 'sbdd' / 'dataset'
