@@ -21,7 +21,7 @@ def read_log(log):
     for n, line in enumerate(lines, 1):
         try:
             row = json.loads(line)
-            if not isinstance(row, dict) or not isinstance(row.get('scores'), dict) or 'stage' not in row:
+            if not is_row(row):
                 raise ValueError('not a log row')
         except ValueError as err:
             if n < len(lines):
@@ -31,6 +31,20 @@ def read_log(log):
             break
         rows.append(row)
     return rows
+
+
+def is_row(row):
+    """A round's log row as training writes it: its stage, round, iteration, time and training loss, and per
+    output its evaluation loss and metrics (what the curve, the CSV and best.caffemodel read)."""
+    def number(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    return isinstance(row, dict) and isinstance(row.get('stage'), str) and \
+        all(isinstance(row.get(k), int) and not isinstance(row[k], bool) for k in ('round', 'iter')) and \
+        all(number(row.get(k)) for k in ('seconds', 'train_loss', 'train_loss_per_pixel')) and \
+        isinstance(row.get('scores'), dict) and bool(row['scores']) and \
+        all(isinstance(s, dict) and all(number(s.get(m)) for m in (*METRICS, 'loss_per_pixel'))
+            for s in row['scores'].values())
 
 
 def steps_axis(rows):

@@ -314,7 +314,7 @@ def append_row(log, row):
 def recover_rows(out, log, label, echo):
     """Log the rows of this stage's rounds whose snapshot is complete but whose log line is missing (a kill came
     between the two), letting best.caffemodel see them; returns the best mean IU so far."""
-    from solvers.curve import read_log
+    from solvers.curve import is_row, read_log
 
     logged = {row['iter'] for row in read_log(log)} if log.is_file() else set()
     best = best_so_far(log, label)
@@ -322,11 +322,13 @@ def recover_rows(out, log, label, echo):
     for _, path in saved:
         try:
             row = json.loads(path.read_text())
-            fresh = row['iter'] not in logged and row['stage'] == label.strip(' :')
-        except (OSError, ValueError, TypeError, KeyError):
+            if not is_row(row):
+                raise ValueError('not a log row')
+        except (OSError, ValueError):
             raise SetupError(f'{path} is not a log row (a damaged file?): delete it, and its round is not logged') \
                 from None
         model = path.with_name(path.name[:-len(ROW)] + '.caffemodel')
+        fresh = row['iter'] not in logged and row['stage'] == label.strip(' :')
         if fresh and model.with_suffix('.solverstate').is_file():
             best = keep_best(model, row_mean_iu(row), best)
             append_row(log, row)

@@ -1,6 +1,7 @@
-"""A few hundred mutated caffemodels, prototxts, solverstates and images through the loaders that guard Caffe:
-each loads or is refused with the project's own error; none aborts the process (exit >= 128) or raises anything
-else (which would reach a user as a traceback). Seeded, so a failure repeats."""
+"""A few hundred mutated caffemodels, prototxts, solverstates, images, label maps (every shape, type and range,
+through a training step) and run folders (log rows, rows beside snapshots, run records) through the loaders that
+guard Caffe: each loads or is refused with the project's own error; none aborts the process (exit >= 128) or
+raises anything else (which would reach a user as a traceback). Seeded, so a failure repeats."""
 import json
 import os
 import subprocess
@@ -73,15 +74,15 @@ FUZZ = """
         return '\\n'.join(lines)
 
     ours = (surgery.WeightsError, DatasetError, BadInput, ValueError)
-    counts = {'loaded': 0, 'refused': 0, 'unexpected': []}
+    counts = {'loaded': {}, 'refused': {}, 'unexpected': []}
 
     def attempt(kind, i, load):
         print(kind, i, flush=True)  # the last line names the case if Caffe aborts the process
         try:
             load()
-            counts['loaded'] += 1
+            counts['loaded'][kind] = counts['loaded'].get(kind, 0) + 1
         except ours:
-            counts['refused'] += 1
+            counts['refused'][kind] = counts['refused'].get(kind, 0) + 1
         except Exception:
             counts['unexpected'].append(f'{kind} {i}: ' + traceback.format_exc().splitlines()[-1])
 
@@ -104,6 +105,40 @@ FUZZ = """
         path = work / f'i{i}{suffix}'
         path.write_bytes(mutate((work / f'good{suffix}').read_bytes()))
         attempt('image', i, lambda: (infer.read_image(path), io.read_rgb(path)))
+
+    # label maps of every shape, type and range in SBD's .mat files, through the training net's data layer and
+    # loss (every training image holds the one mutated label, whichever the layer draws)
+    from datalayers.synth import gt_cls, save_mat
+    sbdd = data / 'sbdd' / 'dataset'
+    shapes = [(32, 32), (32, 32, 3), (1, 32, 32), (33, 32), (32, 31), (0, 32), (32,), (32, 32, 1), (2, 32, 32)]
+    for i in range(60):
+        rng = np.random.default_rng(i)
+        dtype = random.choice([np.uint8, np.int32, np.float64, np.bool_])
+        label = rng.integers(-1 if dtype is not np.uint8 else 0, random.choice([2, 21, 256, 300]),
+                             random.choice(shapes)).astype(dtype)
+        if dtype is np.float64 and label.size and random.random() < 0.5:
+            label.flat[0] = random.choice([np.nan, np.inf, 0.5])
+        fields = {**gt_cls(np.zeros((32, 32), np.uint8)), 'Segmentation': label}
+        for id_ in (sbdd / 'train.txt').read_text().split():
+            save_mat(sbdd / 'cls' / f'{id_}.mat', {'GTcls': fields})
+        attempt('label', i, lambda: solver.step(1))
+
+    # run folders: torn and mutated log rows, rows beside snapshots and run records
+    run_dir = work / 'run'
+    row = {'stage': 'voc-fcn32s', 'round': 1, 'iter': 1, 'seconds': 1.0, 'train_loss': 2.0,
+           'train_loss_per_pixel': 0.1, 'scores': {'score': {'overall_acc': 0.5, 'mean_acc': 0.4, 'mean_iu': 0.3,
+                                                            'fwavacc': 0.2, 'loss_per_pixel': 0.1}}}
+    good_log = json.dumps(row) + '\\n' + json.dumps({**row, 'round': 2, 'iter': 2}) + '\\n'
+    record = {'model': 'voc-fcn32s', 'width': 1 / 32, 'dataset': 'voc'}
+    args = type('Args', (), {'model': model, 'width': 1 / 32, 'dataset': None})()
+    log = run_dir / 'log.jsonl'
+    files = {log: good_log, state_path.with_suffix('').with_suffix('.row.json'): json.dumps(row),
+             run_dir / 'run.json': json.dumps(record)}
+    for i in range(60):
+        for n, (path, text) in enumerate(files.items()):  # one of the three mutated, the others good
+            path.write_bytes(mutate(text.encode()) if n == i % 3 else text.encode())
+        attempt('run folder', i, lambda: (driver.recover_rows(run_dir, log, 'voc-fcn32s', lambda text: None),
+                                          driver.check_same_run(args, run_dir / 'run.json')))
     print(json.dumps(counts))
 """
 
@@ -122,4 +157,6 @@ def test_mutated_inputs_never_abort_or_escape(tmp_path):
     assert result.returncode == 0, f'exit {result.returncode} at {last}: {result.stderr[-2000:]}'
     counts = json.loads(last)
     assert counts['unexpected'] == []
-    assert counts['refused'] > 150 and counts['loaded'] > 10  # the mutations reach both outcomes
+    assert sum(counts['refused'].values()) > 150 and sum(counts['loaded'].values()) > 10, counts
+    for kind in ('label', 'run folder'):  # the mutations reach both outcomes
+        assert counts['refused'].get(kind) and counts['loaded'].get(kind), counts
