@@ -34,6 +34,12 @@ class Runtime:
     def synchronize(self):
         self.check(self.lib.cudaDeviceSynchronize(), 'cudaDeviceSynchronize')
 
+    def free_bytes(self):
+        """Memory free on the current device."""
+        free, total = ctypes.c_size_t(), ctypes.c_size_t()
+        self.check(self.lib.cudaMemGetInfo(ctypes.byref(free), ctypes.byref(total)), 'cudaMemGetInfo')
+        return free.value
+
     def used_mb(self):
         """Memory in use on the current device, by every process (MB)."""
         free, total = ctypes.c_size_t(), ctypes.c_size_t()

@@ -166,8 +166,6 @@ def main(argv=None):
         from solvers.infer import read_image
         read_image(args.image, decode=False)
     require(fmt)
-    from export import check
-    from export.graph import graph
     from fcn.files import check_apart
     from solvers.infer import load_deploy_net
     from surgery.published import published_weights
@@ -175,11 +173,21 @@ def main(argv=None):
     weights_path = published_weights(model, args.weights)
     check_apart(artifact_names(out, fmt), [weights_path, args.image])
     net, proto = load_deploy_net(model, weights_path, args.width)
+    for path in checked_export(model, fmt, net, proto, weights_path, args.width, out, check_cases(model, proto, args)):
+        print(f'wrote {path} ({path.stat().st_size / 2 ** 20:.1f} MB)')
+    return cli.OK
+
+
+def checked_export(model, fmt, net, proto, weights_path, width, out, cases, echo=print):
+    """Write the export of `net` (the model's deploy net with its weights) to `out` once it matches Caffe on
+    `cases`; a Failure, leaving nothing, where it does not. Returns the written paths."""
+    from export import check
+    from export.graph import graph
+
     layers = graph(proto)
     weights = {name: [b.data.copy() for b in blobs] for name, blobs in net.params.items()}
     module = out.with_suffix('').name if fmt == 'torch' else None
-    doc = describe(model, weights_path, args.width, module)
-    cases = check_cases(model, proto, args)
+    doc = describe(model, weights_path, width, module)
     out.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix='.fcn-export-', dir=out.parent))
     try:
@@ -190,7 +198,7 @@ def main(argv=None):
                               'written and what was there is kept') from None
         print(f'{model.name}: {fmt} written; checking it against Caffe on {len(cases)} inputs', file=sys.stderr)
         rows = check.check(net, run, cases)
-        print(check.report(rows))
+        echo(check.report(rows))
         failed = [r for r in rows if not r.passed]
         if failed:
             worst = max(failed, key=lambda r: r.relative_error)
@@ -203,9 +211,7 @@ def main(argv=None):
             os.replace(folder / path.name, path)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    for path in written:
-        print(f'wrote {path} ({path.stat().st_size / 2 ** 20:.1f} MB)')
-    return cli.OK
+    return written
 
 
 if __name__ == '__main__':

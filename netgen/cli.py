@@ -28,6 +28,29 @@ def data_override(text):
         return key, value
 
 
+def size(text):
+    """N or HxW."""
+    try:
+        sides = [int(v) for v in text.lower().split('x')]
+    except ValueError:
+        sides = []
+    if len(sides) not in (1, 2) or min(sides) < 1:
+        raise argparse.ArgumentTypeError(f'a size is N or HxW (height x width), e.g. 500 or 1024x2048; got {text!r}')
+    return (sides * 2)[:2]
+
+
+def memory_report(proto, height, width):
+    """The peak memory of a forward pass at height x width beyond the weights, as fcn-infer plans with it."""
+    from netgen.geometry import COL_TILE_MB, forward_memory, peak_memory
+
+    activations, columns = forward_memory(proto, height, width)
+    mb, cpu = 2 ** 20, peak_memory(proto, height, width)
+    return (f'forward pass at {height}x{width}, beyond the weights: CPU {cpu / mb:.0f} MB '
+            f'(activations {activations / mb:.0f} MB, im2col at most {COL_TILE_MB} MB in the default build), '
+            f'GPU {peak_memory(proto, height, width, gpu=True) / mb:.0f} MB (the whole im2col buffer, '
+            f'{columns / mb:.0f} MB; cuDNN workspaces not counted)')
+
+
 def parser():
     p = argparse.ArgumentParser(prog='fcn-netgen', description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,7 +71,8 @@ def parser():
     p.add_argument('--data', type=data_override, action='append', default=[], metavar='KEY=VALUE',
                    help='data layer param_str override, repeatable (e.g. sbdd_dir=/tmp/synth/sbdd/dataset)')
     p.add_argument('--split', default='deploy', help='the net --info analyses (default: deploy)')
-    p.add_argument('--size', type=int, default=500, help='--table1: the square input it times (default 500)')
+    p.add_argument('--size', type=size, help='--table1: the square input it times (N, default 500); --info: also '
+                   'the peak memory of a forward pass at HxW (or N x N), on the CPU and the GPU')
     p.add_argument('--repeat', type=int, default=3, help='--table1: timed forward passes, median (default 3)')
     return p
 
@@ -78,6 +102,10 @@ def main(argv=None):
         list_models()
         return cli.OK
     if args.table1:
+        args.size = args.size or (500, 500)
+        if args.size[0] != args.size[1]:
+            raise cli.BadInput('--table1 times a square input: --size N')
+        args.size = args.size[0]
         if args.size < 32 or args.repeat < 1:
             raise cli.BadInput('--size must be at least 32 and --repeat at least 1')
         from netgen import table1
@@ -105,6 +133,8 @@ def main(argv=None):
             print(f'# {model.name} ({args.split})')
             print(geometry.report(netgen.net(model, args.split, args.width),
                                   netgen.net(model, 'deploy', args.width)))  # the same weights, no data layer
+            if args.size:
+                print(memory_report(netgen.net(model, 'deploy', args.width), *args.size))
         return cli.OK
     if args.check:
         stale = check(netgen, models)

@@ -1,6 +1,7 @@
 """Geometry of a net, computed by walking its layers: output stride, receptive field, where each output's first
 pixel sits in the input (coord_map's shift), crop offsets, conv depth, and parameter counts (from Caffe)."""
 import math
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -109,8 +110,8 @@ def score_layer(proto):
     return proto.layer[-1].name
 
 
-def blob_sizes(proto, height, width):
-    """{blob: values} of a deploy net fed one height x width image, by Caffe's own shape rules (computed, never
+def blob_shapes(proto, height, width):
+    """{blob: (C, H, W)} of a deploy net fed one height x width image, by Caffe's own shape rules (computed, never
     allocated: Caffe aborts on a blob of more than 2**31 - 1 values). Square kernels, as in every FCN here."""
     shapes = {}
     for layer in proto.layer:
@@ -120,7 +121,52 @@ def blob_sizes(proto, height, width):
         else:
             tops = [_top_shape(layer, bottoms)] * len(layer.top)
         shapes.update(zip(layer.top, tops, strict=True))
-    return {name: math.prod(shape) for name, shape in shapes.items()}
+    return shapes
+
+
+def blob_sizes(proto, height, width):
+    """{blob: values} of the deploy net fed one height x width image (blob_shapes)."""
+    return {name: math.prod(shape) for name, shape in blob_shapes(proto, height, width).items()}
+
+
+def forward_memory(proto, height, width):
+    """(activations, im2col) bytes of a forward pass at height x width: every blob's float32 values (Caffe keeps
+    them all), and the largest convolution's column buffer (kernel size x output pixels; 1 x 1 convolutions
+    need none). The weights come on top, the same at every size."""
+    shapes = blob_shapes(proto, height, width)
+    columns = [(shapes[layer.bottom[0]][0] // max(layer.convolution_param.group, 1)) * _window(layer)[0] ** 2
+               * math.prod(shapes[layer.top[0]][1:]) for layer in proto.layer
+               if layer.type == 'Convolution' and _window(layer) != (1, 1, 0)]
+    return 4 * sum(math.prod(s) for s in shapes.values()), 4 * max(columns, default=0)
+
+
+COL_TILE_MB = 4  # the default build's im2col tile (CAFFE_COL_TILE_MB): a larger column buffer is made in tiles
+
+
+def peak_memory(proto, height, width, gpu=False):
+    """Bytes a forward pass at height x width needs beyond the weights: the activations, and the im2col buffer
+    (on the CPU at most the default build's tile; Caffe's GPU convolution makes it whole)."""
+    activations, columns = forward_memory(proto, height, width)
+    cap = float(os.environ.get('CAFFE_COL_TILE_MB', COL_TILE_MB)) * (1 << 20)
+    return activations + (columns if gpu else min(columns, cap))
+
+
+def context(proto):
+    """The input pixels each side of an output pixel that can change it (half the outputs' receptive field),
+    rounded up to the net's coarsest stride: tiles that overlap by this much, on that grid, give the whole
+    image's scores away from the tile edges."""
+    rows = walk(proto)
+    geometry = {top: row.blob for layer, row in zip(proto.layer, rows, strict=True) for top in layer.top}
+    coarsest = int(max(row.blob.stride for row in rows if row.blob.stride))
+    half = max(math.ceil(geometry[out].rf / 2) for out in outputs(proto))
+    return coarsest, -(-half // coarsest) * coarsest
+
+
+def outputs(proto):
+    """The net's output blobs: tops no layer reads."""
+    read = {bottom for layer in proto.layer for bottom in layer.bottom}
+    tops = [top for layer in proto.layer for top in layer.top]
+    return [top for top in dict.fromkeys(tops) if top not in read]
 
 
 def _top_shape(layer, bottoms):

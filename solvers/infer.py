@@ -241,9 +241,15 @@ def comparison(rows, names=(), scale=3):
     return with_legend(sheet, [t for _, truth, pred in rows for t in (truth, pred)], names)
 
 
-def result_paths(stem, outputs, out):
-    """{output blob: (label PNG, overlay PNG)} that write_results writes for one image."""
-    return {name: (Path(out) / f'{base}.png', Path(out) / f'{base}_overlay.png')
+SAVE_SCORES = ('probabilities', 'top1')
+
+
+def result_paths(stem, outputs, out, save=None):
+    """{output blob: (label PNG, overlay PNG[, scores])} that write_results writes for one image: with `save`
+    the class probabilities (.npy) or, for top1, the winning probability (_confidence.png)."""
+    suffix = {'probabilities': '.npy', 'top1': '_confidence.png'}.get(save)
+    return {name: (Path(out) / f'{base}.png', Path(out) / f'{base}_overlay.png',
+                   *([Path(out) / f'{base}{suffix}'] if suffix else []))
             for name, base in ((name, stem if len(outputs) == 1 else f'{stem}_{name}') for name in outputs)}
 
 
@@ -251,12 +257,78 @@ def write_results(stem, rgb, label_maps, out, names=None):
     """Write the label PNG and the overlay (with a legend, given the class `names` of each output) of every
     output, each whole or not at all; returns the written paths."""
     written = []
-    for name, (label_path, overlay_path) in result_paths(stem, list(label_maps), out).items():
+    for name, (label_path, overlay_path, *_) in result_paths(stem, list(label_maps), out).items():
         labels, classes = label_maps[name], (names or {}).get(name, ())
         write_atomic(label_path, png_bytes(label_image(labels)))
         write_atomic(overlay_path, png_bytes(with_legend(overlay(rgb, labels, classes), [labels], classes)))
         written += [label_path, overlay_path]
     return written
+
+
+class Probabilities:
+    """--save-scores: each output's class probabilities (softmax of its scores) as float16 C x H x W .npy files,
+    filled tile by tile through a memory map beside them (never held whole) and renamed into place when done;
+    or, for top1, the winning probability as an 8-bit PNG (0-255 for 0-1)."""
+
+    def __init__(self, kind, paths, classes, height, width):
+        self.kind, self.paths = kind, paths
+        if kind == 'top1':
+            self.maps = {out: np.zeros((height, width), np.uint8) for out in paths}
+        else:
+            self.parts = {out: path.with_name(f'.{path.name}.part') for out, path in paths.items()}
+            self.maps = {out: np.lib.format.open_memmap(self.parts[out], 'w+', np.float16,
+                                                        (classes[out], height, width)) for out in paths}
+
+    def put(self, out, part, probabilities):
+        y0, y1, x0, x1 = part
+        if self.kind == 'top1':
+            self.maps[out][y0:y1, x0:x1] = np.round(probabilities.max(0) * 255)
+        else:
+            self.maps[out][:, y0:y1, x0:x1] = probabilities
+
+    def finish(self):
+        for out, path in self.paths.items():
+            if self.kind == 'top1':
+                write_atomic(path, png_bytes(Image.fromarray(self.maps[out], 'L')))
+            else:
+                self.maps[out].flush()
+                os.replace(self.parts[out], path)
+        return list(self.paths.values())
+
+    def discard(self):
+        for part in getattr(self, 'parts', {}).values():
+            part.unlink(missing_ok=True)
+
+
+def segment_image(engine, proto, inputs, budget, gpu=False, probabilities=None):
+    """({output: H x W uint8 labels}, tiles, forward seconds) for one image's inputs {top: C x H x W}, in tiles
+    where a whole pass would not fit in `budget` bytes (tiles.plan); each tile's probabilities to
+    `probabilities` (a Probabilities) where given. A warning where the scores are the same everywhere."""
+    import time
+
+    from solvers import tiles
+
+    height, width = next(iter(inputs.values())).shape[1:]
+    tile, margin = tiles.plan(proto, height, width, budget, gpu)
+    labels, extremes, count, seconds = {}, [np.inf, -np.inf], 0, 0.0
+    parts = tiles.tiled(engine.scores, inputs, tile, margin)
+    while True:
+        start = time.perf_counter()
+        part, got = next(parts, (None, None))
+        seconds += time.perf_counter() - start
+        if part is None:
+            break
+        y0, y1, x0, x1 = part
+        for out, scores in got.items():
+            labels.setdefault(out, np.empty((height, width), np.uint8))[y0:y1, x0:x1] = scores.argmax(0)
+            if probabilities is not None:
+                probabilities.put(out, part, tiles.softmax(scores))
+        first = next(iter(got.values()))
+        extremes = [min(extremes[0], first.min()), max(extremes[1], first.max())]
+        count += 1
+    if extremes[0] == extremes[1]:
+        tqdm.write(CONSTANT, file=sys.stderr)
+    return labels, count, seconds
 
 
 def png_bytes(image):
@@ -265,7 +337,21 @@ def png_bytes(image):
     return buffer.getvalue()
 
 
+def shard(text):
+    """--shard K/N: the K-th (1 to N) of N parts."""
+    try:
+        k, n = (int(v) for v in text.split('/'))
+    except ValueError:
+        k = n = 0
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f'--shard takes K/N with 1 <= K <= N, such as 3/8; got {text!r}')
+    return k, n
+
+
 def parse_args(argv):
+    from solvers.engines import ENGINES
+    from solvers.tiles import memory_size
+
     ap = argparse.ArgumentParser(prog='fcn-infer', description=__doc__.split('\n\n')[0] + ' ' + __doc__.split(
         '\n\n')[1].replace('\n', ' '))
     cli.add_model(ap)
@@ -281,6 +367,22 @@ def parse_args(argv):
     ap.add_argument('--shift-and-stitch', type=int, default=1, metavar='F', help='CVPR 2015 sec. 3.2: run F x F '
                     'shifted copies of each image and interlace the coarse scores into F x F times denser ones '
                     '(F must divide their stride; default 1: the net\'s own upsampling)')
+    ap.add_argument('--engine', choices=ENGINES, default='caffe', help='caffe (default, the faithful one) or '
+                    'onnxruntime: this project\'s own ONNX export of the weights, made once, checked against Caffe '
+                    'and cached under FCN_CACHE/onnx; faster on the CPU, the same files out')
+    ap.add_argument('--max-memory', type=memory_size, metavar='BYTES', help='memory a forward pass may take, with '
+                    'K/M/G suffixes (default: the free memory, or the GPU\'s with --gpu); an image that needs more '
+                    'is segmented in overlapping tiles whose seams do not show')
+    ap.add_argument('--save-scores', nargs='?', const='probabilities', choices=SAVE_SCORES, metavar='top1',
+                    help='also write each image\'s class probabilities (softmax, float16 C x H x W, NAME.npy); '
+                    'with top1 the winning probability as an 8-bit PNG (NAME_confidence.png)')
+    ap.add_argument('--keep-going', action=argparse.BooleanOptionalAction, help='go on past an image that fails, '
+                    'naming it, and exit 1 at the end (default: on for several images, off for one)')
+    ap.add_argument('--shard', type=shard, metavar='K/N', help='segment only the K-th of N disjoint parts of the '
+                    'images (every N-th of the sorted paths, from the K-th), e.g. $SLURM_ARRAY_TASK_ID/8')
+    ap.add_argument('--skip-done', action='store_true', help='skip images whose outputs are all there already (a '
+                    'rerun of an interrupted shard)')
+    ap.add_argument('--report', type=Path, metavar='FILE', help='write the counts and timings as JSON')
     cli.add_device(ap)
     args = ap.parse_intermixed_args(argv)  # MODEL and IMAGEs are both positional, options may come between
     if args.run and args.model and args.model not in registry.MODELS:  # `fcn-infer --run RUN IMAGE...`
@@ -290,11 +392,39 @@ def parse_args(argv):
         ap.error('name the IMAGEs to segment')
     if args.shift_and_stitch < 1:
         ap.error('--shift-and-stitch must be at least 1')
+    if args.shift_and_stitch > 1 and args.engine != 'caffe':
+        ap.error('--shift-and-stitch runs on the caffe engine')
     return args
+
+
+def read_ahead(items, load, depth=2):
+    """(item, loaded, error) for each item in order, `load(item)` running on a background thread up to `depth`
+    items ahead of the caller (decoding overlaps the forward passes)."""
+    import queue
+    import threading
+
+    ready = queue.Queue(depth)
+
+    def work():
+        for item in items:
+            try:
+                ready.put((item, load(item), None))
+            except Exception as err:  # handed to the caller, which says which image failed
+                ready.put((item, None, err))
+        ready.put(None)
+    threading.Thread(target=work, daemon=True).start()
+    while (got := ready.get()) is not None:
+        yield got
+
+
+PER_IMAGE = (cli.BadInput, ValueError, OSError)  # what fails one image and not the others
 
 
 @cli.tool('fcn-infer')
 def main(argv=None):
+    import json
+    import time
+
     from solvers.device import use_device
 
     args = parse_args(argv)
@@ -308,27 +438,106 @@ def main(argv=None):
     if model.modalities != ('color',) and args.shift_and_stitch > 1:
         raise cli.BadInput(f'--shift-and-stitch shifts one color image; {model.name} takes '
                            f'{" and ".join(model.modalities)}')
-    twins = [args.twins / path.name for path in paths] if len(model.inputs) > 1 else []
-    for path in paths + twins:  # every image checked before any work
-        read_image(path, decode=False)
+    keep_going = args.keep_going if args.keep_going is not None else \
+        len(paths) > 1 or any(Path(item).is_dir() or not Path(item).exists() for item in map(str, args.images))
     outputs = [t.score for t in model.tasks]
-    check_apart([p for name in output_names(paths) for pair in result_paths(name, outputs, args.out).values()
-                 for p in pair], [*paths, *twins, args.weights])
+    named = list(zip(paths, output_names(paths), strict=True))  # names over all images: shards never collide
+    check_apart([p for _, name in named for files in result_paths(name, outputs, args.out, args.save_scores).values()
+                 for p in files], [*paths, *twin_paths(model, paths, args.twins), args.weights])
+    if args.shard:
+        k, n = args.shard
+        named = named[k - 1::n]
+    done = [item for item in named if args.skip_done and all(
+        p.is_file() for files in result_paths(item[1], outputs, args.out, args.save_scores).values() for p in files)]
+    todo, failed = checked_images(model, [item for item in named if item not in done], args.twins, keep_going)
     use_device(args.gpu)
+    from solvers import engines, tiles
     from surgery.published import published_weights
 
-    net, proto = load_deploy_net(args.model, published_weights(args.model, args.weights), args.width)
-    for path, name in tqdm(list(zip(paths, output_names(paths), strict=True)), desc='segmenting', unit='img',
-                           disable=len(paths) < 2):
-        rgb = read_image(path)
-        check_fits(proto, rgb, path)
-        if args.shift_and_stitch > 1:
-            labels = stitched(net, proto, rgb, input_mean(model), args.shift_and_stitch)
-        else:
-            labels = segment_inputs(net, model_inputs(model, path, rgb, args.twins))
-        for written in write_results(name, rgb, labels, args.out, {t.score: t.names for t in args.model.tasks}):
-            tqdm.write(str(written))  # printed above the progress bar, not through it
-    return cli.OK
+    weights = published_weights(args.model, args.weights)
+    net, proto = load_deploy_net(args.model, weights, args.width)
+    engine = engines.engine(args.engine, model, net, proto, weights, args.width)
+    budget = args.max_memory or tiles.free_memory(args.gpu is not None)
+    names = {t.score: t.names for t in model.tasks}
+    start, forward_seconds, segmented = time.perf_counter(), 0.0, 0
+
+    def load(item):
+        rgb = read_image(item[0])
+        return rgb, model_inputs(model, item[0], rgb, args.twins)
+    bar = tqdm(read_ahead(todo, load), total=len(todo), desc='segmenting', unit='img', disable=len(todo) < 2)
+    for (path, name), loaded, error in bar:
+        try:
+            if error is not None:
+                raise error
+            rgb, inputs = loaded
+            labels, seconds = segment_one(engine, net, proto, model, rgb, inputs, budget, args, name, path)
+            forward_seconds += seconds
+            segmented += 1
+            for written in write_results(name, rgb, labels, args.out, names):
+                tqdm.write(str(written))  # printed above the progress bar, not through it
+        except PER_IMAGE as err:
+            if not keep_going:
+                raise
+            failed.append(path)
+            tqdm.write(f'fcn-infer: error: {path}: {err}', file=sys.stderr)
+    seconds = time.perf_counter() - start
+    summary = {'engine': args.engine, 'images': segmented, 'failed': len(failed), 'skipped_done': len(done),
+               'seconds': round(seconds, 3), 'forward_seconds': round(forward_seconds, 3),
+               'images_per_second': round(segmented / seconds, 3) if seconds else None}
+    if args.report:
+        write_atomic(args.report, json.dumps(summary, indent=1) + '\n')
+    print(f'segmented {segmented} image(s) in {seconds:.1f} s ({summary["images_per_second"]} images/s, '
+          f'forward {forward_seconds:.1f} s)' + (f'; {len(done)} done already, skipped' if done else '')
+          + (f'; {len(failed)} failed' if failed else ''), file=sys.stderr)
+    return cli.FAILURE if failed else cli.OK
+
+
+def twin_paths(model, paths, twins):
+    return [twins / path.name for path in paths] if len(model.inputs) > 1 else []
+
+
+def checked_images(model, named, twins, keep_going):
+    """The (path, name) pairs whose image (and twin) headers read, and the paths that failed: every image is
+    checked before any work (without keep_going the first bad one stops all)."""
+    good, failed = [], []
+    for path, name in named:
+        try:
+            for each in [path, *twin_paths(model, [path], twins)]:
+                read_image(each, decode=False)
+            good.append((path, name))
+        except ValueError as err:
+            if not keep_going:
+                raise
+            failed.append(path)
+            tqdm.write(f'fcn-infer: error: {err}', file=sys.stderr)
+    return good, failed
+
+
+def segment_one(engine, net, proto, model, rgb, inputs, budget, args, name, path):
+    """({output: labels}, forward seconds) of one image; its probabilities written where --save-scores asks."""
+    from solvers import tiles
+
+    if args.shift_and_stitch > 1:
+        if tiles.plan(proto, *rgb.shape[:2], budget, args.gpu is not None)[0] < max(rgb.shape[:2]):
+            raise cli.BadInput(f'{path}: --shift-and-stitch needs the whole image in one pass, which does not fit '
+                               'in --max-memory; leave it out to segment in tiles')
+        return stitched(net, proto, rgb, input_mean(model), args.shift_and_stitch), 0.0
+    probabilities = None
+    if args.save_scores:
+        paths = {out: files[2] for out, files in result_paths(name, list(net.outputs), args.out,
+                                                              args.save_scores).items()}
+        args.out.mkdir(parents=True, exist_ok=True)
+        probabilities = Probabilities(args.save_scores, paths, {t.score: t.classes for t in model.tasks},
+                                      *rgb.shape[:2])
+    try:
+        labels, _, seconds = segment_image(engine, proto, inputs, budget, args.gpu is not None, probabilities)
+        if probabilities is not None:
+            for written in probabilities.finish():
+                tqdm.write(str(written))
+    finally:
+        if probabilities is not None:
+            probabilities.discard()
+    return labels, seconds
 
 
 if __name__ == '__main__':
