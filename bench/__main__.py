@@ -359,11 +359,18 @@ def parse_args(argv):
     ap.add_argument('--quiet-load', type=float, default=0.3,
                     help='with --max-wait: wait until other processes use fewer cores than this')
     ap.add_argument('--max-wait', type=float, default=0, help='seconds to wait for a quiet machine before each run')
-    ap.add_argument('--out', type=Path, default=HERE / 'results.json', help='results file (default: %(default)s)')
+    ap.add_argument('--infer', action='store_true', help="instead: fcn-infer's images per second with each engine "
+                    '(caffe, onnxruntime) on --images synthetic 500x375 JPEGs, beside the forward passes alone')
+    ap.add_argument('--images', type=int, default=100, help='--infer: how many images (default: %(default)s)')
+    ap.add_argument('--out', type=Path, help=f'results file (default: {HERE / "results.json"}, with --infer '
+                    f'{HERE / "infer-results.json"})')
     ap.add_argument('--plot', type=Path, default=HERE / 'scaling.png', help='scaling plot (default: %(default)s)')
     ap.add_argument('--scratch', type=Path, default=OUT,
                     help='for the large raw files: weights, outputs, job files (default: %(default)s)')
     args = ap.parse_args(argv)
+    args.out = args.out or HERE / ('infer-results.json' if args.infer else 'results.json')
+    if args.infer and (args.images < 1 or args.gpu is not None):
+        ap.error('--infer runs on the CPU on one image at least')
     on_gpu = args.gpu is not None
     args.models = args.models or list(GPU_MODELS if on_gpu else MODELS)
     args.scaling = ([] if on_gpu else list(SCALING_SIZES)) if args.scaling is None else args.scaling
@@ -379,7 +386,7 @@ def parse_args(argv):
         if not sep or not label or not Path(python).exists():
             ap.error(f'--caffe {item!r}: expected LABEL=PYTHON with an existing interpreter')
         builds[label] = python
-    if not args.no_torch:
+    if not args.no_torch and not args.infer:
         try:
             import torch  # noqa: F401
         except ImportError:
@@ -427,6 +434,9 @@ def machine(args):
 @cli.tool('python -m bench')
 def main(argv=None):
     args, builds = parse_args(argv)
+    if args.infer:
+        from bench import infer
+        return infer.run(args)
     on_gpu = args.gpu is not None
     if on_gpu:
         check_gpu(args, builds)

@@ -459,7 +459,7 @@ def main(argv=None):
     engine = engines.engine(args.engine, model, net, proto, weights, args.width)
     budget = args.max_memory or tiles.free_memory(args.gpu is not None)
     names = {t.score: t.names for t in model.tasks}
-    start, forward_seconds, segmented = time.perf_counter(), 0.0, 0
+    start, forward_seconds, segmented, tiled = time.perf_counter(), 0.0, 0, 0
 
     def load(item):
         rgb = read_image(item[0])
@@ -470,8 +470,9 @@ def main(argv=None):
             if error is not None:
                 raise error
             rgb, inputs = loaded
-            labels, seconds = segment_one(engine, net, proto, model, rgb, inputs, budget, args, name, path)
+            labels, count, seconds = segment_one(engine, net, proto, model, rgb, inputs, budget, args, name, path)
             forward_seconds += seconds
+            tiled += count > 1
             segmented += 1
             for written in write_results(name, rgb, labels, args.out, names):
                 tqdm.write(str(written))  # printed above the progress bar, not through it
@@ -481,7 +482,8 @@ def main(argv=None):
             failed.append(path)
             tqdm.write(f'fcn-infer: error: {path}: {err}', file=sys.stderr)
     seconds = time.perf_counter() - start
-    summary = {'engine': args.engine, 'images': segmented, 'failed': len(failed), 'skipped_done': len(done),
+    summary = {'engine': args.engine, 'images': segmented, 'tiled': tiled, 'failed': len(failed),
+               'skipped_done': len(done),
                'seconds': round(seconds, 3), 'forward_seconds': round(forward_seconds, 3),
                'images_per_second': round(segmented / seconds, 3) if seconds else None}
     if args.report:
@@ -514,14 +516,15 @@ def checked_images(model, named, twins, keep_going):
 
 
 def segment_one(engine, net, proto, model, rgb, inputs, budget, args, name, path):
-    """({output: labels}, forward seconds) of one image; its probabilities written where --save-scores asks."""
+    """({output: labels}, tiles, forward seconds) of one image; its probabilities written where --save-scores
+    asks."""
     from solvers import tiles
 
     if args.shift_and_stitch > 1:
         if tiles.plan(proto, *rgb.shape[:2], budget, args.gpu is not None)[0] < max(rgb.shape[:2]):
             raise cli.BadInput(f'{path}: --shift-and-stitch needs the whole image in one pass, which does not fit '
                                'in --max-memory; leave it out to segment in tiles')
-        return stitched(net, proto, rgb, input_mean(model), args.shift_and_stitch), 0.0
+        return stitched(net, proto, rgb, input_mean(model), args.shift_and_stitch), 1, 0.0
     probabilities = None
     if args.save_scores:
         paths = {out: files[2] for out, files in result_paths(name, list(net.outputs), args.out,
@@ -530,14 +533,14 @@ def segment_one(engine, net, proto, model, rgb, inputs, budget, args, name, path
         probabilities = Probabilities(args.save_scores, paths, {t.score: t.classes for t in model.tasks},
                                       *rgb.shape[:2])
     try:
-        labels, _, seconds = segment_image(engine, proto, inputs, budget, args.gpu is not None, probabilities)
+        labels, count, seconds = segment_image(engine, proto, inputs, budget, args.gpu is not None, probabilities)
         if probabilities is not None:
             for written in probabilities.finish():
                 tqdm.write(str(written))
     finally:
         if probabilities is not None:
             probabilities.discard()
-    return labels, seconds
+    return labels, count, seconds
 
 
 if __name__ == '__main__':
