@@ -12,6 +12,7 @@ from PIL import Image
 
 from data_helpers import REFERENCE_DATA
 from test_hostile import BIN, ENV, REPO, WIDTH
+from test_own_data import readme_commands
 
 ORT = all(importlib.util.find_spec(m) for m in ('onnx', 'onnxruntime'))
 DEMO = REFERENCE_DATA / 'demo' / 'image.jpg'
@@ -187,3 +188,18 @@ def test_the_peak_memory_is_what_caffe_allocates(stand_ins):
     result = subprocess.run([str(BIN / 'fcn-netgen'), '--info', 'voc-fcn8s', '--size', '500x500'],
                             capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
     assert result.returncode == 0 and 'forward pass at 500x500, beyond the weights: CPU 623 MB' in result.stdout
+
+
+@pytest.mark.skipif(not ORT, reason='the export extra (onnx, onnxruntime) is not installed')
+@pytest.mark.skipif(not (REPO / '.venv' / 'bin').is_dir(), reason="the README's commands name .venv/bin")
+def test_the_readme_commands_run_as_written(tmp_path):
+    commands = readme_commands('Segmenting many images, large ones, on many machines')
+    assert len(commands) == 5
+    env = {**ENV, 'FCN_CACHE': str(tmp_path / 'cache')}
+    for command in commands:
+        result = subprocess.run(command.replace('/tmp/fcn-many', str(tmp_path)), shell=True, capture_output=True,
+                                text=True, cwd=REPO, env=env, timeout=900)
+        assert result.returncode == 0, (command, result.stderr[-2000:])
+    assert len(list((tmp_path / 'seg').glob('*.npy'))) == 12 and len(list((tmp_path / 'tiles').glob(
+        '*_confidence.png'))) == 12
+    assert 'forward pass at 2048x2048' in result.stdout
