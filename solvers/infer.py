@@ -420,6 +420,40 @@ def read_ahead(items, load, depth=2):
 PER_IMAGE = (cli.BadInput, ValueError, OSError)  # what fails one image and not the others
 
 
+class Writer:
+    """Each image's files written on a background thread, at most `depth` images behind; the written paths
+    printed, and a failure handed to `fail(path, error)` in the caller's thread."""
+
+    def __init__(self, fail, depth=2):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool, self.pending, self.fail, self.depth, self.failed = ThreadPoolExecutor(1), [], fail, depth, 0
+
+    def submit(self, path, write, *args):
+        self.pending.append((path, self.pool.submit(write, *args)))
+        self.drain(self.depth)
+
+    def drain(self, keep=0):
+        while len(self.pending) > keep:
+            path, future = self.pending.pop(0)
+            try:
+                for written in future.result():
+                    tqdm.write(str(written))  # printed above the progress bar, not through it
+            except PER_IMAGE as err:
+                self.failed += 1
+                self.fail(path, err)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        try:
+            if kind is None:
+                self.drain()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
 @cli.tool('fcn-infer')
 def main(argv=None):
     import json
@@ -447,8 +481,8 @@ def main(argv=None):
     if args.shard:
         k, n = args.shard
         named = named[k - 1::n]
-    done = [item for item in named if args.skip_done and all(
-        p.is_file() for files in result_paths(item[1], outputs, args.out, args.save_scores).values() for p in files)]
+    done = {item for item in named if args.skip_done and all(
+        p.is_file() for files in result_paths(item[1], outputs, args.out, args.save_scores).values() for p in files)}
     todo, failed = checked_images(model, [item for item in named if item not in done], args.twins, keep_going)
     use_device(args.gpu)
     from solvers import engines, tiles
@@ -464,23 +498,26 @@ def main(argv=None):
     def load(item):
         rgb = read_image(item[0])
         return rgb, model_inputs(model, item[0], rgb, args.twins)
+    def fail(path, err):
+        if not keep_going:
+            raise err
+        failed.append(path)
+        tqdm.write(f'fcn-infer: error: {path}: {err}', file=sys.stderr)
     bar = tqdm(read_ahead(todo, load), total=len(todo), desc='segmenting', unit='img', disable=len(todo) < 2)
-    for (path, name), loaded, error in bar:
-        try:
-            if error is not None:
-                raise error
-            rgb, inputs = loaded
-            labels, count, seconds = segment_one(engine, net, proto, model, rgb, inputs, budget, args, name, path)
-            forward_seconds += seconds
-            tiled += count > 1
-            segmented += 1
-            for written in write_results(name, rgb, labels, args.out, names):
-                tqdm.write(str(written))  # printed above the progress bar, not through it
-        except PER_IMAGE as err:
-            if not keep_going:
-                raise
-            failed.append(path)
-            tqdm.write(f'fcn-infer: error: {path}: {err}', file=sys.stderr)
+    with Writer(fail) as writer:  # PNGs encoded on a thread while the next image runs
+        for (path, name), loaded, error in bar:
+            try:
+                if error is not None:
+                    raise error
+                rgb, inputs = loaded
+                labels, count, seconds = segment_one(engine, net, proto, model, rgb, inputs, budget, args, name, path)
+                forward_seconds += seconds
+                tiled += count > 1
+                segmented += 1
+                writer.submit(path, write_results, name, rgb, labels, args.out, names)
+            except PER_IMAGE as err:
+                fail(path, err)
+    segmented -= writer.failed
     seconds = time.perf_counter() - start
     summary = {'engine': args.engine, 'images': segmented, 'tiled': tiled, 'failed': len(failed),
                'skipped_done': len(done),
