@@ -19,7 +19,8 @@ from datalayers import label_image, palette
 from datalayers.datasets import mean_array, preprocess
 from fcn import cli, registry
 from fcn.files import check_apart, write_atomic
-from solvers.score import CONSTANT, check_outputs
+from solvers.engines import forward
+from solvers.score import CONSTANT
 
 
 EXIF_ORIENTATION = 0x0112
@@ -146,23 +147,6 @@ def check_fits(proto, rgb, path):
 
 
 INT_MAX = 2 ** 31 - 1
-
-
-def forward(net, inputs):
-    """One forward pass of the net, reshaped to the inputs {input top: C x H x W}; NotFinite for NaN or infinite
-    outputs, and whether they are constant."""
-    for top, array in inputs.items():
-        net.blobs[top].reshape(1, *array.shape)
-    net.reshape()
-    # Caffe aborts on a layer whose output vanishes (an image smaller than the net's pooling allows).
-    empty = [name for name, blob in net.blobs.items() if blob.count == 0]
-    if empty:
-        h, w = next(iter(inputs.values())).shape[1:]
-        raise ValueError(f'a {w}x{h} image is too small for this net: {empty[0]} comes out empty; use a larger image')
-    for top, array in inputs.items():
-        net.blobs[top].data[0] = array
-    net.forward()
-    return check_outputs(net, list(net.outputs))
 
 
 def shift_and_stitch(coarse, image, factor, step):
