@@ -21,6 +21,7 @@ from fcn import cli, registry
 from fcn.files import check_apart, write_atomic
 from solvers.engines import forward
 from solvers.score import CONSTANT
+from solvers.tiles import INT_MAX
 
 
 EXIF_ORIENTATION = 0x0112
@@ -145,8 +146,6 @@ def check_fits(proto, rgb, path):
         raise cli.BadInput(f'{path}: a {rgb.shape[1]}x{rgb.shape[0]} image needs about {needed >> 20} MB in this '
                            f'net, {available >> 20} MB are free; scale it down')
 
-
-INT_MAX = 2 ** 31 - 1
 
 
 def shift_and_stitch(coarse, image, factor, step):
