@@ -456,7 +456,7 @@ def main(argv=None):
         raise cli.BadInput(f'--shift-and-stitch shifts one color image; {model.name} takes '
                            f'{" and ".join(model.modalities)}')
     keep_going = args.keep_going if args.keep_going is not None else \
-        len(paths) > 1 or any(Path(item).is_dir() or not Path(item).exists() for item in map(str, args.images))
+        len(paths) > 1 or any(Path(item).is_dir() or any(c in item for c in '*?[') for item in map(str, args.images))
     outputs = [t.score for t in model.tasks]
     named = list(zip(paths, output_names(paths), strict=True))  # names over all images: shards never collide
     check_apart([p for _, name in named for files in result_paths(name, outputs, args.out, args.save_scores).values()
