@@ -26,7 +26,7 @@ from google.protobuf import text_format
 from tqdm import tqdm
 
 from bench.ceiling import SHAPES as SGEMM_SHAPES
-from fcn import cli
+from fcn import cli, registry
 from fcn.files import write_atomic
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +37,7 @@ SCALING_SIZES = (250, 500, 750, 1000)  # on the CPU; none by default on a GPU
 SCALING_MODEL = 'voc-fcn8s'
 # The FCN paper (Long, Shelhamer, Darrell, CVPR 2015), Table 1: forward time of a 500 x 500 input on an NVIDIA
 # Tesla K40c, averaged over 20 trials.  Its FCN-VGG16 is FCN-32s; FCN-16s and 8s add the skips it does not time.
-PAPER_K40C_FORWARD_MS = {'voc-fcn-alexnet': 50, 'voc-fcn32s': 210, 'voc-fcn-googlenet': 59}
+PAPER_K40C_FORWARD_MS = {m.name: m.paper.forward_ms for m in registry.MODELS.values() if m.paper}  # Table 1
 PAPER_SIZE = 500
 
 

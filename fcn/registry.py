@@ -110,6 +110,34 @@ class Dataset:
 
 
 @dataclass(frozen=True)
+class Published:
+    """A published weights file: the model whose net it fits (checked on download), where the reference names
+    it, and its checksum where one is published ('sha1:...', 'md5:...'; None: the first download that fits the
+    net is pinned by its sha256)."""
+    model: str
+    url: str
+    checksum: str | None = None
+    width: float = 1.0
+    reported: str | None = None  # the mean IU its authors report, and where
+
+    @property
+    def file(self):
+        return self.url.rsplit('/', 1)[-1]
+
+
+@dataclass(frozen=True)
+class Paper:
+    """A model's column of CVPR 2015 Table 1 (PASCAL VOC 2011 val subset, Tesla K40c, 500 x 500 input)."""
+    title: str
+    mean_iu: float
+    forward_ms: int
+    depth: int
+    millions: int
+    receptive_field: int
+    stride: int
+
+
+@dataclass(frozen=True)
 class Model:
     """A model declaration. `stride` is the head's output stride (32, 16, 8; 0 for a classifier); `init_from` the
     model whose trained weights start it (None: the converted ILSVRC trunk); `modalities` the input images
@@ -118,7 +146,8 @@ class Model:
     `data_root` the data folder in param_str paths when it is not the dataset's usual one (the reference's own
     quirk); `solver_values` what differs from the dataset's solver; `schedule` rounds x steps when not the
     dataset's. The paper's ablations: `fixed` trains only the score layers (Table 2's FCN-32s-fixed);
-    `learned_upsampling` lets the 2x upsamplings learn from their bilinear start (sec. 4.3)."""
+    `learned_upsampling` lets the 2x upsamplings learn from their bilinear start (sec. 4.3). What was published
+    of it: `weights` (a Published: where, checksum, the reported score) and `paper` (its Table 1 column)."""
     name: str
     dataset: str
     trunk: str = 'vgg16'
@@ -133,6 +162,8 @@ class Model:
     schedule: tuple | None = None
     fixed: bool = False
     learned_upsampling: bool = False
+    weights: Published | None = None
+    paper: Paper | None = None
 
     @property
     def data(self):
@@ -190,7 +221,7 @@ class Model:
     def published(self):
         """Its published weights (a Published), or None: only the declared model has them, not its architecture
         trained on another dataset (`for_dataset`)."""
-        return PUBLISHED.get(self.name) if MODELS.get(self.name) is self else None
+        return self.weights if MODELS.get(self.name) is self else None
 
     @property
     def summed_loss(self):
@@ -314,45 +345,65 @@ declare(Dataset('ilsvrc', 'ILSVRC 2012 classification', (Task('', tuple(f'class 
 
 # --- the models --------------------------------------------------------------------------------------------
 
-def fcn(name, dataset, stride=32, base_lr=1e-10, **kwargs):
+REFERENCE_HOST = 'http://dl.caffe.berkeleyvision.org/'  # each model folder's caffemodel-url in the reference
+SEG11VALID = 'mean IU on seg11valid (the reference\'s README)'
+
+
+def fcn(name, dataset, stride=32, base_lr=1e-10, heavy=None, reported=None, checksum=None, **kwargs):
+    """An FCN; `heavy` the file name of its published weights on the reference's host (as its caffemodel-url
+    names them), `reported` the score its authors give, `checksum` where one is published."""
     solver_values = dict(base_lr=base_lr, **kwargs.pop('solver', {}))
-    return Model(name, dataset, stride=stride, solver_values=solver_values, **kwargs)
+    weights = Published(name, f'{REFERENCE_HOST}{heavy}.caffemodel', checksum, reported=reported) if heavy else None
+    return Model(name, dataset, stride=stride, solver_values=solver_values, weights=weights, **kwargs)
 
 
-def classifier(trunk):
-    return Model(f'ilsvrc-{trunk}', 'ilsvrc', trunk=trunk, stride=0)
+def classifier(trunk, url, checksum=None):
+    """An ILSVRC classifier the reference starts from, and where its weights are published."""
+    name = f'ilsvrc-{trunk}'
+    return Model(name, 'ilsvrc', trunk=trunk, stride=0, weights=Published(name, url, checksum))
 
 
 ALEXNET_SOLVER = dict(momentum=0.9, iter_size=20)  # normalized loss, minibatch 20 by accumulation (CVPR sec. 4.3)
 COLOR_HHA = dict(modalities=('color', 'hha'), fusion='late')
 
 for entry in [
-    fcn('voc-fcn32s', 'voc'),
-    fcn('voc-fcn16s', 'voc', 16, 1e-12, init_from='voc-fcn32s', data_root='../../data'),  # as the reference
-    fcn('voc-fcn8s', 'voc', 8, 1e-14, init_from='voc-fcn16s'),
+    fcn('voc-fcn32s', 'voc', heavy='fcn32s-heavy-pascal', reported=f'63.6 {SEG11VALID}',
+        paper=Paper('FCN-VGG16', 56.0, 210, 16, 134, 404, 32)),
+    fcn('voc-fcn16s', 'voc', 16, 1e-12, init_from='voc-fcn32s', data_root='../../data',  # as the reference
+        heavy='fcn16s-heavy-pascal', reported=f'65.0 {SEG11VALID}'),
+    fcn('voc-fcn8s', 'voc', 8, 1e-14, init_from='voc-fcn16s', heavy='fcn8s-heavy-pascal',
+        reported=f'65.5 {SEG11VALID}', checksum='md5:c03b2953ebd846c270da1a8e8f200c09'),  # the Chainer port's pin
     # the paper's ablations (CVPR 2015): Table 2's FCN-32s-fixed; sec. 4.3's learned intermediate upsampling
     fcn('voc-fcn32s-fixed', 'voc', fixed=True),
     fcn('voc-fcn16s-learned-up', 'voc', 16, 1e-12, init_from='voc-fcn32s', learned_upsampling=True),
     fcn('voc-fcn8s-learned-up', 'voc', 8, 1e-14, init_from='voc-fcn16s-learned-up', learned_upsampling=True),
     fcn('voc-fcn8s-atonce', 'voc', 8, skip_scales={'pool4': 0.01, 'pool3': 0.0001}, solver=dict(max_iter=300000),
-        schedule=(75, 4000)),
-    fcn('voc-fcn-alexnet', 'voc', 32, 1e-4, trunk='caffenet', normalize=True, solver=ALEXNET_SOLVER),
-    fcn('voc-fcn-googlenet', 'voc', 32, 5e-5, trunk='googlenet', normalize=True, solver=ALEXNET_SOLVER),
-    fcn('nyud-fcn32s-color', 'nyud'),
-    fcn('nyud-fcn32s-hha', 'nyud', modalities=('hha',)),
+        schedule=(75, 4000), heavy='fcn8s-atonce-pascal', reported=f'65.4 {SEG11VALID}'),
+    fcn('voc-fcn-alexnet', 'voc', 32, 1e-4, trunk='caffenet', normalize=True, solver=ALEXNET_SOLVER,
+        heavy='fcn-alexnet-pascal', reported=f'48.0 {SEG11VALID}',
+        paper=Paper('FCN-AlexNet', 39.8, 50, 8, 57, 355, 32)),
+    fcn('voc-fcn-googlenet', 'voc', 32, 5e-5, trunk='googlenet', normalize=True, solver=ALEXNET_SOLVER,
+        paper=Paper('FCN-GoogLeNet', 42.5, 59, 22, 6, 907, 32)),
+    fcn('nyud-fcn32s-color', 'nyud', heavy='nyud-fcn32s-color-heavy'),
+    fcn('nyud-fcn32s-hha', 'nyud', modalities=('hha',), heavy='nyud-fcn32s-hha-heavy'),
     fcn('nyud-fcn32s-color-d', 'nyud', modalities=('color', 'depth'), fusion='early'),
-    fcn('nyud-fcn32s-color-hha', 'nyud', 32, 1e-12, **COLOR_HHA),
+    fcn('nyud-fcn32s-color-hha', 'nyud', 32, 1e-12, heavy='nyud-fcn32s-color-hha-heavy', **COLOR_HHA),
     # unreleased (PAMI Table 4): 16s stage of the two-stream net; SIFT Flow keeps 1e-12 past 16s, so do we
     fcn('nyud-fcn16s-color-hha', 'nyud', 16, 1e-12, init_from='nyud-fcn32s-color-hha', **COLOR_HHA),
-    fcn('siftflow-fcn32s', 'siftflow'),
-    fcn('siftflow-fcn16s', 'siftflow', 16, 1e-12, init_from='siftflow-fcn32s'),
-    fcn('siftflow-fcn8s', 'siftflow', 8, 1e-12, init_from='siftflow-fcn16s'),
-    fcn('pascalcontext-fcn32s', 'pascalcontext'),
-    fcn('pascalcontext-fcn16s', 'pascalcontext', 16, 1e-12, init_from='pascalcontext-fcn32s'),
-    fcn('pascalcontext-fcn8s', 'pascalcontext', 8, 1e-14, init_from='pascalcontext-fcn16s'),
-    classifier('vgg16'),
-    classifier('caffenet'),
-    classifier('googlenet'),
+    fcn('siftflow-fcn32s', 'siftflow', heavy='siftflow-fcn32s-heavy'),
+    fcn('siftflow-fcn16s', 'siftflow', 16, 1e-12, init_from='siftflow-fcn32s', heavy='siftflow-fcn16s-heavy'),
+    fcn('siftflow-fcn8s', 'siftflow', 8, 1e-12, init_from='siftflow-fcn16s', heavy='siftflow-fcn8s-heavy'),
+    fcn('pascalcontext-fcn32s', 'pascalcontext', heavy='pascalcontext-fcn32s-heavy'),
+    fcn('pascalcontext-fcn16s', 'pascalcontext', 16, 1e-12, init_from='pascalcontext-fcn32s',
+        heavy='pascalcontext-fcn16s-heavy'),
+    fcn('pascalcontext-fcn8s', 'pascalcontext', 8, 1e-14, init_from='pascalcontext-fcn16s',
+        heavy='pascalcontext-fcn8s-heavy', reported='35.1 mean IU on the 59 classes (CVPR 2015, appendix B)'),
+    # the ILSVRC classifiers the reference starts from; sha1s from the Caffe model zoo
+    classifier('vgg16', 'http://www.robots.ox.ac.uk/~vgg/software/very_deep/caffe/VGG_ILSVRC_16_layers.caffemodel'),
+    classifier('caffenet', f'{REFERENCE_HOST}bvlc_reference_caffenet.caffemodel',
+               'sha1:4c8d77deb20ea792f84eb5e6d0a11ca0a8660a46'),
+    classifier('googlenet', f'{REFERENCE_HOST}bvlc_googlenet.caffemodel',
+               'sha1:405fc5acd08a3bb12de8ee5e23a96bec22f08204'),
 ]:
     declare(entry)
 
@@ -361,57 +412,18 @@ CLASSIFIER_SIZE = {'vgg16': 224, 'caffenet': 227, 'googlenet': 224}
 
 # --- the published weights ---------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Published:
-    """A published weights file: the model whose net it fits (checked on download), where the reference names
-    it, and its checksum where one is published ('sha1:...', 'md5:...'; None: the first download that fits the
-    net is pinned by its sha256)."""
-    model: str
-    url: str
-    checksum: str | None = None
-    width: float = 1.0
-    reported: str | None = None  # the mean IU its authors report, and where
-
-    @property
-    def file(self):
-        return self.url.rsplit('/', 1)[-1]
-
-
-PUBLISHED = {}
+def published():
+    """{model name: its Published} for every model with published weights, in declaration order."""
+    return {name: m.weights for name, m in MODELS.items() if m.weights is not None}
 
 
 def publish(entry):
-    if entry.model in PUBLISHED:
+    """Declare published weights for a declared model after the fact (a test's own file, say)."""
+    model = get(entry.model)
+    if model.weights is not None:
         raise ValueError(f'weights for {entry.model!r} are declared twice')
-    get(entry.model)
-    PUBLISHED[entry.model] = entry
+    MODELS[model.name] = replace(model, weights=entry)
     return entry
-
-
-REFERENCE_HOST = 'http://dl.caffe.berkeleyvision.org/'  # each model folder's caffemodel-url in the reference
-SEG11VALID = 'mean IU on seg11valid (the reference\'s README)'
-REPORTED = {'voc-fcn32s': f'63.6 {SEG11VALID}', 'voc-fcn16s': f'65.0 {SEG11VALID}', 'voc-fcn8s': f'65.5 {SEG11VALID}',
-            'voc-fcn8s-atonce': f'65.4 {SEG11VALID}', 'voc-fcn-alexnet': f'48.0 {SEG11VALID}',
-            'pascalcontext-fcn8s': '35.1 mean IU on the 59 classes (CVPR 2015, appendix B)'}
-for name, file in [
-    ('voc-fcn32s', 'fcn32s-heavy-pascal'), ('voc-fcn16s', 'fcn16s-heavy-pascal'),
-    ('voc-fcn8s', 'fcn8s-heavy-pascal'), ('voc-fcn8s-atonce', 'fcn8s-atonce-pascal'),
-    ('voc-fcn-alexnet', 'fcn-alexnet-pascal'), ('nyud-fcn32s-color', 'nyud-fcn32s-color-heavy'),
-    ('nyud-fcn32s-hha', 'nyud-fcn32s-hha-heavy'), ('nyud-fcn32s-color-hha', 'nyud-fcn32s-color-hha-heavy'),
-    ('siftflow-fcn32s', 'siftflow-fcn32s-heavy'), ('siftflow-fcn16s', 'siftflow-fcn16s-heavy'),
-    ('siftflow-fcn8s', 'siftflow-fcn8s-heavy'), ('pascalcontext-fcn32s', 'pascalcontext-fcn32s-heavy'),
-    ('pascalcontext-fcn16s', 'pascalcontext-fcn16s-heavy'), ('pascalcontext-fcn8s', 'pascalcontext-fcn8s-heavy'),
-]:
-    publish(Published(name, f'{REFERENCE_HOST}{file}.caffemodel',
-                      'md5:c03b2953ebd846c270da1a8e8f200c09' if name == 'voc-fcn8s' else None,  # md5: Chainer's pin
-                      reported=REPORTED.get(name)))
-# The ILSVRC classifiers the reference starts from; sha1s from the Caffe model zoo.
-publish(Published('ilsvrc-vgg16', 'http://www.robots.ox.ac.uk/~vgg/software/very_deep/caffe/'
-                                  'VGG_ILSVRC_16_layers.caffemodel'))
-publish(Published('ilsvrc-caffenet', f'{REFERENCE_HOST}bvlc_reference_caffenet.caffemodel',
-                  'sha1:4c8d77deb20ea792f84eb5e6d0a11ca0a8660a46'))
-publish(Published('ilsvrc-googlenet', f'{REFERENCE_HOST}bvlc_googlenet.caffemodel',
-                  'sha1:405fc5acd08a3bb12de8ee5e23a96bec22f08204'))
 
 
 # --- any dataset: a folder, a Python file, and any single-output colour model on it ---------------------

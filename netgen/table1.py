@@ -5,30 +5,16 @@ time is measured on this machine's Caffe at SIZE x SIZE, beside the paper's K40c
 """
 import statistics
 import time
-from dataclasses import dataclass
 
 from fcn import registry
 
 from . import geometry
 
 
-@dataclass(frozen=True)
-class Paper:
-    """One column of the paper's Table 1 (PASCAL VOC 2011 val subset, Tesla K40c, 500 x 500 input)."""
-    title: str
-    mean_iu: float
-    forward_ms: int
-    depth: int
-    millions: int
-    receptive_field: int
-    stride: int
+def paper_models():
+    """The models with a column in Table 1 (their `paper`), in the paper's order: shallow to deep."""
+    return sorted((m for m in registry.MODELS.values() if m.paper), key=lambda m: m.paper.depth)
 
-
-PAPER = {
-    'voc-fcn-alexnet': Paper('FCN-AlexNet', 39.8, 50, 8, 57, 355, 32),
-    'voc-fcn32s': Paper('FCN-VGG16', 56.0, 210, 16, 134, 404, 32),
-    'voc-fcn-googlenet': Paper('FCN-GoogLeNet', 42.5, 59, 22, 6, 907, 32),
-}
 RF_NOTE = ('the paper\'s 907 for GoogLeNet includes its final 7x7 average pooling, which FCN-GoogLeNet drops: '
            'its score layer sees 907 - 6 x 32 = 715 pixels')
 
@@ -52,10 +38,10 @@ def rows(size=500, repeat=3):
     import surgery
 
     found = {}
-    for name, paper in PAPER.items():
-        proto = netgen.net(registry.get(name), 'deploy')
+    for model in paper_models():
+        proto = netgen.net(model, 'deploy')
         net = surgery.instantiate(proto)
-        found[name] = (geometry.totals(proto), forward_ms(net, size, repeat), paper)
+        found[model.name] = (geometry.totals(proto), forward_ms(net, size, repeat), model.paper)
         del net
     return found
 

@@ -168,7 +168,7 @@ def published_weights(model, given=None):
         if given.exists() and not given.is_file():  # reading a FIFO would wait forever
             raise cli.BadInput(f'weights {given} is not a regular file (a folder, FIFO or device): give a .caffemodel')
         return given
-    entry = registry.PUBLISHED.get(model.name)
+    entry = registry.published().get(model.name)
     path = cached(entry) if entry else None
     if path is None:
         how = f'fetch the published ones with `fcn-weights fetch {model.name}`, or ' if entry else ''
@@ -178,10 +178,10 @@ def published_weights(model, given=None):
 
 
 def entry_of(name):
-    if name not in registry.PUBLISHED:
-        raise argparse.ArgumentTypeError(f'no published weights for {name!r}; choose one of '
-                                         f'{", ".join(registry.PUBLISHED)}')
-    return registry.PUBLISHED[name]
+    entries = registry.published()
+    if name not in entries:
+        raise argparse.ArgumentTypeError(f'no published weights for {name!r}; choose one of {", ".join(entries)}')
+    return entries[name]
 
 
 def parser():
@@ -206,7 +206,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     if args.command == 'list':
         print(f'{"name":<24} {"file":<40} {"checksum":<36} cached')
-        for name, entry in registry.PUBLISHED.items():
+        for name, entry in registry.published().items():
             print(f'{name:<24} {entry.file:<40} {checksum_note(entry):<36} {cached(entry) or "-"}')
     elif args.command == 'fetch':
         for entry in args.names:
