@@ -43,7 +43,7 @@ def train_net(model, size, width=1.0):
 def data_layer_net(model, data_dir, width=1.0):
     """A net of only the model's training data layer (its Python layer), reading from `data_dir`."""
     train_split = netgen.MODELS[model].splits[0]
-    data = netgen.net(model, train_split, width=width, data={'sbdd_dir': str(data_dir)}).layer[0]
+    data = netgen.net(model, train_split, width=width, overrides={'sbdd_dir': str(data_dir)}).layer[0]
     if data.type != 'Python':
         raise ValueError(f'{model}: the first layer of its {train_split} net is {data.type}, not a Python data layer')
     net = caffe_pb2.NetParameter(name=f'{model}-data')

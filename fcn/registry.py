@@ -272,7 +272,7 @@ def conversion_target(trunk):
 
 SOLVER_COMMON = dict(lr_policy='fixed', weight_decay=0.0005, display=20, average_loss=20,
                      test_interval=999999999, test_initialization=False, momentum=0.99, iter_size=1)
-SNAPSHOT = dict(snapshot_prefix='snapshot/train')
+SNAPSHOT_PREFIX = dict(snapshot_prefix='snapshot/train')
 VOC_MEAN = (104.00699, 116.66877, 122.67892)  # as the reference nets' param_str round it
 VOC_INFER_MEAN = (104.00698793, 116.66876762, 122.67891434)  # the reference's infer.py
 
@@ -308,7 +308,7 @@ declare(Dataset(
                    dict(voc_dir='{root}/pascal/VOC2011', seed=SEED, split='seg11valid', mean=VOC_MEAN),
                    'http://host.robots.ox.ac.uk/pascal/VOC/voc2011/', 'datalayers.datasets:VOC',
                    'datalayers.synth:write_voc')},
-    means={'color': VOC_MEAN}, solver=dict(test_iter=736, max_iter=100000, snapshot=4000, **SNAPSHOT),
+    means={'color': VOC_MEAN}, solver=dict(test_iter=736, max_iter=100000, snapshot=4000, **SNAPSHOT_PREFIX),
     schedule=(25, 4000), mean_dtype='float64', inference_mean=VOC_INFER_MEAN))  # np.array(params['mean'])
 NYUD_SOURCE = Source('nyud_layers', 'NYUDSegDataLayer',
                      dict(tops=TOPS, seed=SEED, nyud_dir='{root}/nyud', split='{split}'),
@@ -318,7 +318,7 @@ NYUD_SOURCE = Source('nyud_layers', 'NYUDSegDataLayer',
 declare(Dataset(
     'nyud', 'NYUDv2 (40 classes)', (Task('', NYUD_CLASSES),), {'trainval': NYUD_SOURCE, 'test': NYUD_SOURCE},
     means={'color': (116.190, 97.203, 92.318), 'hha': (132.431, 94.076, 118.477), 'depth': 7.844},
-    solver=dict(test_iter=654, max_iter=300000, snapshot=2000, **SNAPSHOT), schedule=(50, 2000)))
+    solver=dict(test_iter=654, max_iter=300000, snapshot=2000, **SNAPSHOT_PREFIX), schedule=(50, 2000)))
 SIFTFLOW_SOURCE = Source('siftflow_layers', 'SIFTFlowSegDataLayer',
                          dict(siftflow_dir='{root}/sift-flow', seed=SEED, split='{split}'),
                          'http://www.cs.unc.edu/~jtighe/Papers/ECCV10/siftflow/SiftFlowDataset.zip',
@@ -336,7 +336,7 @@ CONTEXT_SOURCE = Source('pascalcontext_layers', 'PASCALContextSegDataLayer',
 declare(Dataset(
     'pascalcontext', 'PASCAL-Context (59 classes)', (Task('', ('background', *CONTEXT_59)),),
     {'train': CONTEXT_SOURCE, 'val': CONTEXT_SOURCE}, means={'color': (104.007, 116.669, 122.679)},
-    solver=dict(test_iter=5105, max_iter=300000, snapshot=4000, **SNAPSHOT), schedule=(50, 8000),
+    solver=dict(test_iter=5105, max_iter=300000, snapshot=4000, **SNAPSHOT_PREFIX), schedule=(50, 8000),
     reference_root='../../data'))
 # The ILSVRC classifiers: deploy nets only, named as the published caffemodels.
 declare(Dataset('ilsvrc', 'ILSVRC 2012 classification', (Task('', tuple(f'class {i}' for i in range(1000))),),
@@ -566,7 +566,7 @@ def folder_dataset(path):
                for split in FOLDER_SPLITS}
     steps = counts['train']
     data = Dataset(str(root), root.name, (Task('', names),), sources, means={'color': mean},
-                   solver=dict(test_iter=counts['val'], max_iter=FOLDER_ROUNDS * steps, **SNAPSHOT),
+                   solver=dict(test_iter=counts['val'], max_iter=FOLDER_ROUNDS * steps, **SNAPSHOT_PREFIX),
                    schedule=(FOLDER_ROUNDS, steps), home=str(root / 'runs'))
     DATASETS[data.name] = data
     return data

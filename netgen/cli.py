@@ -151,14 +151,14 @@ def main(argv=None):
     return cli.OK
 
 
-def check_data_layers(netgen, model, width, data):
+def check_data_layers(netgen, model, width, overrides):
     """Every data layer's param_str, with the --data overrides, checked as the layer's setup will check it, before
     anything is written (mean=(1,2) would make a net that fails when it is run)."""
     from datalayers.layers import checked_params
     from datalayers.params import ParamError
 
     for split in model.splits:
-        for layer in netgen.net(model, split, width, data).layer:
+        for layer in netgen.net(model, split, width, overrides).layer:
             if layer.type == 'Python' and not layer.bottom:
                 try:
                     checked_params(layer.python_param.layer, layer.python_param.param_str)

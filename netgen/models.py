@@ -131,10 +131,10 @@ def classifier_net(n, model, width):
     n.prob = L.Softmax(top)
 
 
-def net(model, split, width=1.0, data=None, class_weights=None):
+def net(model, split, width=1.0, overrides=None, class_weights=None):
     """The NetParameter of `model` (a Model or its name) for `split` (one of model.splits, or 'deploy').
 
-    width: scales every channel count except the classes (same topology); data: param_str overrides for the
+    width: scales every channel count except the classes (same topology); overrides: param_str values for the
     data layer, e.g. {'sbdd_dir': '/tmp/synth/sbdd/dataset'}; class_weights: {label top: a weight per class}
     for the training split's loss (class balancing)."""
     model = get(model)
@@ -142,7 +142,7 @@ def net(model, split, width=1.0, data=None, class_weights=None):
         raise ValueError(f'{model.name} has no split {split!r}; choose one of {", ".join((*model.splits, "deploy"))}')
     if not (isinstance(width, (int, float)) and 0 < width <= 1):
         raise ValueError(f'width must be a number in (0, 1], got {width!r}')
-    if data and split == 'deploy':
+    if overrides and split == 'deploy':
         raise ValueError('a deploy net has no data layer: drop the data overrides or choose a train/test split')
     check_class_weights(model, class_weights)
     n = caffe.NetSpec()
@@ -154,7 +154,7 @@ def net(model, split, width=1.0, data=None, class_weights=None):
         input_layer(n, model, (DEPLOY_SIZE, DEPLOY_SIZE))
         fcn_net(n, model, width, train=False)
     else:
-        data_layer(n, model, split, data)
+        data_layer(n, model, split, overrides)
         fcn_net(n, model, width, train=True, class_weights=class_weights if split == model.splits[0] else None)
     proto = n.to_proto()
     if split == 'deploy':
@@ -202,20 +202,20 @@ def solver(model, **overrides):
     return proto
 
 
-def generate(model, width=1.0, data=None):
+def generate(model, width=1.0, overrides=None):
     """{file name: prototxt text} of everything `model` writes."""
     model = get(model)
-    files = {f'{split}.prototxt': str(net(model, split, width, data)) for split in model.splits}
+    files = {f'{split}.prototxt': str(net(model, split, width, overrides)) for split in model.splits}
     files['deploy.prototxt'] = str(net(model, 'deploy', width))
     if model.splits:
         files['solver.prototxt'] = str(solver(model))
     return files
 
 
-def write(model, out_dir=None, width=1.0, data=None):
+def write(model, out_dir=None, width=1.0, overrides=None):
     """Write the model's nets, deploy.prototxt and solver.prototxt into out_dir (default REPO / name)."""
     model = get(model)
     out = Path(out_dir) if out_dir is not None else REPO / model.name
-    files = generate(model, width, data)
+    files = generate(model, width, overrides)
     out.mkdir(parents=True, exist_ok=True)
     return [write_atomic(out / filename, content) for filename, content in files.items()]  # none left half-written

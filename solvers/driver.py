@@ -447,21 +447,21 @@ def keep_probability(text):
 
 def training_options(model, args, iter_size):
     """The data layer overrides and solver values that --augment and --loss-sampling ask for."""
-    data, solver = dict(registry.AUGMENT) if args.augment else {}, {}
+    layer, solver = dict(registry.AUGMENT) if args.augment else {}, {}
     if args.loss_sampling and args.loss_sampling < 1:
-        data.update(sample=args.loss_sampling, cell=model.stride)
+        layer.update(sample=args.loss_sampling, cell=model.stride)
         solver['iter_size'] = round(iter_size / args.loss_sampling)  # the same pixels per step, on average
-    return data, solver
+    return layer, solver
 
 
-def class_counts(model, data):
+def class_counts(model, dirs):
     """{label top: pixels per class} over the model's training split, read by its own data layer."""
     import surgery
     from caffe.proto import caffe_pb2
 
     reader = caffe_pb2.NetParameter(name='class-counts')
-    every_image_once = {**data, 'randomize': False}  # in file order: a training split is drawn with replacement
-    reader.layer.add().CopyFrom(netgen.net(model, model.splits[0], data=every_image_once).layer[0])
+    every_image_once = {**dirs, 'randomize': False}  # in file order: a training split is drawn with replacement
+    reader.layer.add().CopyFrom(netgen.net(model, model.splits[0], overrides=every_image_once).layer[0])
     net = surgery.instantiate(reader)
     counts = {task.label: np.zeros(task.classes, np.int64) for task in model.tasks}
     for _ in tqdm(range(split_size(net)), desc='class frequencies', unit='img', leave=False):
@@ -541,7 +541,7 @@ def run(args):
 
     model = args.model
     use_device(args.gpu)
-    data, overrides = training_options(model, args, netgen.solver(model).iter_size)
+    layer_overrides, overrides = training_options(model, args, netgen.solver(model).iter_size)
     if args.base_lr is not None:
         overrides['base_lr'] = args.base_lr
     if args.seed is not None:
@@ -555,7 +555,7 @@ def run(args):
         check_same_run(args, Path(args.resume).parent / 'run.json')
     report_classes(model)
     balance = balanced_weights(model, runs.data_dirs(model, args.data_root)) if args.class_balance else None
-    prepared = runs.prepare(model, args.out, args.width, args.data_root, data, solver_overrides=overrides,
+    prepared = runs.prepare(model, args.out, args.width, args.data_root, layer_overrides, solver_overrides=overrides,
                             class_weights=balance)
     solver = caffe.SGDSolver(str(prepared.solver))
     if args.resume:
@@ -568,7 +568,8 @@ def run(args):
         from_published(solver, model, weights)
     else:
         initialize(solver, model, weights, args.width)
-    runs.write_atomic(args.out / 'run.json', json.dumps(runs.record(args, weights, data, overrides), indent=1))
+    runs.write_atomic(args.out / 'run.json',
+                      json.dumps(runs.record(args, weights, layer_overrides, overrides), indent=1))
     train(solver, args.rounds, args.steps, args.out, outputs(prepared.train_net, model), label=f'{model.name}: ')
     return cli.OK
 

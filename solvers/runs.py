@@ -34,17 +34,17 @@ def default_out(model):
     return Path(data.home) / model.name if data.home else Path('runs') / data.name / model.name
 
 
-def data_dirs(model, data_root=None, data=None, splits=None):
+def data_dirs(model, data_root=None, overrides=None, splits=None):
     """The param_str overrides that point the model's data layers (of `splits`, default all) at absolute folders:
-    each '*_dir' under the data root, or as given in `data` (which wins). Folders that do not exist are one
+    each '*_dir' under the data root, or as given in `overrides` (which win). Folders that do not exist are one
     SetupError naming them all, each with where it goes and where to get it."""
     root = registry.data_root(data_root)
     wanted = {key for split in (splits or model.splits) for key in model.data.sources[split].params}
     dirs = {key: str(path) for key, path in model.data.dirs(root).items() if key in wanted}
-    dirs.update(data or {})
+    dirs.update(overrides or {})
     downloads = {key: source.download for source in model.data.sources.values() for key in source.params}
-    missing = [missing_dir(key, Path(path), root, key in (data or {}), downloads.get(key)) for key, path in dirs.items()
-               if key.endswith('_dir') and not Path(path).is_dir()]
+    missing = [missing_dir(key, Path(path), root, key in (overrides or {}), downloads.get(key))
+               for key, path in dirs.items() if key.endswith('_dir') and not Path(path).is_dir()]
     if missing:
         raise SetupError(f'{model.name} reads data that is not there:\n' + '\n'.join(missing) +
                          f'\nPut the datasets under {root} as data/README.md lays them out, or pass --data-root DIR '
@@ -98,7 +98,7 @@ class Prepared:
         return next(iter(self.nets.values()))
 
 
-def prepare(model, out, width=1.0, data_root=None, data=None, solver_overrides=None, transform=None,
+def prepare(model, out, width=1.0, data_root=None, overrides=None, solver_overrides=None, transform=None,
             class_weights=None):
     """Write the nets and solver that a run trains into out/run/ -> Prepared.
 
@@ -108,7 +108,7 @@ def prepare(model, out, width=1.0, data_root=None, data=None, solver_overrides=N
     `class_weights` ({label top: weights}) weights the training loss per class.
     """
     run = Path(out).resolve() / 'run'
-    dirs = data_dirs(model, data_root, data)
+    dirs = data_dirs(model, data_root, overrides)
     nets, paths = {}, {}
     for split in model.splits:
         param = netgen.net(model, split, width, dirs, class_weights)
@@ -124,7 +124,7 @@ def prepare(model, out, width=1.0, data_root=None, data=None, solver_overrides=N
     return Prepared(write_atomic(run / 'solver.prototxt', text_format.MessageToString(solver)), nets)
 
 
-SNAPSHOT = re.compile(r'_iter_(\d+)\.caffemodel$')
+MODEL_ITER = re.compile(r'_iter_(\d+)\.caffemodel$')
 ROW = '.row.json'  # a round's log row, beside its snapshot
 ROW_ITER = re.compile(r'_iter_(\d+)\.row\.json$')
 RUN_FILES = ('*_iter_*.caffemodel', '*_iter_*.solverstate', '*_iter_*.data.json', f'*_iter_*{ROW}', 'best.caffemodel',
@@ -133,7 +133,7 @@ RUN_FILES = ('*_iter_*.caffemodel', '*_iter_*.solverstate', '*_iter_*.data.json'
 
 def latest_snapshot(folder, complete=False):
     """The caffemodel with the highest iteration in `folder` (with `complete`: that has its solverstate), or None."""
-    found = [(int(m.group(1)), p) for p in Path(folder).glob('*_iter_*.caffemodel') if (m := SNAPSHOT.search(p.name))
+    found = [(int(m.group(1)), p) for p in Path(folder).glob('*_iter_*.caffemodel') if (m := MODEL_ITER.search(p.name))
              and (not complete or p.with_suffix('.solverstate').is_file())]
     return max(found)[1] if found else None
 
@@ -148,7 +148,7 @@ def clear(files):
         path.unlink(missing_ok=True)
 
 
-def record(args, weights, data, overrides):
+def record(args, weights, layer_overrides, solver_overrides):
     """What run.json keeps of a run: the command, the model, where its weights and data came from, the options
     and the versions, so that a result can be traced and repeated."""
     import platform
@@ -170,7 +170,7 @@ def record(args, weights, data, overrides):
     return {'command': sys.argv, 'model': args.model.name, 'dataset': registry.reference(args.model.data),
             'weights': str(weights) if weights else None,
             'resume': str(args.resume) if args.resume else None, 'data_root': str(registry.data_root(args.data_root)),
-            'width': args.width, 'rounds': args.rounds, 'steps': args.steps, 'data_overrides': data,
-            'solver_overrides': overrides, 'gpu': args.gpu,
+            'width': args.width, 'rounds': args.rounds, 'steps': args.steps, 'data_overrides': layer_overrides,
+            'solver_overrides': solver_overrides, 'gpu': args.gpu,
             'versions': {'python': platform.python_version(), 'numpy': numpy.__version__, 'caffe': caffe,
                          'fcn': commit or 'unknown'}}

@@ -119,7 +119,7 @@ def test_synth_into_the_data_folder_is_what_the_nets_read(model, folders, tmp_pa
     dirs = runs.data_dirs(model, tmp_path / 'data')  # a SetupError naming the folder where one is missing
     for split in model.splits:
         net = caffe_pb2.NetParameter(name=split)
-        net.layer.add().CopyFrom(netgen.net(model, split, data=dirs).layer[0])
+        net.layer.add().CopyFrom(netgen.net(model, split, overrides=dirs).layer[0])
         (tmp_path / f'{split}.prototxt').write_text(text_format.MessageToString(net))
         caffe.Net(str(tmp_path / f'{split}.prototxt'), caffe.TRAIN).forward()
 

@@ -68,7 +68,7 @@ def test_output_is_deterministic():
 
 
 def test_write_makes_every_file_with_overrides(tmp_path):
-    paths = netgen.write('voc-fcn32s', tmp_path, width=0.25, data={'sbdd_dir': '/tmp/synth/sbdd/dataset'})
+    paths = netgen.write('voc-fcn32s', tmp_path, width=0.25, overrides={'sbdd_dir': '/tmp/synth/sbdd/dataset'})
     assert sorted(p.name for p in paths) == sorted(netgen.MODELS['voc-fcn32s'].files)
     train = netdiff.read(tmp_path / 'train.prototxt')
     assert ast.literal_eval(train.layer[0].python_param.param_str)['sbdd_dir'] == '/tmp/synth/sbdd/dataset'
@@ -112,7 +112,7 @@ def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match='width'):
         netgen.net('voc-fcn32s', 'train', width=0)
     with pytest.raises(ValueError, match="'sbdd_dir'"):
-        netgen.net('voc-fcn32s', 'train', data={'nyud_dir': '/x'})
+        netgen.net('voc-fcn32s', 'train', overrides={'nyud_dir': '/x'})
     with pytest.raises(ValueError, match='SolverParameter'):
         netgen.solver('voc-fcn32s', learning_rate=1)
     with pytest.raises(ValueError, match='no solver'):

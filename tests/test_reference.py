@@ -55,7 +55,7 @@ def data_layer_net(model, split, data_root, overrides, path):
     from solvers import runs
 
     model = registry.get(model)
-    layer = netgen.net(model, split, data=runs.data_dirs(model, data_root, overrides)).layer[0]
+    layer = netgen.net(model, split, overrides=runs.data_dirs(model, data_root, overrides)).layer[0]
     net = caffe_pb2.NetParameter(name=f'{model.name}-{split}')
     net.layer.add().CopyFrom(layer)
     path.write_text(text_format.MessageToString(net))

@@ -149,7 +149,7 @@ RESUME = """
         param.layer.extend(kept)
 
     def make(sub):
-        prepared = runs.prepare(registry.get('voc-fcn8s'), out / sub, 0.0625, data=data,
+        prepared = runs.prepare(registry.get('voc-fcn8s'), out / sub, 0.0625, overrides=data,
                                 solver_overrides={'base_lr': 1e-7}, transform=no_dropout)
         solver = caffe.SGDSolver(str(prepared.solver))
         return solver, prepared.train_net

@@ -25,7 +25,7 @@ STEP = """
     from solvers import runs, score
 
     name, out, data = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
-    prepared = runs.prepare(registry.get(name), out, 1.0, data=data)
+    prepared = runs.prepare(registry.get(name), out, 1.0, overrides=data)
     param = prepared.train_net
     solver = caffe.SGDSolver(str(prepared.solver))
     rng = np.random.default_rng(0)
