@@ -109,7 +109,9 @@ def main(argv=None):
         if args.size < 32 or args.repeat < 1:
             raise cli.BadInput('--size must be at least 32 and --repeat at least 1')
         from netgen import table1
-        print(table1.render(table1.rows(args.size, args.repeat), args.size))
+        from surgery import instantiate
+
+        print(table1.render(table1.rows(instantiate, args.size, args.repeat), args.size))
         return cli.OK
     models = list(registry.MODELS.values()) if args.all or (args.check and not args.models) else args.models
     if not models:

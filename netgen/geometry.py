@@ -212,14 +212,27 @@ def _fixed(layer):
 
 
 def parameter_counts(proto):
-    """{layer: learned parameters} of the net, from the blob shapes of the net instantiated in Caffe; layers
-    whose every param has lr_mult 0 (the fixed bilinear upsampling, at-once skip scales) count 0."""
-    from surgery.nets import instantiate  # loads Caffe, which logs at import: callers set GLOG_minloglevel first
-
-    net = instantiate(proto)
-    layers = {layer.name: layer for layer in proto.layer}
-    return {name: 0 if _fixed(layers[name]) else sum(math.prod(blob.shape) for blob in blobs)
-            for name, blobs in net.params.items()}
+    """{layer: learned parameters} of a deploy net, sized as Caffe sizes the blobs of its convolutions,
+    deconvolutions and inner products (weights, and a bias per output unless bias_term is off), at the size of its
+    Input; layers whose every param has lr_mult 0 (the fixed bilinear upsampling, at-once skip scales) count 0."""
+    net_input = next(layer for layer in proto.layer if layer.type == 'Input')
+    shapes = blob_shapes(proto, *net_input.input_param.shape[0].dim[2:4])
+    counts = {}
+    for layer in proto.layer:
+        if layer.type in ('Convolution', 'Deconvolution'):
+            p = layer.convolution_param
+            kernel = _field(p, 'kernel_h', _first(p.kernel_size, 1))
+            weights = p.num_output * shapes[layer.bottom[0]][0] // max(p.group, 1) * kernel ** 2
+            outputs = p.num_output if p.bias_term else 0
+        elif layer.type == 'InnerProduct':
+            p = layer.inner_product_param
+            weights, outputs = p.num_output * math.prod(shapes[layer.bottom[0]]), p.num_output if p.bias_term else 0
+        elif layer.type == 'Scale' and _fixed(layer):
+            weights = outputs = 0
+        else:
+            continue
+        counts[layer.name] = 0 if _fixed(layer) else weights + outputs
+    return counts
 
 
 def totals(proto, rows=None, counts=None):

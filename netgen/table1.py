@@ -32,15 +32,15 @@ def forward_ms(net, size, repeat):
     return statistics.median(times)
 
 
-def rows(size=500, repeat=3):
-    """{model: (its totals, forward ms here, Paper)} for the three FCNs of Table 1."""
+def rows(instantiate, size=500, repeat=3):
+    """{model: (its totals, forward ms here, Paper)} for the three FCNs of Table 1; `instantiate` makes a Caffe
+    net of a NetParameter (surgery.instantiate)."""
     import netgen
-    import surgery
 
     found = {}
     for model in paper_models():
         proto = netgen.net(model, 'deploy')
-        net = surgery.instantiate(proto)
+        net = instantiate(proto)
         found[model.name] = (geometry.totals(proto), forward_ms(net, size, repeat), model.paper)
         del net
     return found

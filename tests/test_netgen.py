@@ -316,3 +316,18 @@ def test_data_overrides_are_checked_as_the_layer_will_check_them(tmp_path, overr
                              str(tmp_path / 'out')], capture_output=True, text=True, env=ENV, timeout=300)
     assert result.returncode == 2 and words in result.stderr, result.stderr
     assert not (tmp_path / 'out').exists()
+
+
+def test_parameter_counts_are_the_blobs_caffe_allocates():
+    """geometry counts parameters from the graph alone (no Caffe in netgen): for every model, what Caffe sizes."""
+    import math
+
+    import surgery
+
+    for name in netgen.MODELS:
+        proto = netgen.net(name, 'deploy', 1 / 8)
+        net = surgery.instantiate(proto)
+        layers = {layer.name: layer for layer in proto.layer}
+        fixed = {n for n, layer in layers.items() if layer.param and all(p.lr_mult == 0 for p in layer.param)}
+        allocated = {n: 0 if n in fixed else sum(math.prod(b.shape) for b in blobs) for n, blobs in net.params.items()}
+        assert geometry.parameter_counts(proto) == allocated, name
