@@ -439,7 +439,6 @@ class Writer:
 
 @cli.tool('fcn-infer')
 def main(argv=None):
-    import json
     import time
 
     from solvers.device import use_device
@@ -457,16 +456,7 @@ def main(argv=None):
                            f'{" and ".join(model.modalities)}')
     keep_going = args.keep_going if args.keep_going is not None else \
         len(paths) > 1 or any(Path(item).is_dir() or any(c in item for c in '*?[') for item in map(str, args.images))
-    outputs = [t.score for t in model.tasks]
-    named = list(zip(paths, output_names(paths), strict=True))  # names over all images: shards never collide
-    check_apart([p for _, name in named for files in result_paths(name, outputs, args.out, args.save_scores).values()
-                 for p in files], [*paths, *twin_paths(model, paths, args.twins), args.weights])
-    if args.shard:
-        k, n = args.shard
-        named = named[k - 1::n]
-    done = {item for item in named if args.skip_done and all(
-        p.is_file() for files in result_paths(item[1], outputs, args.out, args.save_scores).values() for p in files)}
-    todo, failed = checked_images(model, [item for item in named if item not in done], args.twins, keep_going)
+    todo, done, failed = selected_images(args, model, paths, keep_going)
     use_device(args.gpu)
     from solvers import engines, tiles
     from surgery.published import published_weights
@@ -481,11 +471,13 @@ def main(argv=None):
     def load(item):
         rgb = read_image(item[0])
         return rgb, model_inputs(model, item[0], rgb, args.twins)
+
     def fail(path, err):
         if not keep_going:
             raise err
         failed.append(path)
         tqdm.write(f'fcn-infer: error: {path}: {err}', file=sys.stderr)
+
     bar = tqdm(read_ahead(todo, load), total=len(todo), desc='segmenting', unit='img', disable=len(todo) < 2)
     with Writer(fail) as writer:  # PNGs encoded on a thread while the next image runs
         for (path, name), loaded, error in bar:
@@ -500,18 +492,41 @@ def main(argv=None):
                 writer.submit(path, write_results, name, rgb, labels, args.out, names)
             except PER_IMAGE as err:
                 fail(path, err)
-    segmented -= writer.failed
-    seconds = time.perf_counter() - start
-    summary = {'engine': args.engine, 'images': segmented, 'tiled': tiled, 'failed': len(failed),
-               'skipped_done': len(done),
-               'seconds': round(seconds, 3), 'forward_seconds': round(forward_seconds, 3),
-               'images_per_second': round(segmented / seconds, 3) if seconds else None}
+    summary = {'engine': args.engine, 'images': segmented - writer.failed, 'tiled': tiled, 'failed': len(failed),
+               'skipped_done': len(done), 'seconds': round(time.perf_counter() - start, 3),
+               'forward_seconds': round(forward_seconds, 3)}
+    return finish(args, summary)
+
+
+def selected_images(args, model, paths, keep_going):
+    """(todo, done, failed): the (path, output name) pairs of this shard still to segment, those whose outputs
+    are all there (--skip-done) and the paths whose header did not read; no output may land on an input."""
+    outputs = [t.score for t in model.tasks]
+    named = list(zip(paths, output_names(paths), strict=True))  # names over all images: shards never collide
+    check_apart([p for _, name in named for files in result_paths(name, outputs, args.out, args.save_scores).values()
+                 for p in files], [*paths, *twin_paths(model, paths, args.twins), args.weights])
+    if args.shard:
+        k, n = args.shard
+        named = named[k - 1::n]
+    done = {item for item in named if args.skip_done and all(
+        p.is_file() for files in result_paths(item[1], outputs, args.out, args.save_scores).values() for p in files)}
+    todo, failed = checked_images(model, [item for item in named if item not in done], args.twins, keep_going)
+    return todo, done, failed
+
+
+def finish(args, summary):
+    """The run's last line (and --report's JSON); exit 1 where an image failed."""
+    import json
+
+    seconds = summary['seconds']
+    summary['images_per_second'] = round(summary['images'] / seconds, 3) if seconds else None
     if args.report:
         write_atomic(args.report, json.dumps(summary, indent=1) + '\n')
-    print(f'segmented {segmented} image(s) in {seconds:.1f} s ({summary["images_per_second"]} images/s, '
-          f'forward {forward_seconds:.1f} s)' + (f'; {len(done)} done already, skipped' if done else '')
-          + (f'; {len(failed)} failed' if failed else ''), file=sys.stderr)
-    return cli.FAILURE if failed else cli.OK
+    print(f'segmented {summary["images"]} image(s) in {seconds:.1f} s ({summary["images_per_second"]} images/s, '
+          f'forward {summary["forward_seconds"]:.1f} s)'
+          + (f'; {summary["skipped_done"]} done already, skipped' if summary['skipped_done'] else '')
+          + (f'; {summary["failed"]} failed' if summary['failed'] else ''), file=sys.stderr)
+    return cli.FAILURE if summary['failed'] else cli.OK
 
 
 def twin_paths(model, paths, twins):
