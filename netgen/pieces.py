@@ -4,8 +4,6 @@ Every builder names its layers in the NetSpec it is given (NetSpec names a layer
 `width` factor that scales channel counts (never the number of classes), and returns the tops the next piece
 needs. Nothing here knows about a particular model: models.py composes these pieces.
 """
-from contextlib import contextmanager
-
 import numpy as np
 from caffe import coord_map
 from caffe import layers as L
@@ -60,28 +58,54 @@ def dropout(n, name, bottom, ratio, train):
     return n[name]
 
 
-@contextmanager
-def _channel_concat_keeps_coordinates():
-    # coord_map does not list Concat, but a channel Concat of equal-geometry branches (inception) maps
-    # coordinates like any pass-through layer: let the walk go through it while cropping.
-    saved = list(coord_map.PASS_THROUGH_LAYERS)
-    coord_map.PASS_THROUGH_LAYERS.append('Concat')
-    try:
-        yield
-    finally:
-        coord_map.PASS_THROUGH_LAYERS[:] = saved
+IDENTITY = (None, 1, 0)  # coord_map's map of a pointwise layer
+
+
+def layer_map(fn):
+    """coord_map's coordinate map of one layer; a channel Concat (inception joining branches of one geometry)
+    maps coordinates as the pointwise layers do, which coord_map does not list."""
+    return IDENTITY if fn.type_name == 'Concat' else coord_map.coord_map(fn)
+
+
+def maps_up(top):
+    """{`top` and every ancestor the walk reaches: the composed coordinate map between them}, through the layers
+    that have a map (a Crop only through the top it crops, not the one giving the size)."""
+    maps, frontier = {top: IDENTITY}, [top]
+    while frontier:
+        current = frontier.pop()
+        try:
+            step = layer_map(current.fn)
+        except coord_map.UndefinedMapException:
+            continue
+        for bottom in current.fn.inputs[:1] if current.fn.type_name == 'Crop' else current.fn.inputs:
+            if bottom not in maps:  # once: inception's branches meet again, and the maps agree
+                maps[bottom] = coord_map.compose(maps[current], step)
+                frontier.append(bottom)
+    return maps
+
+
+def map_between(top, reference):
+    """(axis, scale, shift) from `top`'s coordinates to `reference`'s, through an ancestor they share (as
+    coord_map.coord_map_from_to, with layer_map's Concat)."""
+    ups, reference_ups = maps_up(top), maps_up(reference)
+    common = next((t for t in reference_ups if t in ups), None)
+    if common is None:
+        raise ValueError('no coordinate map between the two tops: no spatial path joins them')
+    return coord_map.compose(reference_ups[common], coord_map.inverse(ups[common]))
 
 
 def crop(top, reference):
-    """caffe.coord_map.crop: crop `top` to `reference`, offset computed from the graph."""
-    with _channel_concat_keeps_coordinates():
-        return coord_map.crop(top, reference)
+    """A Crop of `top` to `reference`, its offset computed from the graph (coord_map's rule: the same scale, a
+    whole non-negative number of pixels)."""
+    axis, scale, shift = map_between(top, reference)
+    if not (np.all(scale == 1) and np.all(shift <= 0) and np.all(np.round(shift) == shift)):
+        raise ValueError(f'cannot crop: scale {scale}, shift {shift} (a crop needs scale 1 and a whole offset >= 0)')
+    return L.Crop(top, reference, crop_param=dict(axis=axis + 1, offset=list(-np.round(shift).astype(int))))
 
 
 def shift_between(top, reference):
-    """The coordinate shift from `top` to `reference` (coord_map), in reference pixels."""
-    with _channel_concat_keeps_coordinates():
-        return coord_map.coord_map_from_to(top, reference)[2]
+    """The coordinate shift from `top` to `reference`, in reference pixels."""
+    return map_between(top, reference)[2]
 
 
 # --- trunks: each returns {'pool3': top, 'pool4': top, 'fc7' / final feature: top} -------------------------
