@@ -151,13 +151,18 @@ def boundaries(label, width=1):
 
 
 def save_jpeg(path, rgb):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rgb).save(path, quality=92)
+    save_image(path, Image.fromarray(rgb), 'JPEG', quality=92)
 
 
 def save_png(path, array):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
+    save_image(path, Image.fromarray(array), 'PNG')
+
+
+def save_image(path, image, fmt, **options):
+    """An image encoded in memory and written through the atomic path."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    write_atomic(path, buffer.getvalue())
 
 
 # scipy stamps the creation time into the 116-byte text header; a fixed header keeps a seed's output identical.

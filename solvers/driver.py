@@ -316,8 +316,8 @@ def recover_rows(out, log, label, echo):
     between the two), letting best.caffemodel see them; returns the best mean IU so far."""
     from solvers.curve import is_row, read_log
 
-    logged = {row['iter'] for row in read_log(log)} if log.is_file() else set()
-    best = best_so_far(log, label)
+    rows = read_log(log) if log.is_file() else []
+    logged, best = {row['iter'] for row in rows}, best_so_far(rows, label)
     saved = sorted((int(m.group(1)), p) for p in Path(out).glob(f'*_iter_*{ROW}') if (m := ROW_ITER.search(p.name)))
     for _, path in saved:
         try:
@@ -354,13 +354,9 @@ def append_csv(path, row):
         writer.writerow(flat)
 
 
-def best_so_far(log, label):
-    """The best mean IU that this stage's rows in the log reached so far (a resumed run goes on from it)."""
-    from solvers.curve import read_log  # matplotlib is imported when the first round is drawn, not at start-up
-
-    if not log.is_file():
-        return -math.inf
-    scores = [row_mean_iu(row) for row in read_log(log) if row['stage'] == label.strip(' :')]
+def best_so_far(rows, label):
+    """The best mean IU that this stage's log rows reached so far (a resumed run goes on from it)."""
+    scores = [row_mean_iu(row) for row in rows if row['stage'] == label.strip(' :')]
     return max((s for s in scores if s == s), default=-math.inf)  # s == s: not NaN
 
 
