@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 from PIL import Image
+from common import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / 'shared'
 REFERENCE_DATA = SHARED / 'reference-data'
 
 

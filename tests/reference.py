@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from common import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 REFERENCE_CODE = REPO.parent / 'shared' / 'reference-code'
 MODULES = ('voc_layers', 'nyud_layers', 'siftflow_layers', 'pascalcontext_layers', 'surgery', 'score')
 

@@ -6,7 +6,6 @@ Reduced width and small inputs: the same topology as the benchmarked nets, a fra
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,8 @@ from google.protobuf import text_format
 import caffe
 
 from bench import ceiling, flops, nets, worker
+from common import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
 
 WIDTH, SIZE = 0.0625, 48
 MODELS = ('voc-fcn32s', 'voc-fcn16s', 'voc-fcn8s')
@@ -151,11 +150,11 @@ def run_bench(*args, cwd):
 
 
 def test_cli_help_and_bad_arguments(tmp_path):
-    out = run_bench('--help', cwd=ROOT)
+    out = run_bench('--help', cwd=REPO)
     assert out.returncode == 0 and '--caffe LABEL=PYTHON' in out.stdout
-    out = run_bench('--caffe', 'nolabel', cwd=ROOT)
+    out = run_bench('--caffe', 'nolabel', cwd=REPO)
     assert out.returncode != 0 and 'LABEL=PYTHON' in out.stderr
-    out = run_bench('--sgemm-shapes', '12x12', '--no-torch', cwd=ROOT)
+    out = run_bench('--sgemm-shapes', '12x12', '--no-torch', cwd=REPO)
     assert out.returncode != 0 and '4096x4096x4096' in out.stderr
 
 
@@ -166,7 +165,7 @@ def test_bench_end_to_end_tiny(tmp_path):
     out = run_bench('--models', 'voc-fcn8s', '--size', '32', '--scaling', '32', '48', '--width', '0.0625',
                     '--repeat', '1', '--warmup', '0', '--sgemm-shapes', '128x128x128',
                     '--out', str(tmp_path / 'r.json'), '--plot', str(tmp_path / 's.png'),
-                    '--scratch', str(tmp_path / 'scratch'), cwd=ROOT)
+                    '--scratch', str(tmp_path / 'scratch'), cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
     results = json.loads((tmp_path / 'r.json').read_text())
     assert (tmp_path / 's.png').stat().st_size > 1000
@@ -187,7 +186,7 @@ def test_peak_memory_is_the_child_process_own():
     """A fresh worker process reports its own peak, not its (larger) parent's."""
     ballast = np.ones(300 * 2**20 // 8)  # 300 MB resident in this process
     code = 'from bench.worker import maxrss_mb; print(maxrss_mb())'
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, check=True)
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO, check=True)
     assert worker.maxrss_mb() > 300 > float(out.stdout) > 1
     del ballast
 
@@ -213,16 +212,17 @@ def test_gpu_option_defaults_to_the_papers_nets_and_no_scaling():
     assert {'voc-fcn-alexnet', 'voc-fcn-googlenet'} < set(GPU_MODELS)
     args, _ = parse_args(['--no-torch', '--gpu', '1', '--models', 'voc-fcn8s', '--scaling', '500'])
     assert (args.gpu, args.models, args.scaling) == (1, ['voc-fcn8s'], [500])
-    out = run_bench('--gpu', 'first', cwd=ROOT)
+    out = run_bench('--gpu', 'first', cwd=REPO)
     assert out.returncode == 2 and "--gpu: invalid int value: 'first'" in out.stderr
 
 
+@pytest.mark.build_kind
 def test_gpu_option_on_a_cpu_only_build_is_one_line_before_any_job(tmp_path):
     if not cpu_only_caffe():
         pytest.skip('this pycaffe is a CUDA build')
     for extra in ([], ['--no-torch']):
         out = run_bench('--gpu', '0', *extra, '--scratch', str(tmp_path / 'scratch'), '--out', str(tmp_path / 'r.json'),
-                        cwd=ROOT)
+                        cwd=REPO)
         assert out.returncode == 2, out.stderr
         assert out.stderr.strip().splitlines() == [
             'python -m bench: error: --gpu 0: this pycaffe is a CPU-only build. Rebuild it with CUDA (`CUDA=1 make '
@@ -230,6 +230,7 @@ def test_gpu_option_on_a_cpu_only_build_is_one_line_before_any_job(tmp_path):
         assert not (tmp_path / 'scratch').exists() and not (tmp_path / 'r.json').exists()
 
 
+@pytest.mark.build_kind
 def test_gpu_option_refuses_a_cpu_only_pytorch(monkeypatch):
     """With a Caffe that can use the GPU, a PyTorch that cannot is named before any job starts."""
     torch = pytest.importorskip('torch')

@@ -4,9 +4,9 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
-import pytest
 
 import caffe
 from caffe import layers as L
@@ -115,6 +115,21 @@ def test_weights_save_and_load(tmp_path):
     np.testing.assert_array_equal(a.forward()['conv'], b.forward()['conv'])
 
 
-@pytest.mark.parametrize('module', ['caffe.net_spec', 'caffe.coord_map', 'caffe.proto.caffe_pb2'])
-def test_pycaffe_modules_import(module):
-    __import__(module)
+def test_pycaffe_modules_are_the_builds_own_and_work():
+    """net_spec, coord_map and the regenerated caffe_pb2 come from the installed build and do their jobs: a
+    padded convolution undone by a deconvolution is cropped by its padding, and the message reads back."""
+    import caffe.coord_map
+    import caffe.net_spec
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    package = Path(caffe.__file__).parent
+    for module in (caffe.net_spec, caffe.coord_map, caffe_pb2):
+        assert Path(module.__file__).parent in (package, package / 'proto'), module.__file__
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 1, 10, 10]))
+    n.conv = L.Convolution(n.data, kernel_size=3, pad=2, num_output=1)
+    n.up = L.Deconvolution(n.conv, convolution_param=dict(kernel_size=3, num_output=1))
+    n.crop = crop(n.up, n.data)
+    text = str(n.to_proto())
+    layer = text_format.Parse(text, caffe_pb2.NetParameter()).layer[-1]
+    assert (layer.type, list(layer.crop_param.offset)) == ('Crop', [2])

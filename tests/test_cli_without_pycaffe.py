@@ -5,7 +5,6 @@ import os
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,8 @@ from PIL import Image
 
 from fcn.cli import PYCAFFE_MISSING
 from fcn.files import write_atomic
+from common import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 HIDE_CAFFE = "import sys; sys.modules['caffe'] = None; "
 ENTRY = {  # console script -> how to call its main
     'fcn-netgen': 'from netgen.cli import main; sys.exit(main())',

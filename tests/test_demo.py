@@ -6,11 +6,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from PIL import Image
+from common import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_demo_runs_every_stage_and_writes_its_outputs(tmp_path):

@@ -7,11 +7,10 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
+from common import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 FUZZ = """
     import json, random, sys, traceback
     from pathlib import Path

@@ -23,11 +23,10 @@ from bench import nets
 from bench.worker import rel_error
 from fcn.cli import BadInput
 from solvers.device import check_gpu
+from common import QUIET, REPO
 
-REPO = Path(__file__).resolve().parents[1]
 HARNESS = Path(__file__).with_name('compare_devices.py')
 GPU = int(os.environ.get('FCN_TEST_GPU', '0'))
-ENV = {**os.environ, 'GLOG_minloglevel': '2', 'PYTHONPATH': str(REPO)}
 LAYER_TOLERANCE = 1e-5  # relative L2 error of every compared array
 WHOLE, TINY = '100000', '0.01'  # CAFFE_COL_TILE_MB: one im2col buffer; tiles of a few rows (CAFFE_COL_TILES builds)
 
@@ -151,7 +150,7 @@ def run_on(device, cases, out, tile_mb=None, seed=0):
     out.mkdir(parents=True, exist_ok=True)
     job = out / 'job.json'
     job.write_text(json.dumps({'gpu': device, 'seed': seed, 'out': str(out), 'cases': cases}))
-    env = ENV if tile_mb is None else {**ENV, 'CAFFE_COL_TILE_MB': tile_mb}
+    env = QUIET if tile_mb is None else {**QUIET, 'CAFFE_COL_TILE_MB': tile_mb}
     result = subprocess.run([sys.executable, str(HARNESS), str(job)], capture_output=True, text=True, env=env,
                             timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -297,7 +296,7 @@ def test_resume_on_the_gpu_restores_iteration_weights_momentum_and_continues_ide
     """tests/test_solvers.py's resume check (two rounds straight against one, a snapshot and one more), on the GPU."""
     script = f'from solvers.device import use_device\nuse_device({gpu})\n' + textwrap.dedent(test_solvers.RESUME)
     result = subprocess.run([sys.executable, '-c', script, str(data_root), str(tmp_path)], capture_output=True,
-                            text=True, timeout=1200, env=ENV, cwd='/')
+                            text=True, timeout=1200, env=QUIET, cwd='/')
     assert result.returncode == 0, result.stderr[-3000:]
     worst = json.loads(result.stdout.strip().splitlines()[-1])['worst']
     assert worst == 0.0, f'the resumed run on the GPU differs from the uninterrupted one by {worst}'
@@ -306,7 +305,7 @@ def test_resume_on_the_gpu_restores_iteration_weights_momentum_and_continues_ide
 def score(weights, data_root, out, *device):
     result = subprocess.run([test_solvers.SCORE, 'voc-fcn8s', '--weights', weights, '--width', test_solvers.WIDTH,
                              '--data-root', data_root, '--json', out, *map(str, device)], capture_output=True,
-                            text=True, env=ENV, timeout=600)
+                            text=True, env=QUIET, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(Path(out).read_text())['score']
 
@@ -329,7 +328,7 @@ def test_fcn_infer_on_the_gpu_segments_as_the_cpu(gpu_run, gpu, data_root, tmp_p
     for name, device in (('cpu', []), ('gpu', ['--gpu', str(gpu)])):
         result = subprocess.run([str(Path(sys.executable).parent / 'fcn-infer'), 'voc-fcn8s', '--weights',
                                  gpu_run / 'train_iter_10.caffemodel', '--width', test_solvers.WIDTH, image,
-                                 '--out', tmp_path / name, *device], capture_output=True, text=True, env=ENV,
+                                 '--out', tmp_path / name, *device], capture_output=True, text=True, env=QUIET,
                                 timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
         labels[name] = np.array(Image.open(tmp_path / name / f'{image.stem}.png'))
@@ -361,7 +360,7 @@ def test_gpu_on_a_cpu_only_build_says_how_to_rebuild(tool, tmp_path):
         if 'CPU-only' not in str(err):
             pytest.skip(f'a CUDA build without a usable GPU {GPU}: {err}')
     result = subprocess.run([*map(str, tools(tmp_path)[tool]), '--gpu', str(GPU)], capture_output=True, text=True,
-                            env=ENV, cwd='/', timeout=300)
+                            env=QUIET, cwd='/', timeout=300)
     assert result.returncode == 2, (tool, result.returncode, result.stderr[-2000:])
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and 'CPU-only' in lines[0] and 'CUDA=1 make caffe' in lines[0], result.stderr

@@ -10,10 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from common import BIN, ENV, REPO
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, 'PYTHONPATH': str(REPO)}
 WIDTH = '1/16'
 EXPORT = all(importlib.util.find_spec(m) for m in ('torch', 'onnx', 'onnxruntime'))  # fcn-export's extra
 

@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from data_helpers import REFERENCE_DATA
-from test_hostile import BIN, ENV, REPO, tool
+from common import BIN, ENV, REPO
+from test_hostile import tool
 from test_own_data import WIDTH, readme_commands, start_weights, train
 
 pycocotools = pytest.importorskip('pycocotools')

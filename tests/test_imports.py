@@ -3,9 +3,8 @@ functions), and the packages' __init__ modules load no Caffe."""
 import ast
 import subprocess
 import sys
-from pathlib import Path
+from common import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ('fcn', 'netgen', 'surgery', 'solvers', 'datalayers')
 
 

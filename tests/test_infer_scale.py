@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from data_helpers import REFERENCE_DATA
-from test_hostile import BIN, ENV, REPO, WIDTH
+from common import BIN, ENV, REPO
+from test_hostile import WIDTH
 from test_own_data import readme_commands
 
 ORT = all(importlib.util.find_spec(m) for m in ('onnx', 'onnxruntime'))

@@ -2,19 +2,16 @@
 weights each pixel by its class otherwise (checked against numerical gradients), and fcn-train --class-balance
 trains with weights from the training split's frequencies."""
 import json
-import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from solvers.losses import class_weights
+from common import ENV
 
-REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, 'PYTHONPATH': str(REPO)}
 NETS = """
     import sys, json
     import caffe, numpy as np

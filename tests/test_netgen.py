@@ -1,7 +1,6 @@
 """netgen: reference equality, committed files, Caffe instantiation, geometry (CVPR Table 1), ILSVRC names."""
 import ast
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +10,10 @@ import pytest
 import netgen
 from netgen import geometry, netdiff
 
+from common import QUIET
+
 REFERENCE = netgen.REPO.parent / 'shared' / 'reference-nets'
 FCNS = [name for name, model in netgen.MODELS.items() if model.splits]
-ENV = dict(os.environ, GLOG_minloglevel='2')
 
 
 def reference_files():
@@ -29,7 +29,7 @@ def generated(model, filename):
 
 def run_python(code, timeout=300):
     """Run code that touches Caffe nets in a subprocess: a failed Caffe CHECK aborts the process, not pytest."""
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=ENV,
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=QUIET,
                             cwd=netgen.REPO, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
@@ -37,7 +37,14 @@ def run_python(code, timeout=300):
 
 # --- the reference nets ------------------------------------------------------------------------------
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason=f'reference nets not found at {REFERENCE}')
+def test_every_reference_file_is_compared():
+    """All 46 of the reference's nets and solvers, each beside a file this project generates."""
+    assert REFERENCE.is_dir(), f'the reference nets are not at {REFERENCE} (../shared beside the project)'
+    compared = reference_files()
+    assert len(compared) == 46 and len({p.parent.name for p in compared}) == 15
+    assert all(path.name in netgen.MODELS[path.parent.name].files for path in compared)
+
+
 @pytest.mark.parametrize('path', reference_files(), ids=lambda p: f'{p.parent.name}/{p.name}')
 def test_generated_equals_reference(path):
     differences = netdiff.diff(netdiff.read(path), generated(path.parent.name, path.name))
@@ -49,7 +56,7 @@ def test_committed_file_equals_reference_through_the_cli():
     ours = netgen.REPO / 'voc-fcn8s' / 'deploy.prototxt'
     result = subprocess.run([sys.executable, '-m', 'netgen.netdiff', str(ours), str(REFERENCE / 'voc-fcn8s' /
                                                                                       'deploy.prototxt')],
-                            capture_output=True, text=True, env=ENV, cwd=netgen.REPO)
+                            capture_output=True, text=True, env=QUIET, cwd=netgen.REPO)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -80,8 +87,17 @@ def test_write_makes_every_file_with_overrides(tmp_path):
 
 
 def test_every_model_folder_has_its_files():
-    for model in netgen.MODELS.values():
+    """Each model's folder holds, as committed, its nets (the solver last) and, where it trains, its solve.py;
+    every folder with a deploy net at the top is a declared model."""
+    tracked = subprocess.run(['git', 'ls-files'], capture_output=True, text=True, cwd=netgen.REPO, check=True)
+    folders = {}
+    for path in map(Path, tracked.stdout.split()):
+        if len(path.parts) == 2:
+            folders.setdefault(path.parts[0], set()).add(path.name)
+    assert {name for name, files in folders.items() if 'deploy.prototxt' in files} == set(netgen.MODELS)
+    for name, model in netgen.MODELS.items():
         assert model.files[-1] == ('solver.prototxt' if model.splits else 'deploy.prototxt')
+        assert folders[name] == set(model.files) | ({'solve.py'} if model.splits else set()), name
         assert model.init_from is None or model.init_from in netgen.MODELS
 
 
@@ -182,7 +198,7 @@ def test_classifier_receptive_field_of_googlenet_is_the_papers_907():
 ])
 def test_info_gives_table_1(name, depth, millions, rf, stride):
     result = subprocess.run([sys.executable, '-m', 'netgen.cli', '--info', name], capture_output=True, text=True,
-                            env=ENV, cwd=netgen.REPO, timeout=300)
+                            env=QUIET, cwd=netgen.REPO, timeout=300)
     assert result.returncode == 0, result.stderr
     total = result.stdout.strip().splitlines()[-2]
     assert f'conv depth {depth},' in total and f'parameters {millions}.' in total, total
@@ -287,7 +303,7 @@ def test_two_stream_nets_finish_each_stream_before_the_next(name):
 
 def test_table1_computes_the_papers_columns_and_times_a_forward_pass():
     result = subprocess.run([sys.executable, '-m', 'netgen.cli', '--table1', '--size', '64', '--repeat', '1'],
-                            capture_output=True, text=True, env=ENV, cwd=netgen.REPO, timeout=300)
+                            capture_output=True, text=True, env=QUIET, cwd=netgen.REPO, timeout=300)
     assert result.returncode == 0, result.stderr
     rows = {line[:26].strip(): [cell.strip() for cell in line[26:].split('  ') if cell.strip()]
             for line in result.stdout.splitlines() if not line.startswith('note')}
@@ -304,7 +320,7 @@ def test_table1_computes_the_papers_columns_and_times_a_forward_pass():
 
 def test_info_on_a_train_split_needs_no_dataset(tmp_path):
     result = subprocess.run([sys.executable, '-m', 'netgen.cli', '--info', 'voc-fcn8s', '--split', 'train'],
-                            capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)  # no ../data here
+                            capture_output=True, text=True, env=QUIET, cwd=tmp_path, timeout=300)  # no ../data here
     assert result.returncode == 0, result.stderr
     assert 'parameters 134.4M' in result.stdout and 'loss' in result.stdout
 
@@ -313,7 +329,7 @@ def test_info_on_a_train_split_needs_no_dataset(tmp_path):
                                             ('seed=x', "key 'seed' must be an integer")])
 def test_data_overrides_are_checked_as_the_layer_will_check_them(tmp_path, override, words):
     result = subprocess.run([sys.executable, '-m', 'netgen.cli', 'voc-fcn8s', '--data', override, '--out',
-                             str(tmp_path / 'out')], capture_output=True, text=True, env=ENV, timeout=300)
+                             str(tmp_path / 'out')], capture_output=True, text=True, env=QUIET, timeout=300)
     assert result.returncode == 2 and words in result.stderr, result.stderr
     assert not (tmp_path / 'out').exists()
 

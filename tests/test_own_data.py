@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from data_helpers import REFERENCE_DATA
-from test_hostile import BIN, ENV, REPO, tool
+from common import BIN, ENV, REPO
+from test_hostile import tool
 
 WIDTH = '1/16'
 EXPORT = all(importlib.util.find_spec(m) for m in ('torch', 'onnx', 'onnxruntime'))

@@ -8,11 +8,10 @@ import subprocess
 import sys
 import textwrap
 import threading
-from pathlib import Path
 
 import pytest
+from common import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 DECLARE = """
     import sys
     from fcn import registry

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 INFER = str(Path(sys.executable).parent / 'fcn-infer')
 
 

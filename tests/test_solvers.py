@@ -4,7 +4,6 @@ Everything that builds a Caffe net runs in a child process: a failed Caffe CHECK
 """
 import ast
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,23 +15,22 @@ import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
 from data_helpers import voc_data
+from common import QUIET, REPO
 
-REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 WIDTH = '0.125'
 SCORE = str(Path(PYTHON).parent / 'fcn-score')  # the console script installed beside this Python
-ENV = {**os.environ, 'GLOG_minloglevel': '2', 'PYTHONPATH': str(REPO)}
 
 
 def run_py(code, timeout=300, **kw):
     return subprocess.run([PYTHON, '-c', textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout,
-                          env=ENV, cwd=kw.pop('cwd', '/'), **kw)
+                          env=QUIET, cwd=kw.pop('cwd', '/'), **kw)
 
 
 def solve(model, *args, timeout=300):
     """python MODEL/solve.py ARGS, from an unrelated working directory."""
     return subprocess.run([PYTHON, str(REPO / model / 'solve.py'), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=ENV, cwd='/')
+                          timeout=timeout, env=QUIET, cwd='/')
 
 
 @pytest.fixture(scope='session')
@@ -98,18 +96,33 @@ def test_loop_scores_rise_and_writes_log_curve_snapshots(trained):
 
 
 def test_next_stage_starts_from_the_previous(he_weights, data_root, tmp_path):
+    """FCN-16s from an FCN-32s file: every layer the two share comes from that file (a rate of 1e-30 moves weights
+    by less than 1e-20 in the steps); the new score_pool4 starts at zero, as the reference's net has no filler."""
+    import surgery
     stage = tmp_path / '16s'
     result = solve('voc-fcn16s', '--width', WIDTH, '--weights', he_weights,
-                   '--data-root', data_root, '--rounds', 1, '--steps', 5, '--base-lr', 1e-7, '--out', stage)
+                   '--data-root', data_root, '--rounds', 1, '--steps', 5, '--base-lr', 1e-30, '--out', stage)
     assert result.returncode == 0, result.stderr[-3000:]
     assert read_log(stage / 'log.jsonl')[0]['iter'] == 5
+
+    def blobs(path):
+        return {layer.name: [np.array(b.data) for b in layer.blobs]
+                for layer in surgery.read_caffemodel(path).layer if layer.blobs}
+    before, after = blobs(he_weights), blobs(stage / 'train_iter_5.caffemodel')
+    shared = sorted(set(before) & set(after))
+    assert len(shared) == 16 and {'conv1_1', 'fc7', 'score_fr'} <= set(shared)  # 13 conv, fc6, fc7, score_fr
+    for name in shared:
+        for old, new in zip(before[name], after[name], strict=True):
+            assert np.abs(new - old).max() < 1e-20, name
+    assert np.abs(after['score_pool4'][0]).max() < 1e-20
+    assert np.abs(before['conv1_1'][0]).max() > 1e-3  # the file's own random weights, not zeros
 
 
 def test_fcn_score_prints_the_metrics(trained, data_root):
     out, _ = trained
     result = subprocess.run([SCORE, 'voc-fcn8s', '--weights', out / 'train_iter_120.caffemodel', '--width',
                              WIDTH, '--data-root', data_root, '--json', out / 'score.json'],
-                            capture_output=True, text=True, env=ENV, timeout=300)
+                            capture_output=True, text=True, env=QUIET, timeout=300)
     assert result.returncode == 0, result.stderr
     scored = json.loads((out / 'score.json').read_text())['score']
     logged = read_log(out / 'log.jsonl')[-1]['scores']['score']
@@ -126,7 +139,7 @@ def test_fcn_score_bad_inputs(trained, data_root, tmp_path):
              (['--weights', out / 'train_iter_120.caffemodel', '--split', 'test'], 'splits'),
              (['--weights', out / 'train_iter_120.caffemodel', '--width', '0.25'], 'shape')]
     for args, message in cases:
-        result = subprocess.run(base + args, capture_output=True, text=True, env=ENV, timeout=120)
+        result = subprocess.run(base + args, capture_output=True, text=True, env=QUIET, timeout=120)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr[-2000:])
 
 
@@ -189,7 +202,7 @@ RESUME = """
 
 def test_resume_restores_iteration_weights_momentum_and_continues_identically(data_root, tmp_path):
     result = subprocess.run([PYTHON, '-c', textwrap.dedent(RESUME), str(data_root), str(tmp_path)],
-                            capture_output=True, text=True, timeout=600, env=ENV, cwd='/')
+                            capture_output=True, text=True, timeout=600, env=QUIET, cwd='/')
     assert result.returncode == 0, result.stderr[-3000:]
     worst = json.loads(result.stdout.strip().splitlines()[-1])['worst']
     assert worst == 0.0, f'resumed run differs from the uninterrupted one by {worst}'
@@ -279,7 +292,7 @@ def test_ctrl_c_saves_a_snapshot_first(data_root, he_weights, tmp_path):
     proc = subprocess.Popen([PYTHON, str(REPO / 'voc-fcn32s' / 'solve.py'), '--width', WIDTH, '--weights',
                              str(he_weights), '--data-root', str(data_root), '--rounds', '1', '--steps', '100000',
                              '--base-lr', '1e-9', '--out', str(tmp_path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV, cwd='/')
+                            stderr=subprocess.PIPE, text=True, env=QUIET, cwd='/')
     deadline = time.time() + 120
     while not (tmp_path / 'run' / 'solver.prototxt').exists() and time.time() < deadline:
         time.sleep(0.5)
@@ -292,6 +305,7 @@ def test_ctrl_c_saves_a_snapshot_first(data_root, he_weights, tmp_path):
     assert 'resume with --resume' in out
 
 
+@pytest.mark.build_kind
 def test_gpu_message_says_how_to_rebuild():
     result = run_py('from solvers.device import use_device; use_device(0)')
     if result.returncode == 0:
@@ -299,10 +313,11 @@ def test_gpu_message_says_how_to_rebuild():
     assert 'CUDA=1 make caffe' in result.stderr and 'leave out --gpu' in result.stderr
 
 
+@pytest.mark.build_kind
 def test_the_references_command_line_from_inside_the_folder(tmp_path):
     """`cd voc-fcn32s && python solve.py 0`: sys.argv[1] is the GPU, as in the reference."""
     def inside(*args):
-        return subprocess.run([PYTHON, 'solve.py', *args], capture_output=True, text=True, timeout=300, env=ENV,
+        return subprocess.run([PYTHON, 'solve.py', *args], capture_output=True, text=True, timeout=300, env=QUIET,
                               cwd=REPO / 'voc-fcn32s')
     positional, option = inside('0', '--out', tmp_path / 'a'), inside('--gpu', '0', '--out', tmp_path / 'b')
     if positional.returncode == 0:
@@ -361,7 +376,7 @@ def test_fcn_infer_writes_label_png_and_overlay_for_any_size(trained, tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (37, 53, 3), dtype=np.uint8)).save(odd)
     images = [odd] + ([DEMO_IMAGE] if DEMO_IMAGE.is_file() else [])
     result = subprocess.run([INFER, 'voc-fcn8s', '--weights', trained[0] / 'train_iter_120.caffemodel', '--width',
-                             WIDTH, *images, '--out', tmp_path / 'out'], capture_output=True, text=True, env=ENV,
+                             WIDTH, *images, '--out', tmp_path / 'out'], capture_output=True, text=True, env=QUIET,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     for image in images:
@@ -380,7 +395,7 @@ def test_fcn_infer_bad_inputs(trained, tmp_path):
              ([tmp_path / 'none.caffemodel', DEMO_IMAGE], 'not found')]
     for (w, image), message in cases:
         result = subprocess.run([INFER, 'voc-fcn8s', '--weights', w, '--width', WIDTH, image, '--out', tmp_path],
-                                capture_output=True, text=True, env=ENV, timeout=120)
+                                capture_output=True, text=True, env=QUIET, timeout=120)
         assert result.returncode == 2 and message in result.stderr, (image, result.stderr[-2000:])
 
 
@@ -419,7 +434,7 @@ LEARNS = """
 
 def learned_layers(model, data_root, tmp_path):
     result = subprocess.run([PYTHON, '-c', textwrap.dedent(LEARNS), model, str(data_root), str(tmp_path / model)],
-                            capture_output=True, text=True, env=ENV, cwd='/', timeout=300)
+                            capture_output=True, text=True, env=QUIET, cwd='/', timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout.split()
 
@@ -473,7 +488,7 @@ def test_class_balance_trains_with_weights_from_the_training_split(data_root, he
 def test_surgery_init_makes_weights_a_smoke_run_starts_from(data_root, tmp_path):
     def init(out, *extra):
         return subprocess.run([PYTHON, '-m', 'surgery.cli', 'init', 'voc-fcn32s', '--width', WIDTH, '--seed', '3',
-                               '--out', out, *extra], capture_output=True, text=True, env=ENV, cwd='/', timeout=120)
+                               '--out', out, *extra], capture_output=True, text=True, env=QUIET, cwd='/', timeout=120)
     first, second = tmp_path / 'a.caffemodel', tmp_path / 'b.caffemodel'
     result = init(first, '--random')
     assert result.returncode == 0 and "NOT the paper's initialization" in result.stdout, result.stderr
@@ -491,7 +506,7 @@ def test_surgery_init_random_for_scale_and_fully_connected_layers(model, tmp_pat
 
     out = tmp_path / 'w.caffemodel'
     result = subprocess.run([PYTHON, '-m', 'surgery.cli', 'init', model, '--random', '--width', WIDTH, '--out', out],
-                            capture_output=True, text=True, env=ENV, cwd='/', timeout=120)
+                            capture_output=True, text=True, env=QUIET, cwd='/', timeout=120)
     assert result.returncode == 0, result.stderr
     blobs = {layer.name: np.array(layer.blobs[0].data) for layer in read_caffemodel(out).layer if layer.blobs}
     if model == 'voc-fcn8s-atonce':

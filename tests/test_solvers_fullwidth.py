@@ -8,13 +8,12 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 import netgen
+from common import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 FCN_MODELS = [name for name, model in netgen.MODELS.items() if model.splits]
 STEP = """
     import json, sys, math

@@ -1,6 +1,5 @@
 """Surgery on small nets built here: fc -> conv transplant and its equivalence, bilinear interp, NYUDv2
 initializations, checked caffemodel loading, the untrained-trunk guard and the fcn-surgery CLI."""
-import os
 import subprocess
 import sys
 import textwrap
@@ -19,8 +18,8 @@ from scipy.ndimage import map_coordinates
 import surgery
 import surgery.cli
 from surgery import WeightsError
+from common import QUIET
 
-ENV = dict(os.environ, GLOG_minloglevel='2')
 C, FC, K = 6, 16, 5  # pool5 channels, fully connected width, classes of the tiny nets
 
 
@@ -378,7 +377,7 @@ def test_read_prototxt_reads_nets_and_solvers(tmp_path):
 
 
 def run_python(code, tmp_path):
-    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], cwd=tmp_path, env=ENV,
+    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], cwd=tmp_path, env=QUIET,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -436,7 +435,7 @@ def test_check_trained_trunk_refuses_zero_and_filler_weights():
 
 
 def fcn_surgery(*args, cwd):
-    return subprocess.run([sys.executable, '-m', 'surgery.cli', *map(str, args)], cwd=cwd, env=ENV,
+    return subprocess.run([sys.executable, '-m', 'surgery.cli', *map(str, args)], cwd=cwd, env=QUIET,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -3,22 +3,18 @@
 fcn-surgery convert end to end, the fc -> conv equivalence on the real head, the NYUDv2 initializations
 and bilinear filling of every upsampling layer.
 """
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+import netgen
 import surgery
 from surgery import WeightsError
-
-netgen = pytest.importorskip('netgen')
-if not hasattr(netgen, 'net'):
-    pytest.skip('netgen.net is not available yet', allow_module_level=True)
+from common import QUIET
 
 WIDTH = 1 / 16  # same topology as the paper's nets, a sixteenth of the channels
-ENV = dict(os.environ, GLOG_minloglevel='2')
 CONVERSIONS = {'vgg16': 'voc-fcn32s', 'caffenet': 'voc-fcn-alexnet', 'googlenet': 'voc-fcn-googlenet'}
 
 
@@ -50,7 +46,7 @@ def ilsvrc(tmp_path_factory):
 
 def convert(trunk, weights, out):
     return subprocess.run([sys.executable, '-m', 'surgery.cli', 'convert', trunk, '--weights', str(weights),
-                           '--out', str(out), '--width', str(WIDTH)], env=ENV, capture_output=True, text=True,
+                           '--out', str(out), '--width', str(WIDTH)], env=QUIET, capture_output=True, text=True,
                           timeout=300)
 
 

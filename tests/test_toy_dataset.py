@@ -6,8 +6,8 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from common import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 TOY = Path(__file__).resolve().parent / 'toy'
 TRAIN = """
     import sys
