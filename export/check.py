@@ -41,7 +41,7 @@ def random_inputs(channels, height, width, seed):
 
 def caffe_outputs(net, inputs):
     """{output: scores} of the Caffe net for {input: 1 x C x H x W}."""
-    from solvers.infer import forward
+    from solvers.deploy import forward
 
     forward(net, {blob: array[0] for blob, array in inputs.items()})
     return {out: net.blobs[out].data.copy() for out in net.outputs}

@@ -111,7 +111,7 @@ def check_cases(model, proto, args):
              for i, (h, w) in enumerate(args.sizes)]
     if args.image:
         from datalayers.datasets import preprocess
-        from solvers.infer import check_fits, read_image
+        from solvers.deploy import check_fits, read_image
 
         rgb = read_image(args.image)
         check_fits(proto, rgb, args.image)
@@ -163,11 +163,11 @@ def main(argv=None):
         raise cli.BadInput(f'--image: {model.name} takes {" and ".join(model.modalities)} images; its export is '
                            'checked on random inputs only')
     if args.image:
-        from solvers.infer import read_image
+        from solvers.deploy import read_image
         read_image(args.image, decode=False)
     require(fmt)
     from fcn.files import check_apart
-    from solvers.infer import load_deploy_net
+    from solvers.deploy import load_deploy_net
     from surgery.published import published_weights
 
     weights_path = published_weights(model, args.weights)

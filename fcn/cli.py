@@ -5,8 +5,9 @@
 
 Each tool parses its arguments (and answers --help) before it imports Caffe, so both work on a machine where
 `make setup` has not built pycaffe yet; a command that needs Caffe then says so and exits 1. Caffe's own log
-level comes from the environment only: GLOG_minloglevel (default 2 here: warnings and errors), read by glog
-when Caffe is first imported.
+level comes from the environment only: GLOG_minloglevel, read by glog when Caffe is first imported; a tool
+(`tool`) makes its default 2 (warnings and errors) as it starts, before its main imports Caffe. Importing this
+module changes nothing.
 """
 import argparse
 import contextlib
@@ -19,8 +20,6 @@ from fractions import Fraction
 from pathlib import Path
 
 from fcn import registry
-
-os.environ.setdefault('GLOG_minloglevel', '2')
 
 OK, FAILURE, BAD_INPUT, INTERRUPTED = 0, 1, 2, 130
 PYCAFFE_MISSING = 'pycaffe is not installed in this environment: run make setup'
@@ -49,6 +48,7 @@ def tool(name):
     def decorate(main):
         @functools.wraps(main)
         def run(*args, **kwargs):
+            os.environ.setdefault('GLOG_minloglevel', '2')  # before main imports Caffe: its log stays quiet
             try:
                 return main(*args, **kwargs)
             except ModuleNotFoundError as err:

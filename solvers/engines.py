@@ -9,26 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from fcn import cli
-from solvers.score import check_outputs
+from solvers.deploy import forward
 
 ENGINES = ('caffe', 'onnxruntime')
-
-
-def forward(net, inputs):
-    """One forward pass of the net, reshaped to the inputs {input top: C x H x W}; NotFinite for NaN or infinite
-    outputs, and whether they are constant."""
-    for top, array in inputs.items():
-        net.blobs[top].reshape(1, *array.shape)
-    net.reshape()
-    # Caffe aborts on a layer whose output vanishes (an image smaller than the net's pooling allows).
-    empty = [name for name, blob in net.blobs.items() if blob.count == 0]
-    if empty:
-        h, w = next(iter(inputs.values())).shape[1:]
-        raise ValueError(f'a {w}x{h} image is too small for this net: {empty[0]} comes out empty; use a larger image')
-    for top, array in inputs.items():
-        net.blobs[top].data[0] = array
-    net.forward()
-    return check_outputs(net, list(net.outputs))
 
 
 class Caffe:

@@ -12,19 +12,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from datalayers import label_image, palette
 from datalayers.datasets import mean_array, preprocess
 from fcn import cli, registry
 from fcn.files import check_apart, write_atomic
-from solvers.engines import forward
+from solvers.deploy import EXIF_ORIENTATION, check_fits, forward, load_deploy_net, read_image  # noqa: F401
 from solvers.score import CONSTANT
-from solvers.tiles import INT_MAX
+from solvers.tiles import INT_MAX  # noqa: F401  (TODO: train_args to read it from tiles)
 
 
-EXIF_ORIENTATION = 0x0112
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.tif', '.tiff', '.webp')
 
 
@@ -59,38 +58,6 @@ def output_names(paths):
         names.append(stem)
     return [name if names.count(name) == 1 else f'{name}_{path.suffix[1:]}' for name, path in zip(names, paths,
                                                                                                  strict=True)]
-
-
-def read_image(path, decode=True):
-    """H x W x 3 uint8 RGB (with `decode` False: only checked, from the file's header), or a clear error for a
-    missing or unreadable file; a FIFO or device (/dev/stdin from a pipe, say) is refused, not waited on."""
-    if Path(path).exists() and not Path(path).is_file():
-        raise ValueError(f'{path} is not a regular file (a folder, FIFO or device): give an image file')
-    try:
-        with Image.open(path) as im:
-            if decode and im.getexif().get(EXIF_ORIENTATION, 1) != 1:
-                tqdm.write(f'note: {path} has an EXIF orientation; it is segmented as stored, not as a viewer turns '
-                           'it (as the data layers and the reference read images)', file=sys.stderr)
-            return np.asarray(im.convert('RGB')) if decode else im.size
-    except FileNotFoundError:
-        raise ValueError(f'image {path} not found') from None
-    except Image.DecompressionBombError as err:  # not an OSError: Pillow's guard against huge images
-        raise ValueError(f'{path} is too large to read safely: {err}') from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f'{path} is not an image Pillow can read ({err})') from None
-
-
-def load_deploy_net(model, weights, width=1.0):
-    """(the model's deploy net with trained weights, its NetParameter)."""
-    import netgen
-    import surgery
-
-    if not Path(weights).is_file():
-        raise cli.BadInput(f'weights {weights} not found: pass a .caffemodel written by training')
-    proto = netgen.net(model, 'deploy', width)
-    net = surgery.instantiate(proto)
-    surgery.load_weights(net, str(weights), model=model.name)
-    return net, proto
 
 
 def segment(net, rgb, mean):
@@ -129,23 +96,6 @@ def model_inputs(model, path, rgb, twins=None):
         raise cli.BadInput(f'{path} and its twin in {twins} differ in size: '
                            + ', '.join(f'{top} {h}x{w}' for top, (h, w) in sizes.items()))
     return arrays
-
-
-def check_fits(proto, rgb, path):
-    """Refuse, before Caffe allocates anything, an image whose blobs in this net would pass Caffe's limit of
-    2**31 - 1 values per blob (Caffe aborts) or the memory available now."""
-    from netgen.geometry import blob_sizes
-
-    sizes = blob_sizes(proto, *rgb.shape[:2])
-    blob, largest = max(sizes.items(), key=lambda item: item[1])
-    if largest > INT_MAX:
-        raise cli.BadInput(f'{path}: a {rgb.shape[1]}x{rgb.shape[0]} image is too large for this net: its blob '
-                           f'{blob} would hold {largest} values, over Caffe\'s limit of {INT_MAX}; scale it down')
-    needed, available = 4 * sum(sizes.values()), os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
-    if needed > available:
-        raise cli.BadInput(f'{path}: a {rgb.shape[1]}x{rgb.shape[0]} image needs about {needed >> 20} MB in this '
-                           f'net, {available >> 20} MB are free; scale it down')
-
 
 
 def shift_and_stitch(coarse, image, factor, step):

@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from fcn import cli, registry  # cli sets GLOG_minloglevel (default 2) before Caffe is imported
+from fcn import cli, registry
 from fcn.files import check_apart
 
 from .bilinear import interp, upsampling_layers

@@ -8,6 +8,10 @@ import os
 
 import pytest
 
+# The tools run in this process too, and glog reads its level once, when Caffe is first imported (at collection):
+# quiet, as each tool makes it for itself.
+os.environ.setdefault('GLOG_minloglevel', '2')
+
 from test_published import server  # noqa: F401  (a weights host on 127.0.0.1)
 
 ALLOWED = ('gpu', 'build_kind')  # markers whose tests may skip on this machine

@@ -3,9 +3,9 @@ functions), and the packages' __init__ modules load no Caffe."""
 import ast
 import subprocess
 import sys
-from common import REPO
+from common import ENV, REPO, checked, child
 
-PACKAGES = ('fcn', 'netgen', 'surgery', 'solvers', 'datalayers')
+PACKAGES = ('fcn', 'netgen', 'surgery', 'solvers', 'datalayers', 'bench', 'export')
 
 
 def module_name(path):
@@ -65,3 +65,23 @@ def test_importing_the_packages_loads_no_caffe():
     code = f'import sys; import {", ".join(PACKAGES)}; import solvers.metrics, fcn.cli; print("caffe" in sys.modules)'
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0 and result.stdout.strip() == 'False', result.stderr
+
+
+def print_environment_changes():
+    """Import every tool's module; print the environment variables that importing them set or changed (after the
+    libraries they use: scipy.io sets KMP_DUPLICATE_LIB_OK for itself)."""
+    import importlib
+    import os
+
+    import scipy.io  # noqa: F401
+    before = dict(os.environ)
+    for module in ('fcn.cli', 'netgen.cli', 'surgery.cli', 'surgery.published', 'solvers.driver', 'solvers.score',
+                   'solvers.infer', 'datalayers.cli', 'export.cli', 'bench.__main__'):
+        importlib.import_module(module)
+    print(sorted(k for k, v in os.environ.items() if before.get(k) != v))
+
+
+def test_importing_the_tools_changes_no_environment():
+    """Caffe's log level is the tool's to set as it starts (cli.tool), not an import's side effect."""
+    env = {k: v for k, v in ENV.items() if k != 'GLOG_minloglevel'}
+    assert checked(child(print_environment_changes, env=env)).strip() == '[]'
