@@ -33,10 +33,10 @@ def rel_error(got, want):
     return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
 
 
-def random_inputs(channels, height, width, seed):
+def random_inputs(channels, h, w, seed):
     """{input: 1 x C x H x W float32} spread like mean-subtracted pixels."""
     rng = np.random.default_rng(seed)
-    return {blob: rng.uniform(-128, 128, (1, c, height, width)).astype(np.float32) for blob, c in channels.items()}
+    return {blob: rng.uniform(-128, 128, (1, c, h, w)).astype(np.float32) for blob, c in channels.items()}
 
 
 def caffe_outputs(net, inputs):

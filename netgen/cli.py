@@ -39,15 +39,15 @@ def size(text):
     return (sides * 2)[:2]
 
 
-def memory_report(proto, height, width):
-    """The peak memory of a forward pass at height x width beyond the weights, as fcn-infer plans with it."""
+def memory_report(proto, h, w):
+    """The peak memory of a forward pass at H x W beyond the weights, as fcn-infer plans with it."""
     from netgen.geometry import COL_TILE_MB, forward_memory, peak_memory
 
-    activations, columns = forward_memory(proto, height, width)
-    mb, cpu = 2 ** 20, peak_memory(proto, height, width)
-    return (f'forward pass at {height}x{width}, beyond the weights: CPU {cpu / mb:.0f} MB '
+    activations, columns = forward_memory(proto, h, w)
+    mb, cpu = 2 ** 20, peak_memory(proto, h, w)
+    return (f'forward pass at {h}x{w}, beyond the weights: CPU {cpu / mb:.0f} MB '
             f'(activations {activations / mb:.0f} MB, im2col at most {COL_TILE_MB} MB in the default build), '
-            f'GPU {peak_memory(proto, height, width, gpu=True) / mb:.0f} MB (the whole im2col buffer, '
+            f'GPU {peak_memory(proto, h, w, gpu=True) / mb:.0f} MB (the whole im2col buffer, '
             f'{columns / mb:.0f} MB; cuDNN workspaces not counted)')
 
 

@@ -110,30 +110,30 @@ def score_layer(proto):
     return proto.layer[-1].name
 
 
-def blob_shapes(proto, height, width):
-    """{blob: (C, H, W)} of a deploy net fed one height x width image, by Caffe's own shape rules (computed, never
+def blob_shapes(proto, h, w):
+    """{blob: (C, H, W)} of a deploy net fed one H x W image, by Caffe's own shape rules (computed, never
     allocated: Caffe aborts on a blob of more than 2**31 - 1 values). Square kernels, as in every FCN here."""
     shapes = {}
     for layer in proto.layer:
         bottoms = [shapes[name] for name in layer.bottom]
         if layer.type == 'Input':
-            tops = [(shape.dim[1], height, width) for shape in layer.input_param.shape]
+            tops = [(shape.dim[1], h, w) for shape in layer.input_param.shape]
         else:
             tops = [_top_shape(layer, bottoms)] * len(layer.top)
         shapes.update(zip(layer.top, tops, strict=True))
     return shapes
 
 
-def blob_sizes(proto, height, width):
-    """{blob: values} of the deploy net fed one height x width image (blob_shapes)."""
-    return {name: math.prod(shape) for name, shape in blob_shapes(proto, height, width).items()}
+def blob_sizes(proto, h, w):
+    """{blob: values} of the deploy net fed one H x W image (blob_shapes)."""
+    return {name: math.prod(shape) for name, shape in blob_shapes(proto, h, w).items()}
 
 
-def forward_memory(proto, height, width):
-    """(activations, im2col) bytes of a forward pass at height x width: every blob's float32 values (Caffe keeps
+def forward_memory(proto, h, w):
+    """(activations, im2col) bytes of a forward pass at H x W: every blob's float32 values (Caffe keeps
     them all), and the largest convolution's column buffer (kernel size x output pixels; 1 x 1 convolutions
     need none). The weights come on top, the same at every size."""
-    shapes = blob_shapes(proto, height, width)
+    shapes = blob_shapes(proto, h, w)
     columns = [(shapes[layer.bottom[0]][0] // max(layer.convolution_param.group, 1)) * _window(layer)[0] ** 2
                * math.prod(shapes[layer.top[0]][1:]) for layer in proto.layer
                if layer.type == 'Convolution' and _window(layer) != (1, 1, 0)]
@@ -143,10 +143,10 @@ def forward_memory(proto, height, width):
 COL_TILE_MB = 4  # the default build's im2col tile (CAFFE_COL_TILE_MB): a larger column buffer is made in tiles
 
 
-def peak_memory(proto, height, width, gpu=False):
-    """Bytes a forward pass at height x width needs beyond the weights: the activations, and the im2col buffer
+def peak_memory(proto, h, w, gpu=False):
+    """Bytes a forward pass at H x W needs beyond the weights: the activations, and the im2col buffer
     (on the CPU at most the default build's tile; Caffe's GPU convolution makes it whole)."""
-    activations, columns = forward_memory(proto, height, width)
+    activations, columns = forward_memory(proto, h, w)
     cap = float(os.environ.get('CAFFE_COL_TILE_MB', COL_TILE_MB)) * (1 << 20)
     return activations + (columns if gpu else min(columns, cap))
 

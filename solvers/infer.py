@@ -203,14 +203,14 @@ class Probabilities:
     filled tile by tile through a memory map beside them (never held whole) and renamed into place when done;
     or, for top1, the winning probability as an 8-bit PNG (0-255 for 0-1)."""
 
-    def __init__(self, kind, paths, classes, height, width):
+    def __init__(self, kind, paths, classes, h, w):
         self.kind, self.paths = kind, paths
         if kind == 'top1':
-            self.maps = {out: np.zeros((height, width), np.uint8) for out in paths}
+            self.maps = {out: np.zeros((h, w), np.uint8) for out in paths}
         else:
             self.parts = {out: path.with_name(f'.{path.name}.part') for out, path in paths.items()}
             self.maps = {out: np.lib.format.open_memmap(self.parts[out], 'w+', np.float16,
-                                                        (classes[out], height, width)) for out in paths}
+                                                        (classes[out], h, w)) for out in paths}
 
     def put(self, out, part, probabilities):
         y0, y1, x0, x1 = part
@@ -241,8 +241,8 @@ def segment_image(engine, proto, inputs, budget, gpu=False, probabilities=None):
 
     from solvers import tiles
 
-    height, width = next(iter(inputs.values())).shape[1:]
-    tile, margin = tiles.plan(proto, height, width, budget, gpu)
+    h, w = next(iter(inputs.values())).shape[1:]
+    tile, margin = tiles.plan(proto, h, w, budget, gpu)
     labels, extremes, count, seconds = {}, [np.inf, -np.inf], 0, 0.0
     parts = tiles.tiled(engine.scores, inputs, tile, margin)
     while True:
@@ -253,7 +253,7 @@ def segment_image(engine, proto, inputs, budget, gpu=False, probabilities=None):
             break
         y0, y1, x0, x1 = part
         for out, scores in got.items():
-            labels.setdefault(out, np.empty((height, width), np.uint8))[y0:y1, x0:x1] = scores.argmax(0)
+            labels.setdefault(out, np.empty((h, w), np.uint8))[y0:y1, x0:x1] = scores.argmax(0)
             if probabilities is not None:
                 probabilities.put(out, part, tiles.softmax(scores))
         first = next(iter(got.values()))

@@ -43,46 +43,46 @@ def free_memory(gpu=False):
 INT_MAX = 2 ** 31 - 1  # Caffe aborts on a blob of more values
 
 
-def fits(proto, height, width, budget, gpu=False):
-    return peak_memory(proto, height, width, gpu) <= budget and \
-        max(geometry.blob_sizes(proto, height, width).values()) <= INT_MAX
+def fits(proto, h, w, budget, gpu=False):
+    return peak_memory(proto, h, w, gpu) <= budget and \
+        max(geometry.blob_sizes(proto, h, w).values()) <= INT_MAX
 
 
-def plan(proto, height, width, budget, gpu=False):
+def plan(proto, h, w, budget, gpu=False):
     """(tile, context): the side of the part of the output each tile gives (the whole image when its pass fits
     in `budget` bytes, every blob within Caffe's limit) and the context around it; a BadInput naming the minimum
     where not even the smallest tile fits."""
     stride, margin = geometry.context(proto)
-    if fits(proto, height, width, budget, gpu):
-        return max(height, width), margin
+    if fits(proto, h, w, budget, gpu):
+        return max(h, w), margin
 
     def fits_tiles(k):  # tiles of k strides, with their context
-        return fits(proto, min(height, k * stride + 2 * margin), min(width, k * stride + 2 * margin), budget, gpu)
+        return fits(proto, min(h, k * stride + 2 * margin), min(w, k * stride + 2 * margin), budget, gpu)
     if not fits_tiles(1):
-        need = peak_memory(proto, min(height, stride + 2 * margin), min(width, stride + 2 * margin), gpu)
+        need = peak_memory(proto, min(h, stride + 2 * margin), min(w, stride + 2 * margin), gpu)
         raise cli.BadInput(f'--max-memory {budget >> 20} MB is below what one tile needs: {math.ceil(need / 2 ** 20)} '
                            f'MB ({stride}-pixel tiles with {margin} pixels of context each side); allow more')
-    low, high = 1, max(height, width) // stride + 1
+    low, high = 1, max(h, w) // stride + 1
     while low < high:  # the largest k that fits
         mid = (low + high + 1) // 2
         low, high = (mid, high) if fits_tiles(mid) else (low, mid - 1)
     return low * stride, margin
 
 
-def windows(height, width, tile, margin):
+def windows(h, w, tile, margin):
     """((y0, y1, x0, x1) of a part of the output, (ya, yb, xa, xb) of the input the tile reads) for every tile."""
-    for y0 in range(0, height, tile):
-        for x0 in range(0, width, tile):
-            part = (y0, min(y0 + tile, height), x0, min(x0 + tile, width))
-            yield part, (max(0, y0 - margin), min(height, part[1] + margin), max(0, x0 - margin),
-                         min(width, part[3] + margin))
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            part = (y0, min(y0 + tile, h), x0, min(x0 + tile, w))
+            yield part, (max(0, y0 - margin), min(h, part[1] + margin), max(0, x0 - margin),
+                         min(w, part[3] + margin))
 
 
 def tiled(scores, inputs, tile, margin):
     """(part, {output: C x h x w scores of that part}) for every tile of the inputs {top: C x H x W}, from
     `scores` (an engine's: {top: C x H x W} -> {output: C x H x W})."""
-    height, width = next(iter(inputs.values())).shape[1:]
-    for part, (ya, yb, xa, xb) in windows(height, width, tile, margin):
+    h, w = next(iter(inputs.values())).shape[1:]
+    for part, (ya, yb, xa, xb) in windows(h, w, tile, margin):
         got = scores({top: np.ascontiguousarray(a[:, ya:yb, xa:xb]) for top, a in inputs.items()})
         y0, y1, x0, x1 = part
         yield part, {out: s[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa] for out, s in got.items()}
