@@ -2,10 +2,13 @@
 
 The reference runs `solve.py` from inside the model folder: its solver names the nets relative to that folder
 and the data layers read '../data/...'. Here netgen writes the nets a run trains with the data folders made
-absolute (--data-root, else $FCN_DATA, else the repository's data/), into OUT/run/ beside the solver.
+absolute (--data-root, else $FCN_DATA, else the repository's data/), into OUT/run/ beside the solver (RunSpec).
+The run folder OUT is claimed by one run at a time (lock, claim_out), and its run.json says whose it is.
 """
+import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from google.protobuf import text_format
 import netgen
 from fcn import registry
 from fcn.cli import BadInput
-from fcn.files import write_atomic
+from fcn.files import same_file, write_atomic
 
 
 class SetupError(BadInput):
@@ -98,30 +101,53 @@ class Prepared:
         return next(iter(self.nets.values()))
 
 
-def prepare(model, out, width=1.0, data_root=None, overrides=None, solver_overrides=None, transform=None,
-            class_weights=None):
-    """Write the nets and solver that a run trains into out/run/ -> Prepared.
+@dataclass(frozen=True)
+class RunSpec:
+    """The nets and solver a run trains, as `prepare` writes them into out/run/: the model at `width`, its data
+    layers reading the folders under `data_root` with these param_str `overrides` (which win), the training loss
+    weighted per class by `class_weights` ({label top: weights}) where given, each net edited by `transform(param)`
+    where given (tests drop dropout with it), and the solver with `solver_overrides` (e.g. base_lr)."""
+    model: registry.Model
+    out: Path
+    width: float = 1.0
+    data_root: Path | None = None
+    overrides: dict | None = None
+    solver_overrides: dict | None = None
+    transform: Callable | None = None
+    class_weights: dict | None = None
 
-    The run solver names its nets absolutely, leaves snapshots to the driver (snapshot 0: the driver writes
-    them atomically after each round) with prefix out/.partial/<reference prefix>, and takes `solver_overrides`
-    (e.g. base_lr for the demo). `transform(param)` may edit each net (tests use it to drop dropout);
-    `class_weights` ({label top: weights}) weights the training loss per class.
-    """
-    run = Path(out).resolve() / 'run'
-    dirs = data_dirs(model, data_root, overrides)
-    nets, paths = {}, {}
-    for split in model.splits:
-        param = netgen.net(model, split, width, dirs, class_weights)
-        param.name = model.name  # the snapshots carry it (the committed nets, as the reference's, have none)
-        nets[split] = (transform(param) or param) if transform is not None else param
-        paths[split] = write_atomic(run / f'{split}.prototxt', text_format.MessageToString(nets[split]))
-    solver = netgen.solver(model, **(solver_overrides or {}))
-    train, test = model.splits
-    solver.train_net = str(paths[train])
-    solver.test_net[:] = [str(paths[test])]
-    solver.snapshot = 0
-    solver.snapshot_prefix = str(run.parent / '.partial' / (Path(solver.snapshot_prefix).name or 'train'))
-    return Prepared(write_atomic(run / 'solver.prototxt', text_format.MessageToString(solver)), nets)
+    def prepare(self):
+        """Write the nets, then the solver that names them -> Prepared."""
+        run = Path(self.out).resolve() / 'run'
+        nets, paths = self.write_nets(run)
+        return Prepared(self.write_solver(run, paths), nets)
+
+    def write_nets(self, run):
+        """Each split's net with absolute data folders -> ({split: NetParameter}, {split: its prototxt})."""
+        dirs = data_dirs(self.model, self.data_root, self.overrides)
+        nets, paths = {}, {}
+        for split in self.model.splits:
+            param = netgen.net(self.model, split, self.width, dirs, self.class_weights)
+            param.name = self.model.name  # the snapshots carry it (the committed nets, as the reference's, have none)
+            nets[split] = (self.transform(param) or param) if self.transform is not None else param
+            paths[split] = write_atomic(run / f'{split}.prototxt', text_format.MessageToString(nets[split]))
+        return nets, paths
+
+    def write_solver(self, run, paths):
+        """The solver, naming its nets absolutely. It leaves snapshots to the driver (snapshot 0: the driver writes
+        them atomically after each round) and aims them at out/.partial/<reference prefix>."""
+        solver = netgen.solver(self.model, **(self.solver_overrides or {}))
+        train, test = self.model.splits
+        solver.train_net = str(paths[train])
+        solver.test_net[:] = [str(paths[test])]
+        solver.snapshot = 0
+        solver.snapshot_prefix = str(run.parent / '.partial' / (Path(solver.snapshot_prefix).name or 'train'))
+        return write_atomic(run / 'solver.prototxt', text_format.MessageToString(solver))
+
+
+def prepare(model, out, width=1.0, data_root=None, overrides=None, **options):
+    """RunSpec(...).prepare(), for the callers that name a run's nets in one call (the demo, the tests)."""
+    return RunSpec(model, out, width, data_root, overrides, **options).prepare()
 
 
 MODEL_ITER = re.compile(r'_iter_(\d+)\.caffemodel$')
@@ -146,6 +172,52 @@ def previous_run(out):
 def clear(files):
     for path in files:
         path.unlink(missing_ok=True)
+
+
+def check_same_run(args, record):
+    """A run folder belongs to one model and width: a state from another is refused (its run.json says)."""
+    if not record.is_file():
+        return
+    try:
+        saved = json.loads(record.read_text())
+        theirs = (saved['model'], float(saved['width']))
+    except (ValueError, KeyError, TypeError) as err:
+        raise SetupError(f'--resume: {record} is not a run record ({err}); mend or delete it') from None
+    if saved.get('dataset', args.dataset) != args.dataset and args.dataset:
+        raise SetupError(f'--resume: {record.parent} is a run on {saved["dataset"]}, not on {args.dataset}')
+    if theirs != (args.model.name, float(args.width)):
+        raise SetupError(f'--resume: {record.parent} is a run of {theirs[0]} at width {theirs[1]:g}, not of '
+                         f'{args.model.name} at width {float(args.width):g}: resume it as that, or start anew')
+
+
+def claim_out(args, weights=None):
+    """The solverstate to resume from, after checking --out: a previous run there is continued (--resume), or
+    deleted (--overwrite), or the run is refused, saying which to choose."""
+    out, previous = Path(args.out), previous_run(args.out)
+    if [p.name for p in previous] == ['run.json']:  # a run stopped in its set-up: nothing of it to keep
+        clear(previous)
+        previous = []
+    if args.resume == 'auto':
+        latest = latest_snapshot(out, complete=True)
+        if latest is None:
+            raise SetupError(f'--resume auto: {out} holds no complete snapshot to resume from')
+        return latest.with_suffix('.solverstate')
+    home = Path(args.resume).parent if args.resume else out
+    if previous and not same_file(home, out):
+        raise SetupError(f'--resume {args.resume} continues the run in {home}, but --out {out} holds another run '
+                         f'({previous[0].name}, ...) and the two logs would mix: leave out --out to go on in {home}, '
+                         'or choose an empty --out to branch from it')
+    if previous and not args.resume:
+        if not args.overwrite:
+            raise SetupError(f'{out} holds a previous run ({previous[0].name}, ...): continue it with --resume auto, '
+                             'start over with --overwrite (which deletes its snapshots and log), or choose another '
+                             '--out')
+        start = next((p for p in previous if weights is not None and same_file(p, weights)), None)
+        if start is not None:
+            raise SetupError(f'--overwrite would delete {start}, the weights this run starts from: copy it out '
+                             f'of {out} first, or choose another --out')
+        clear(previous)
+    return args.resume
 
 
 def record(args, weights, layer_overrides, solver_overrides):

@@ -1,0 +1,81 @@
+"""A run's log: a row per round in log.jsonl and log.csv, the round's validation sheet (val.png), and
+best.caffemodel, the snapshot with the best mean IU so far. The curve (log.png) is drawn by solvers.curve."""
+import csv
+import json
+import math
+from pathlib import Path
+
+from solvers import runs
+from solvers.metrics import METRICS
+from solvers.runs import ROW, ROW_ITER, SetupError
+
+
+def write_sheet(path, samples, names):
+    """The round's validation sheet: a few evaluation images, their ground truth and the prediction."""
+    from solvers.infer import comparison, png_bytes
+
+    runs.write_atomic(path, png_bytes(comparison(samples, names)))
+
+
+def append_row(log, row):
+    """The round's row at the end of log.jsonl and log.csv."""
+    with open(log, 'a') as f:
+        f.write(json.dumps(row) + '\n')
+    append_csv(log.with_suffix('.csv'), row)
+
+
+def append_csv(path, row):
+    """The round's numbers as a CSV row (a header first in a new file), for spreadsheets."""
+    flat = {key: row[key] for key in ('stage', 'round', 'iter', 'seconds', 'train_loss', 'train_loss_per_pixel')}
+    flat.update((f'{score}_{metric}', result[metric]) for score, result in row['scores'].items() for metric in METRICS)
+    new = not path.exists()
+    with open(path, 'a', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(flat))
+        if new:
+            writer.writeheader()
+        writer.writerow(flat)
+
+
+def recover_rows(out, log, label, echo):
+    """Log the rows of this stage's rounds whose snapshot is complete but whose log line is missing (a kill came
+    between the two), letting best.caffemodel see them; returns the best mean IU so far."""
+    from solvers.curve import is_row, read_log
+
+    rows = read_log(log) if log.is_file() else []
+    logged, best = {row['iter'] for row in rows}, best_so_far(rows, label)
+    saved = sorted((int(m.group(1)), p) for p in Path(out).glob(f'*_iter_*{ROW}') if (m := ROW_ITER.search(p.name)))
+    for _, path in saved:
+        try:
+            row = json.loads(path.read_text())
+            if not is_row(row):
+                raise ValueError('not a log row')
+        except (OSError, ValueError):
+            raise SetupError(f'{path} is not a log row (a damaged file?): delete it, and its round is not logged') \
+                from None
+        model = path.with_name(path.name[:-len(ROW)] + '.caffemodel')
+        fresh = row['iter'] not in logged and row['stage'] == label.strip(' :')
+        if fresh and model.with_suffix('.solverstate').is_file():
+            best = keep_best(model, row_mean_iu(row), best)
+            append_row(log, row)
+            echo(f'note: round {row["round"]} (iteration {row["iter"]}) was saved but not logged (the run was killed '
+                 'between the two): its row is logged now')
+    return best
+
+
+def row_mean_iu(row):
+    """The mean IU a row is ranked by: its first output's (the scores are in the nets' output order)."""
+    return next(iter(row['scores'].values()))['mean_iu']
+
+
+def best_so_far(rows, label):
+    """The best mean IU that this stage's log rows reached so far (a resumed run goes on from it)."""
+    scores = [row_mean_iu(row) for row in rows if row['stage'] == label.strip(' :')]
+    return max((s for s in scores if s == s), default=-math.inf)  # s == s: not NaN
+
+
+def keep_best(model, mean_iu, best):
+    """Copy the round's snapshot to best.caffemodel beside it when its mean IU beats the best so far."""
+    if mean_iu == mean_iu and mean_iu > best:
+        runs.write_atomic(model.parent / 'best.caffemodel', model.read_bytes())
+        return mean_iu
+    return best
