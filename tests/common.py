@@ -45,3 +45,14 @@ def checked(result):
     """A CompletedProcess that exited 0 (else its stderr's end in the assertion); its stdout."""
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+def save_stand_in(model, width, path):
+    """A child program: `model`'s deploy net at `width` with surgery's He-initialized stand-in for the converted
+    ILSVRC trunk (seed 0), saved as the caffemodel `path`."""
+    import netgen
+    import surgery
+
+    net = surgery.instantiate(netgen.net(model, 'deploy', width=float(width)))
+    surgery.stand_in_trunk(net, seed=0)
+    net.save(str(path))

@@ -3,11 +3,14 @@
 `reference_code(dest)` copies it into a temporary folder with the one mechanical change Python 3 needs (its
 `print` statements become calls) and returns that folder; a child process with that folder first on its path
 then runs the reference's data layers (same module names as this project's: voc_layers, nyud_layers, ...),
-surgery.py, score.py and solve.py. Tests skip, saying why, where the folder is absent.
+surgery.py, score.py and solve.py (the functions below, run by `common.child(..., path_first=that folder)`: this
+module imports none of this project's packages, whose names the reference's modules share). Tests skip, saying why,
+where the folder is absent.
 """
-import os
+import importlib
+import json
 import re
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -35,29 +38,27 @@ def reference_code(dest):
     return dest
 
 
-def run_python(code, path_first, *args, cwd='/', timeout=600):
-    """`python -c code args` with `path_first` alone on PYTHONPATH (the reference's folder or this project's)."""
-    env = {**os.environ, 'GLOG_minloglevel': '2', 'PYTHONPATH': str(path_first)}
-    return subprocess.run([sys.executable, '-c', code, *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=timeout)
+def run_script(script, *argv):
+    """`python SCRIPT ARGV` (the reference's solve.py, its infer.py), run from the child's working directory."""
+    sys.argv = [script, *argv]
+    runpy.run_path(script, run_name='__main__')
 
 
-# Run in a child process by both sides: each case's data layer, alone in a net, forwarded N times; the tops of
-# every pass and the id it read go into one .npz per case. It proves which modules it ran.
-FORWARD = r'''
-import importlib, json, sys
-import numpy as np
-import caffe
-cases, out = json.loads(open(sys.argv[1]).read()), sys.argv[2]
-print(json.dumps({m: importlib.import_module(m).__file__ for m in sys.argv[3:]}))
-for case in cases:
-    net = caffe.Net(case['prototxt'], caffe.TRAIN)
-    layer = net.layers[0]
-    arrays, ids = {}, []
-    for i in range(case['forwards']):
-        ids.append(layer.indices[layer.idx] if hasattr(layer, 'indices') else layer.ids[layer.index])
-        net.forward()
-        for top in net.top_names[net._layer_names[0]]:
-            arrays[f'{top}_{i}'] = net.blobs[top].data.copy()
-    np.savez(f"{out}/{case['name']}.npz", ids=np.array(ids), **arrays)
-'''
+def forward_data_layers(cases, out, *modules):
+    """Run by both sides, each with its own modules first on the path: every case (of the JSON file `cases`)'s
+    data layer, alone in a net, forwarded case['forwards'] times; the tops of every pass and the id it read go into
+    one OUT/NAME.npz per case. It proves which modules it ran: its first line is {module: file} of `modules`."""
+    import caffe
+    import numpy as np
+
+    print(json.dumps({m: importlib.import_module(m).__file__ for m in modules}))
+    for case in json.loads(Path(cases).read_text()):
+        net = caffe.Net(case['prototxt'], caffe.TRAIN)
+        layer = net.layers[0]
+        arrays, ids = {}, []
+        for i in range(case['forwards']):
+            ids.append(layer.indices[layer.idx] if hasattr(layer, 'indices') else layer.ids[layer.index])
+            net.forward()
+            for top in net.top_names[net._layer_names[0]]:
+                arrays[f'{top}_{i}'] = net.blobs[top].data.copy()
+        np.savez(f"{out}/{case['name']}.npz", ids=np.array(ids), **arrays)

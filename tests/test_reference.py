@@ -18,8 +18,9 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 from PIL import Image
 
+from common import checked, child, save_stand_in
 from data_helpers import voc_data
-from reference import FORWARD, MODULES, REPO, reference_code, run_python
+from reference import MODULES, REPO, forward_data_layers, reference_code, run_script
 
 FORWARDS = 14  # more than any split holds: the evaluation splits wrap around
 # (model, split, param_str overrides): every dataset, every split, every set of NYUDv2 modalities
@@ -69,9 +70,8 @@ def forward_both(cases, refcode, tmp_path):
     for side, path_first in (('project', REPO), ('reference', refcode)):
         out = tmp_path / side
         out.mkdir()
-        result = run_python(FORWARD, path_first, tmp_path / 'cases.json', out, *MODULES[:4])
-        assert result.returncode == 0, result.stderr[-3000:]
-        files = json.loads(result.stdout.splitlines()[0])
+        stdout = checked(child(forward_data_layers, tmp_path / 'cases.json', out, *MODULES[:4], path_first=path_first))
+        files = json.loads(stdout.splitlines()[0])
         assert all(Path(f).parent == Path(path_first) for f in files.values()), files  # who ran
         found[side] = {case['name']: np.load(out / f"{case['name']}.npz") for case in cases}
     return found
@@ -112,13 +112,7 @@ def voc_root(tmp_path_factory):
 def start(tmp_path_factory):
     """A reduced-width stand-in for the converted VGG16 trunk (both sides start from this file)."""
     path = tmp_path_factory.mktemp('start') / 'vgg16-fcn.caffemodel'
-    result = run_python(f'''
-import netgen, surgery
-net = surgery.instantiate(netgen.net('voc-fcn32s', 'deploy', width={WIDTH}))
-surgery.stand_in_trunk(net, seed=0)
-net.save({str(path)!r})
-''', REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
+    checked(child(save_stand_in, 'voc-fcn32s', WIDTH, path))
     return path
 
 
@@ -155,10 +149,8 @@ def theirs(model, refcode, folder, run_dir, voc_root, weights_at, weights):
         assert old in source, f'the reference {model}/solve.py no longer says {old!r}'
         source = source.replace(old, new)
     (here / 'solve.py').write_text(source + f"\nsolver.net.save('{model}.caffemodel')\n")
-    result = run_python('import runpy, sys; sys.argv = ["solve.py", "0"]; runpy.run_path("solve.py")', refcode,
-                        cwd=here)
-    assert result.returncode == 0, result.stderr[-3000:]
-    printed = {NAMES[name]: float(value) for it, name, value in METRIC.findall(result.stdout)
+    result = child(run_script, 'solve.py', '0', path_first=refcode, cwd=here)
+    printed = {NAMES[name]: float(value) for it, name, value in METRIC.findall(checked(result))
                if int(it) == ROUNDS * STEPS}
     assert len(printed) == 4, result.stdout[-2000:]
     return here / f'{model}.caffemodel', printed
@@ -215,6 +207,20 @@ def test_training_is_bit_identical_to_the_reference_solve_py(refcode, voc_root, 
 
 # --- inference: fcn-infer against the reference's infer.py -----------------------------------------------------
 
+def save_random_net(model, width, prototxt, weights):
+    """`model`'s deploy net at `width` written to `prototxt`, and its He-normal random weights (bench.worker's,
+    seed 3) to `weights`."""
+    import netgen
+    import surgery
+    from bench.worker import init_weights
+
+    param = netgen.net(model, 'deploy', width=float(width))
+    Path(prototxt).write_text(text_format.MessageToString(param))
+    net = surgery.instantiate(param)
+    init_weights(net, 3)
+    net.save(str(weights))
+
+
 def test_fcn_infer_feeds_the_net_what_the_reference_infer_py_feeds_it(refcode, tmp_path):
     """The reference's infer.py on its demo image (a real VOC photo), up to its argmax, against this project's
     input preparation and fcn-infer, with the same random weights in a reduced-width voc-fcn8s."""
@@ -225,24 +231,13 @@ def test_fcn_infer_feeds_the_net_what_the_reference_infer_py_feeds_it(refcode, t
     (tmp_path / 'voc-fcn8s').mkdir()
     shutil.copy(demo, tmp_path / 'demo' / 'image.jpg')
     model_file = tmp_path / 'voc-fcn8s' / 'fcn8s-heavy-pascal.caffemodel'
-    made = run_python(f'''
-from google.protobuf import text_format
-from PIL import Image
-import netgen, surgery
-from bench.worker import init_weights
-param = netgen.net('voc-fcn8s', 'deploy', width={WIDTH})
-open({str(tmp_path / 'voc-fcn8s' / 'deploy.prototxt')!r}, 'w').write(text_format.MessageToString(param))
-net = surgery.instantiate(param)
-init_weights(net, 3)
-net.save({str(model_file)!r})
-''', REPO)
-    assert made.returncode == 0, made.stderr[-3000:]
+    checked(child(save_random_net, 'voc-fcn8s', WIDTH, tmp_path / 'voc-fcn8s' / 'deploy.prototxt', model_file))
     source = (refcode / 'infer.py').read_text()
     assert '# visualize segmentation' in source, 'the reference infer.py changed'
     source = source[:source.index('# visualize segmentation')]  # its pictures need vis.py, Python 2 (xrange)
     source += "np.save('in.npy', in_)\nnp.save('score.npy', net.blobs['score'].data[0])\n"
-    result = run_python(source, refcode, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    (tmp_path / 'infer.py').write_text(source)  # the reference's own program, cut: run as its file
+    checked(child(run_script, 'infer.py', path_first=refcode, cwd=tmp_path))
     fed = np.load(tmp_path / 'in.npy')
 
     from fcn import registry
