@@ -1,8 +1,8 @@
 """Surgery on small nets built here: fc -> conv transplant and its equivalence, bilinear interp, NYUDv2
 initializations, checked caffemodel loading, the untrained-trunk guard and the fcn-surgery CLI."""
+import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -18,7 +18,7 @@ from scipy.ndimage import map_coordinates
 import surgery
 import surgery.cli
 from surgery import WeightsError
-from common import QUIET
+from common import QUIET, child
 
 C, FC, K = 6, 16, 5  # pool5 channels, fully connected width, classes of the tiny nets
 
@@ -376,9 +376,28 @@ def test_read_prototxt_reads_nets_and_solvers(tmp_path):
         surgery.read_prototxt(tmp_path / 'missing.prototxt', caffe_pb2.SolverParameter())
 
 
-def run_python(code, tmp_path):
-    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], cwd=tmp_path, env=QUIET,
-                          capture_output=True, text=True, timeout=120)
+def load_cls_weights(weights, legacy):
+    """Run from a folder holding cls.prototxt, fcn.prototxt and fc6.npy: load_weights on the classifier from
+    `legacy` (V1 layers), then from both files as if they exceeded Caffe's read limit, then refusing a limit too small
+    and the FCN's shapes; prints what happened."""
+    net = surgery.instantiate('cls.prototxt')
+    surgery.load_weights(net, legacy)  # V1 layers and legacy shapes load as Caffe upgrades them
+    assert np.array_equal(net.params['fc6'][0].data, np.load('fc6.npy'))
+    print('v1 ok')
+    for path in (weights, legacy):  # larger than Caffe's read limit: handed over layer by layer
+        again = surgery.instantiate('cls.prototxt')
+        limit = os.path.getsize(path)
+        surgery.load_weights(again, path, read_limit=limit)
+        assert np.array_equal(again.params['fc6'][0].data, np.load('fc6.npy'))
+    print('by layer ok')
+    try:
+        surgery.load_weights(again, weights, read_limit=1000)
+    except surgery.WeightsError as e:
+        print('too big', e)
+    try:
+        surgery.load_weights(surgery.instantiate('fcn.prototxt'), weights)
+    except surgery.WeightsError as e:
+        print('raised', e)
 
 
 def test_load_weights_raises_instead_of_caffe_aborting(saved, tmp_path):
@@ -389,27 +408,7 @@ def test_load_weights_raises_instead_of_caffe_aborting(saved, tmp_path):
     legacy = tmp_path / 'v1.caffemodel'
     legacy.write_bytes(to_v1_legacy(surgery.read_caffemodel(path)).SerializeToString())
     np.save(tmp_path / 'fc6.npy', cls.params['fc6'][0].data)
-    result = run_python(f'''
-        import os, numpy as np, surgery
-        net = surgery.instantiate('cls.prototxt')
-        surgery.load_weights(net, '{legacy}')  # V1 layers and legacy shapes load as Caffe upgrades them
-        assert np.array_equal(net.params['fc6'][0].data, np.load('fc6.npy'))
-        print('v1 ok')
-        for weights in ('{path}', '{legacy}'):  # larger than Caffe's read limit: handed over layer by layer
-            again = surgery.instantiate('cls.prototxt')
-            limit = os.path.getsize(weights)
-            surgery.load_weights(again, weights, read_limit=limit)
-            assert np.array_equal(again.params['fc6'][0].data, np.load('fc6.npy'))
-        print('by layer ok')
-        try:
-            surgery.load_weights(again, '{path}', read_limit=1000)
-        except surgery.WeightsError as e:
-            print('too big', e)
-        try:
-            surgery.load_weights(surgery.instantiate('fcn.prototxt'), '{path}')
-        except surgery.WeightsError as e:
-            print('raised', e)
-    ''', tmp_path)
+    result = child(load_cls_weights, path, legacy, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     assert 'v1 ok' in result.stdout and 'by layer ok' in result.stdout
     assert "too big" in result.stdout and "fc6 (" in result.stdout and 'nothing was loaded' in result.stdout
