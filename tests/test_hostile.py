@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from common import BIN, ENV, REPO
+from common import BIN, ENV, REPO, child, child_command
 
 WIDTH = '1/16'
 EXPORT = all(importlib.util.find_spec(m) for m in ('torch', 'onnx', 'onnxruntime'))  # fcn-export's extra
@@ -171,16 +171,62 @@ def test_an_unexpected_error_is_one_line_and_a_log(capsys):
 
 # --- training runs: resume states, the --out lock, signals, disk space -------------------------------------
 
-def train(files, out, *extra, patch='', popen=False):
-    """voc-fcn8s/solve.py's main in a child, after `patch` (Python run first)."""
+def train_voc_fcn8s(patch, *argv):
+    """voc-fcn8s/solve.py's main on ARGV, its status the exit status; first, where `patch` names one, that patch
+    (a function of this module)."""
+    if patch:
+        globals()[patch]()
+    from solvers.driver import main
+    sys.exit(main('voc-fcn8s', list(argv)))
+
+
+def slow_snapshots():
+    """A patch: each snapshot takes 3 s longer."""
+    from solvers import driver
+
+    save = driver.snapshot
+    driver.snapshot = lambda *a: (time.sleep(3), save(*a))[1]
+
+
+def a_full_disk():
+    """A patch: the disk has 1 MB free."""
+    import collections
+    import shutil
+
+    usage = collections.namedtuple('Usage', 'total used free')
+    shutil.disk_usage = lambda path: usage(10 ** 9, 10 ** 9, 1 << 20)
+
+
+def killed_after_the_iteration_4_snapshot():
+    """A patch: the process is killed (SIGKILL) when train_iter_4's snapshot is complete, its log row not written."""
+    from solvers import driver
+
+    keep = driver.keep_best
+
+    def keep_best(model, mean_iu, best):
+        if model.name.endswith('_iter_4.caffemodel'):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return keep(model, mean_iu, best)
+    driver.keep_best = keep_best
+
+
+def a_slow_run_record():
+    """A patch: writing the run record prints 'recording' and takes 30 s longer."""
+    from solvers import runs
+
+    record = runs.record
+    runs.record = lambda *a: (print('recording', flush=True), time.sleep(30), record(*a))[2]
+
+
+def train(files, out, *extra, patch=None, popen=False):
+    """voc-fcn8s/solve.py's main in a child (train_voc_fcn8s), after `patch` (one of the patches above)."""
     start = [] if '--resume' in extra else ['--weights', files['voc-fcn8s']]
     argv = [*start, '--width', WIDTH, '--data-root', files['data'], '--out', out, *extra]
-    code = (f'import sys\n{patch}\nfrom solvers.driver import main\n'
-            f'sys.exit(main("voc-fcn8s", {list(map(str, argv))!r}))')
+    args = (train_voc_fcn8s, patch.__name__ if patch else '', *argv)
     if popen:
-        return subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=ENV, cwd='/')
-    return tool(sys.executable, '-c', code)
+        return subprocess.Popen(child_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=ENV, cwd='/')
+    return child(*args, env=ENV, timeout=300)
 
 
 @pytest.fixture(scope='module')
@@ -241,9 +287,7 @@ def test_a_second_run_into_the_same_out_is_refused(files, tmp_path):
 
 
 def test_sigterm_saves_a_snapshot_and_a_second_signal_waits_for_it(files, tmp_path):
-    slow = ('import time\nfrom solvers import driver\nsave = driver.snapshot\n'
-            'driver.snapshot = lambda *a: (time.sleep(3), save(*a))[1]')
-    proc = train(files, tmp_path, '--rounds', 1, '--steps', 100000, patch=slow, popen=True)
+    proc = train(files, tmp_path, '--rounds', 1, '--steps', 100000, patch=slow_snapshots, popen=True)
     wait_for(tmp_path / 'run' / 'solver.prototxt', proc)
     time.sleep(6)  # into the steps
     proc.send_signal(signal.SIGTERM)
@@ -257,9 +301,7 @@ def test_sigterm_saves_a_snapshot_and_a_second_signal_waits_for_it(files, tmp_pa
 
 
 def test_a_full_disk_stops_before_caffe_writes(files, tmp_path):
-    full = ('import shutil, collections\nUsage = collections.namedtuple("Usage", "total used free")\n'
-            'shutil.disk_usage = lambda path: Usage(10 ** 9, 10 ** 9, 1 << 20)')
-    result = train(files, tmp_path, '--rounds', 1, '--steps', 1, patch=full)
+    result = train(files, tmp_path, '--rounds', 1, '--steps', 1, patch=a_full_disk)
     assert result.returncode == 1 and 'MB free, a snapshot needs' in result.stderr, result.stderr[-2000:]
     assert not list(tmp_path.glob('*.caffemodel')) and 'Traceback' not in result.stderr
 
@@ -326,12 +368,19 @@ def test_an_image_over_caffes_blob_limit_is_refused_before_any_allocation():
     infer.check_fits(netgen.net('voc-fcn8s', 'deploy'), huge[:500, :500], 'small.jpg')
 
 
+def infer_where_48x48_is_a_bomb(*argv):
+    """fcn-infer's main on ARGV, its status the exit status, with PIL's limit so low that a 48 x 48 image counts as
+    a decompression bomb."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = 100
+    from solvers.infer import main
+    sys.exit(main(list(argv)))
+
+
 def test_a_decompression_bomb_is_refused(files, tmp_path):
-    patch = 'from PIL import Image\nImage.MAX_IMAGE_PIXELS = 100  # so that a 48 x 48 image counts as a bomb'
-    argv = ['voc-fcn8s', '--weights', str(files['voc-fcn8s']), '--width', WIDTH, str(files['image']), '--out',
-            str(tmp_path)]
-    code = f'import sys\n{patch}\nfrom solvers.infer import main\nsys.exit(main({argv!r}))'
-    refused(tool(sys.executable, '-c', code), 'is too large to read safely')
+    refused(child(infer_where_48x48_is_a_bomb, 'voc-fcn8s', '--weights', files['voc-fcn8s'], '--width', WIDTH,
+                  files['image'], '--out', tmp_path, env=ENV, timeout=300), 'is too large to read safely')
 
 
 # --- small silent wrongs ------------------------------------------------------------------------------------
@@ -567,13 +616,8 @@ def test_a_round_killed_between_its_snapshot_and_its_log_row_is_logged_on_resume
     import json
 
     out = run_copy(snapshot, tmp_path / 'run')
-    kill = ('import os, signal, solvers.driver as d\n_keep = d.keep_best\n'
-            'def keep_best(model, mean_iu, best):\n'
-            '    if model.name.endswith("_iter_4.caffemodel"):\n'
-            '        os.kill(os.getpid(), signal.SIGKILL)  # the snapshot is complete, its log row not written\n'
-            '    return _keep(model, mean_iu, best)\n'
-            'd.keep_best = keep_best')
-    result = train(files, out, '--resume', 'auto', '--rounds', 2, '--steps', 2, patch=kill)
+    result = train(files, out, '--resume', 'auto', '--rounds', 2, '--steps', 2,
+                   patch=killed_after_the_iteration_4_snapshot)
     assert result.returncode == -signal.SIGKILL and (out / 'train_iter_4.solverstate').is_file()
     assert [json.loads(line)['iter'] for line in (out / 'log.jsonl').read_text().splitlines()] == [2]
     result = train(files, out, '--resume', 'auto', '--rounds', 3, '--steps', 2)
@@ -593,11 +637,9 @@ def test_resume_goes_on_in_the_state_folder_and_never_mixes_two_runs(files, snap
     a, b = run_copy(snapshot, tmp_path / 'a'), run_copy(snapshot, tmp_path / 'b')
     refused(train(files, b, '--resume', a / 'train_iter_2.solverstate', '--rounds', 2, '--steps', 2),
             f'continues the run in {a}', 'the two logs would mix')
-    code = (f'import sys\nfrom solvers.driver import main\nsys.exit(main("voc-fcn8s", ["--width", "{WIDTH}", '
-            f'"--data-root", "{files["data"]}", "--resume", "{a / "train_iter_2.solverstate"}", "--rounds", "2", '
-            '"--steps", "2"]))')  # no --out: the run goes on where its state is
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=ENV, cwd='/',
-                            timeout=600)
+    # no --out: the run goes on where its state is
+    result = child(train_voc_fcn8s, '', '--width', WIDTH, '--data-root', files['data'], '--resume',
+                   a / 'train_iter_2.solverstate', '--rounds', 2, '--steps', 2, env=ENV, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert [json.loads(line)['iter'] for line in (a / 'log.jsonl').read_text().splitlines()] == [2, 4]
     assert [json.loads(line)['iter'] for line in (b / 'log.jsonl').read_text().splitlines()] == [2]
@@ -786,9 +828,7 @@ def test_resume_refuses_a_run_of_another_model_or_width(files, tmp_path):
 def test_sigterm_in_the_set_up_stops_cleanly_and_a_retry_goes_on(files, tmp_path):
     """A kill during set-up (here: while the run record is written) is a clean stop, and the folder it leaves
     takes a plain retry."""
-    slow = ('import time\nfrom solvers import runs\nrecord = runs.record\n'
-            'runs.record = lambda *a: (print("recording", flush=True), time.sleep(30), record(*a))[2]')
-    proc = train(files, tmp_path, '--rounds', 1, '--steps', 1, patch=slow, popen=True)
+    proc = train(files, tmp_path, '--rounds', 1, '--steps', 1, patch=a_slow_run_record, popen=True)
     assert proc.stdout.readline().strip() == 'recording'
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
