@@ -1,36 +1,48 @@
 """Before `make setup` has built pycaffe: every tool answers --help, and a command that needs Caffe says how to
 get it in one line (exit 1), never a traceback. Caffe is hidden from a child interpreter (None in sys.modules
-makes `import caffe` fail as it does where the package is absent)."""
+makes `import caffe` fail as it does where the package is absent): the child programs here hide it first, and this
+module imports nothing of the project at its top, so that nothing has loaded Caffe before."""
+import importlib
 import os
+import runpy
 import stat
-import subprocess
 import sys
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from fcn.cli import PYCAFFE_MISSING
-from fcn.files import write_atomic
-from common import REPO
+from common import REPO, child
 
-HIDE_CAFFE = "import sys; sys.modules['caffe'] = None; "
-ENTRY = {  # console script -> how to call its main
-    'fcn-netgen': 'from netgen.cli import main; sys.exit(main())',
-    'fcn-netdiff': 'from netgen.netdiff import main; sys.exit(main())',
-    'fcn-surgery': 'from surgery.cli import main; sys.exit(main())',
-    'fcn-data': 'from datalayers.cli import main; sys.exit(main())',
-    'fcn-score': 'from solvers.score import main; sys.exit(main())',
-    'fcn-infer': 'from solvers.infer import main; sys.exit(main())',
-    'fcn-export': 'from export.cli import main; sys.exit(main())',
-    'demo': 'from solvers.demo import main; sys.exit(main())',
-    'voc-fcn32s/solve.py': 'import runpy; runpy.run_path(sys.argv[0], run_name="__main__")',
+ENTRY = {  # console script -> the module whose main it calls (a script: run as __main__)
+    'fcn-netgen': 'netgen.cli', 'fcn-netdiff': 'netgen.netdiff', 'fcn-surgery': 'surgery.cli',
+    'fcn-data': 'datalayers.cli', 'fcn-score': 'solvers.score', 'fcn-infer': 'solvers.infer',
+    'fcn-export': 'export.cli', 'demo': 'solvers.demo', 'voc-fcn32s/solve.py': None,
 }
 
 
+def hide_caffe():
+    """Make `import caffe` fail from here on; nothing has imported it yet."""
+    assert 'caffe' not in sys.modules, 'Caffe was loaded before it could be hidden'
+    sys.modules['caffe'] = None
+
+
+def run_tool_without_caffe(tool, *args):
+    """`tool ARGS` (a key of ENTRY) with Caffe hidden first; its main's status the exit status."""
+    hide_caffe()
+    sys.argv = [tool, *args]
+    if ENTRY[tool] is None:
+        runpy.run_path(sys.argv[0], run_name='__main__')
+    else:
+        sys.exit(importlib.import_module(ENTRY[tool]).main())
+
+
+def import_the_hidden_caffe():
+    """`import caffe` with Caffe hidden first: fails (ModuleNotFoundError)."""
+    hide_caffe()
+    import caffe  # noqa: F401
+
+
 def without_caffe(tool, *args, cwd=REPO):
-    code = HIDE_CAFFE + f'sys.argv = {[tool, *map(str, args)]!r}; ' + ENTRY[tool]
-    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return child(run_tool_without_caffe, tool, *args, cwd=cwd, timeout=120)
 
 
 @pytest.mark.parametrize('tool', sorted(ENTRY))
@@ -42,11 +54,14 @@ def test_help_works_without_pycaffe(tool):
 
 
 def test_the_hidden_caffe_is_really_hidden():
-    result = subprocess.run([sys.executable, '-c', HIDE_CAFFE + 'import caffe'], capture_output=True, text=True)
+    result = child(import_the_hidden_caffe)
     assert result.returncode == 1 and 'ModuleNotFoundError' in result.stderr
 
 
 def commands(tmp_path):
+    import numpy as np
+    from PIL import Image
+
     image = tmp_path / 'image.png'
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(image)
     reference = REPO / 'voc-fcn8s' / 'deploy.prototxt'
@@ -66,6 +81,8 @@ def commands(tmp_path):
 
 @pytest.mark.parametrize('tool', sorted(set(ENTRY) - {'fcn-data'}))
 def test_a_command_that_needs_caffe_says_how_to_get_it(tmp_path, tool):
+    from fcn.cli import PYCAFFE_MISSING
+
     if tool == 'fcn-export':  # it asks for the export extra first
         pytest.importorskip('onnxruntime', reason='the export extra is not installed')
     result = without_caffe(tool, *commands(tmp_path)[tool])
@@ -81,6 +98,8 @@ def test_fcn_data_needs_no_caffe(tmp_path):
 
 @pytest.mark.parametrize('umask', [0o022, 0o002, 0o077])
 def test_written_files_get_the_users_umask(tmp_path, umask):
+    from fcn.files import write_atomic
+
     old = os.umask(umask)
     try:
         path = write_atomic(tmp_path / 'scores.json', '{}')
