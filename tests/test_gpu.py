@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from bench import nets
 from bench.worker import rel_error
 from fcn.cli import BadInput
 from solvers.device import check_gpu
-from common import QUIET, REPO
+from common import QUIET, REPO, checked, child
 
 HARNESS = Path(__file__).with_name('compare_devices.py')
 GPU = int(os.environ.get('FCN_TEST_GPU', '0'))
@@ -294,11 +293,8 @@ def test_solve_py_trains_on_the_gpu(gpu_run, gpu):
 @pytest.mark.gpu
 def test_resume_on_the_gpu_restores_iteration_weights_momentum_and_continues_identically(gpu, data_root, tmp_path):
     """tests/test_solvers.py's resume check (two rounds straight against one, a snapshot and one more), on the GPU."""
-    script = f'from solvers.device import use_device\nuse_device({gpu})\n' + textwrap.dedent(test_solvers.RESUME)
-    result = subprocess.run([sys.executable, '-c', script, str(data_root), str(tmp_path)], capture_output=True,
-                            text=True, timeout=1200, env=QUIET, cwd='/')
-    assert result.returncode == 0, result.stderr[-3000:]
-    worst = json.loads(result.stdout.strip().splitlines()[-1])['worst']
+    stdout = checked(child(test_solvers.print_resumed_difference, data_root, tmp_path, gpu, timeout=1200))
+    worst = json.loads(stdout.strip().splitlines()[-1])['worst']
     assert worst == 0.0, f'the resumed run on the GPU differs from the uninterrupted one by {worst}'
 
 

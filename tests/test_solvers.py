@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -15,16 +14,11 @@ import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
 from data_helpers import voc_data
-from common import QUIET, REPO
+from common import QUIET, REPO, checked, child, save_stand_in
 
 PYTHON = sys.executable
 WIDTH = '0.125'
 SCORE = str(Path(PYTHON).parent / 'fcn-score')  # the console script installed beside this Python
-
-
-def run_py(code, timeout=300, **kw):
-    return subprocess.run([PYTHON, '-c', textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout,
-                          env=QUIET, cwd=kw.pop('cwd', '/'), **kw)
 
 
 def solve(model, *args, timeout=300):
@@ -40,15 +34,7 @@ def data_root(tmp_path_factory):
 
 def init_weights(model, path, width=WIDTH):
     """A reduced-width caffemodel with a He-initialized trunk (the stand-in for the converted ILSVRC trunk)."""
-    result = run_py(f"""
-        import caffe, netgen, surgery
-        from solvers import driver
-        param = netgen.net({model!r}, 'deploy', width={width})
-        net = surgery.instantiate(param)
-        surgery.stand_in_trunk(net, seed=0)
-        net.save({str(path)!r})
-    """)
-    assert result.returncode == 0, result.stderr
+    checked(child(save_stand_in, model, width, path, timeout=300))
     return path
 
 
@@ -145,66 +131,82 @@ def test_fcn_score_bad_inputs(trained, data_root, tmp_path):
 
 # --- resume --------------------------------------------------------------------------------------------------
 
-RESUME = """
-    import json, sys
-    import numpy as np, caffe, surgery
-    from caffe.proto import caffe_pb2
-    from pathlib import Path
+def no_dropout(param):
+    """A net transform: the net without its Dropout layers (random masks would keep two runs from agreeing)."""
+    kept = [layer for layer in param.layer if layer.type != 'Dropout']
+    del param.layer[:]
+    param.layer.extend(kept)
+
+
+def dropout_free_solver(data, out):
+    """A Caffe SGD solver of voc-fcn8s at width 1/16 without dropout (base_lr 1e-7, the data folders `data`),
+    prepared in `out`; and its training net."""
+    import caffe
     from fcn import registry
-    from solvers import runs, driver, demo, score
+    from solvers import runs
 
-    root, out = Path(sys.argv[1]), Path(sys.argv[2])
-    data = {'sbdd_dir': str(root / 'sbdd' / 'dataset'), 'voc_dir': str(root / 'pascal' / 'VOC2011')}
+    prepared = runs.prepare(registry.get('voc-fcn8s'), out, 0.0625, overrides=data,
+                            solver_overrides={'base_lr': 1e-7}, transform=no_dropout)
+    return caffe.SGDSolver(str(prepared.solver)), prepared.train_net
 
-    def no_dropout(param):
-        kept = [l for l in param.layer if l.type != 'Dropout']
-        del param.layer[:]
-        param.layer.extend(kept)
 
-    def make(sub):
-        prepared = runs.prepare(registry.get('voc-fcn8s'), out / sub, 0.0625, overrides=data,
-                                solver_overrides={'base_lr': 1e-7}, transform=no_dropout)
-        solver = caffe.SGDSolver(str(prepared.solver))
-        return solver, prepared.train_net
+def params_of(net):
+    return {name: [blob.data.copy() for blob in blobs] for name, blobs in net.params.items()}
 
-    def weights(net):
-        return {k: [b.data.copy() for b in v] for k, v in net.params.items()}
 
-    solver, param = make('straight')
-    surgery.stand_in_trunk(solver.net, seed=0)
-    surgery.interp(solver.net)
-    outs = score.outputs(param)
-    driver.train(solver, 2, 7, out / 'straight', outs, n_val=2)
-    straight = weights(solver.net)
+def check_restored(resumed, out):
+    """`resumed`, restored from OUT/straight's snapshot at iteration 7, holds that snapshot's weights, and a snapshot
+    of it holds the saved momentum history (not all zero)."""
+    import caffe
+    from solvers import driver
 
-    resumed, _ = make('resumed')
-    driver.resume(resumed, out / 'straight' / 'train_iter_7.solverstate')
     assert resumed.iter == 7, resumed.iter
     at7 = caffe.Net(str(out / 'straight' / 'run' / 'train.prototxt'),
                     str(out / 'straight' / 'train_iter_7.caffemodel'), caffe.TEST)
     for k, blobs in at7.params.items():
-        for a, b in zip(blobs, resumed.net.params[k]):
+        for a, b in zip(blobs, resumed.net.params[k], strict=True):
             assert np.array_equal(a.data, b.data), k
     driver.snapshot(resumed, out / 'resumed')  # momentum history as restored, before any step
     saved = caffe_pb2.SolverState.FromString((out / 'straight' / 'train_iter_7.solverstate').read_bytes())
     again = caffe_pb2.SolverState.FromString((out / 'resumed' / 'train_iter_7.solverstate').read_bytes())
     assert len(saved.history) == len(again.history) > 0
-    for h1, h2 in zip(saved.history, again.history):
+    for h1, h2 in zip(saved.history, again.history, strict=True):
         assert np.array_equal(np.array(h1.data), np.array(h2.data))
     assert any(np.any(np.array(h.data)) for h in saved.history)  # there is momentum to restore
 
+
+def print_resumed_difference(root, out, gpu=None):
+    """Two rounds of 7 steps straight (OUT/straight), and the same resumed from the first round's snapshot
+    (OUT/resumed, checked by check_restored); prints {"worst": the largest difference of their weights}. On GPU
+    `gpu` where one is given (chosen before anything else)."""
+    if gpu is not None:
+        from solvers.device import use_device
+        use_device(int(gpu))
+    import surgery
+    from solvers import driver, score
+
+    root, out = Path(root), Path(out)
+    data = {'sbdd_dir': str(root / 'sbdd' / 'dataset'), 'voc_dir': str(root / 'pascal' / 'VOC2011')}
+    solver, param = dropout_free_solver(data, out / 'straight')
+    surgery.stand_in_trunk(solver.net, seed=0)
+    surgery.interp(solver.net)
+    outs = score.outputs(param)
+    driver.train(solver, 2, 7, out / 'straight', outs, n_val=2)
+    straight = params_of(solver.net)
+
+    resumed, _ = dropout_free_solver(data, out / 'resumed')
+    driver.resume(resumed, out / 'straight' / 'train_iter_7.solverstate')
+    check_restored(resumed, out)
     driver.train(resumed, 2, 7, out / 'resumed', outs, n_val=2)
     assert resumed.iter == 14
-    worst = max(float(np.abs(a - b).max()) for k in straight for a, b in zip(straight[k], weights(resumed.net)[k]))
+    after = params_of(resumed.net)
+    worst = max(float(np.abs(a - b).max()) for k in straight for a, b in zip(straight[k], after[k], strict=True))
     print(json.dumps({'worst': worst}))
-"""
 
 
 def test_resume_restores_iteration_weights_momentum_and_continues_identically(data_root, tmp_path):
-    result = subprocess.run([PYTHON, '-c', textwrap.dedent(RESUME), str(data_root), str(tmp_path)],
-                            capture_output=True, text=True, timeout=600, env=QUIET, cwd='/')
-    assert result.returncode == 0, result.stderr[-3000:]
-    worst = json.loads(result.stdout.strip().splitlines()[-1])['worst']
+    stdout = checked(child(print_resumed_difference, data_root, tmp_path))
+    worst = json.loads(stdout.strip().splitlines()[-1])['worst']
     assert worst == 0.0, f'resumed run differs from the uninterrupted one by {worst}'
 
 
@@ -258,19 +260,23 @@ def test_bad_input_is_a_clear_error(case, data_root, trained, he_weights, garbag
     assert 'Check failed' not in result.stderr and 'Traceback' not in result.stderr
 
 
+def exit_with_main(repo, model, *args):
+    """sys.exit(solvers.main(model, args)); where `repo` is given, fcn's registry.REPO is set to it (a checkout
+    where nothing was trained yet) before solvers is imported."""
+    if repo:
+        from fcn import registry
+        registry.REPO = Path(repo)
+    import solvers
+    sys.exit(solvers.main(model, list(args)))
+
+
 def test_unknown_model_lists_the_models():
-    result = run_py('import solvers, sys; sys.exit(solvers.main("voc-fcn4s", []))')
+    result = child(exit_with_main, '', 'voc-fcn4s', timeout=300)
     assert result.returncode == 2 and 'voc-fcn32s' in result.stderr and 'Traceback' not in result.stderr
 
 
 def test_missing_previous_stage_says_train_it_first(data_root, tmp_path):
-    result = run_py(f"""
-        import sys
-        from fcn import registry
-        registry.REPO = __import__('pathlib').Path({str(tmp_path)!r})  # a checkout where nothing was trained yet
-        import solvers
-        sys.exit(solvers.main('voc-fcn16s', ['--data-root', {str(data_root)!r}, '--width', '{WIDTH}']))
-    """)
+    result = child(exit_with_main, tmp_path, 'voc-fcn16s', '--data-root', data_root, '--width', WIDTH, timeout=300)
     assert result.returncode == 2 and 'train it first' in result.stderr and 'voc-fcn32s' in result.stderr
 
 
@@ -305,9 +311,15 @@ def test_ctrl_c_saves_a_snapshot_first(data_root, he_weights, tmp_path):
     assert 'resume with --resume' in out
 
 
+def use_gpu(gpu):
+    """solvers.device.use_device(gpu): a CPU-only pycaffe exits, saying how to rebuild."""
+    from solvers.device import use_device
+    use_device(int(gpu))
+
+
 @pytest.mark.build_kind
 def test_gpu_message_says_how_to_rebuild():
-    result = run_py('from solvers.device import use_device; use_device(0)')
+    result = child(use_gpu, 0, timeout=300)
     if result.returncode == 0:
         pytest.skip('this pycaffe has a usable GPU')
     assert 'CUDA=1 make caffe' in result.stderr and 'leave out --gpu' in result.stderr
@@ -413,30 +425,25 @@ def test_infer_refuses_an_image_too_small_for_the_net():
 
 # --- the paper's ablations of what learns ----------------------------------------------------------------
 
-LEARNS = """
-    import sys
-    from pathlib import Path
-    import caffe, numpy as np
+def print_learned_layers(name, root, out):
+    """Three steps of model `name` at width 1/16 from a stand-in trunk (base_lr 1e-8, the data under `root`,
+    prepared in `out`); prints the layers whose weights moved."""
+    import caffe
     import surgery
     from fcn import registry
     from solvers import runs
 
-    name, root, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    prepared = runs.prepare(registry.get(name), out, 0.0625, root, solver_overrides={'base_lr': 1e-8})
+    prepared = runs.prepare(registry.get(name), Path(out), 0.0625, root, solver_overrides={'base_lr': 1e-8})
     solver = caffe.SGDSolver(str(prepared.solver))
     surgery.stand_in_trunk(solver.net, seed=0)
     surgery.interp(solver.net)
     before = {k: v[0].data.copy() for k, v in solver.net.params.items()}
     solver.step(3)  # the score layers start at zero: from the second step on, gradients reach everything
     print(' '.join(sorted(k for k, v in solver.net.params.items() if not np.array_equal(v[0].data, before[k]))))
-"""
 
 
 def learned_layers(model, data_root, tmp_path):
-    result = subprocess.run([PYTHON, '-c', textwrap.dedent(LEARNS), model, str(data_root), str(tmp_path / model)],
-                            capture_output=True, text=True, env=QUIET, cwd='/', timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout.split()
+    return checked(child(print_learned_layers, model, data_root, tmp_path / model, timeout=300)).split()
 
 
 def test_fcn32s_fixed_learns_only_the_classifier(data_root, tmp_path):
