@@ -2,25 +2,21 @@
 weights each pixel by its class otherwise (checked against numerical gradients), and fcn-train --class-balance
 trains with weights from the training split's frequencies."""
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 
 from solvers.losses import class_weights
-from common import ENV
+from common import ENV, checked, child
 
-NETS = """
-    import sys, json
-    import caffe, numpy as np
-    from caffe import layers as L
+def loss_net(normalize, weights):
+    """A net of an Input score (2x3x4x5) and label, scored by Caffe's SoftmaxWithLoss ("plain") and by the weighted
+    loss ("weighted"), with gradients down to the score."""
+    import caffe
     import surgery
+    from caffe import layers as L
     from netgen import pieces
 
-    weights, normalize = json.loads(sys.argv[1]), sys.argv[2] == 'True'
-    rng = np.random.default_rng(0)
     n = caffe.NetSpec()
     n.score = L.Input(shape=dict(dim=[2, 3, 4, 5]))
     n.label = L.Input(shape=dict(dim=[2, 1, 4, 5]))
@@ -28,7 +24,15 @@ NETS = """
     n.weighted = pieces.softmax_loss(n.score, n.label, normalize, weights)
     proto = n.to_proto()
     proto.force_backward = True  # gradients down to the Input score
-    net = surgery.instantiate(proto)
+    return surgery.instantiate(proto)
+
+
+def print_losses_and_gradients(weights, normalize):
+    """Both losses of loss_net (class weights: the JSON list `weights`; `normalize`: 'True' or 'False') on random
+    scores and labels, the gradient backward gives and the numerical one; printed as JSON."""
+    weights, normalize = json.loads(weights), normalize == 'True'
+    net = loss_net(normalize, weights)
+    rng = np.random.default_rng(0)
     score = rng.normal(0, 2, (2, 3, 4, 5)).astype(np.float32)
     label = rng.integers(0, 3, (2, 1, 4, 5)).astype(np.float32)
     label[0, 0, 0] = 255  # ignored
@@ -51,14 +55,11 @@ NETS = """
         numeric[index] = (up - down) / (2 * eps)
     print(json.dumps({'plain': plain, 'weighted': weighted, 'grad': grad.tolist(), 'numeric': numeric.tolist(),
                       'label': label.tolist(), 'score': score.tolist()}))
-"""
 
 
 def run_nets(weights, normalize):
-    result = subprocess.run([sys.executable, '-c', textwrap.dedent(NETS), json.dumps(weights), str(normalize)],
-                            capture_output=True, text=True, env=ENV, cwd='/', timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    stdout = checked(child(print_losses_and_gradients, json.dumps(weights), normalize, env=ENV, timeout=300))
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize('normalize', [False, True])
