@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,10 @@ import pytest
 from PIL import Image
 
 from data_helpers import REFERENCE_DATA
-from common import BIN, ENV, REPO
+from common import BIN, ENV, REPO, child
 from test_hostile import tool
+from test_published import publish
+from test_toy_dataset import print_toy_data
 
 WIDTH = '1/16'
 EXPORT = all(importlib.util.find_spec(m) for m in ('torch', 'onnx', 'onnxruntime'))
@@ -140,9 +141,7 @@ def test_stages_train_score_segment_and_export_a_folder_dataset(voc_like, tmp_pa
 
 
 def test_a_dataset_declared_in_one_file_trains_scores_and_segments_by_its_path(tmp_path):
-    made = subprocess.run([sys.executable, '-c', 'import sys, toy_dataset; print(toy_dataset.synthesize(sys.argv[1]))',
-                           str(tmp_path / 'data')], capture_output=True, text=True, timeout=300,
-                          env={**ENV, 'PYTHONPATH': f'{REPO}:{TOY.parent}'})  # its declarations stay out of here
+    made = child(print_toy_data, tmp_path / 'data', env=ENV, timeout=300)  # its declarations stay out of here
     assert made.returncode == 0, made.stderr
     root = Path(made.stdout.strip())
     start = tmp_path / 'start.caffemodel'
@@ -160,13 +159,12 @@ def test_a_dataset_declared_in_one_file_trains_scores_and_segments_by_its_path(t
     assert segmented.returncode == 0 and (tmp_path / 'seg' / 'toy000_overlay.png').is_file(), segmented.stderr
 
 
-PUBLISH = """
-    import sys
-    from fcn import registry
-    registry.publish(registry.Published('voc-fcn32s-fixed', 'http://gone.invalid/w.caffemodel', width=1 / 16))
+def train_from_published(*args):
+    """What the fcn-train console script runs, on ARGS, its status the exit status, once voc-fcn32s-fixed's weights
+    are published (at a host that is gone: --mirror serves them)."""
+    publish('http://gone.invalid/w.caffemodel')
     from solvers.driver import train_command
-    sys.exit(train_command(sys.argv[1:]))
-"""
+    sys.exit(train_command(list(args)))
 
 
 def test_from_published_keeps_the_rows_of_the_shared_classes_bit_for_bit(server, tmp_path):
@@ -183,11 +181,9 @@ def test_from_published_keeps_the_rows_of_the_shared_classes_bit_for_bit(server,
     server.files['w.caffemodel'] = (tmp_path / 'w.caffemodel').read_bytes()
     root = make_folder(tmp_path / 'three', ('background', 'zebra', 'cat'))
     assert data_tool('split', root).returncode == 0
-    result = subprocess.run([sys.executable, '-c', textwrap.dedent(PUBLISH), 'voc-fcn32s-fixed', '--dataset', root,
-                             '--from', 'published', '--mirror', server.url, '--width', WIDTH, '--rounds', '1',
-                             '--steps', '1', '--base-lr', '1e-30', '--out', tmp_path / 'run'],
-                            capture_output=True, text=True, env={**ENV, 'FCN_CACHE': str(tmp_path / 'cache')},
-                            cwd='/', timeout=600)
+    result = child(train_from_published, 'voc-fcn32s-fixed', '--dataset', root, '--from', 'published', '--mirror',
+                   server.url, '--width', WIDTH, '--rounds', '1', '--steps', '1', '--base-lr', '1e-30', '--out',
+                   tmp_path / 'run', env={**ENV, 'FCN_CACHE': str(tmp_path / 'cache')}, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'classes kept from it: background, cat' in result.stdout
     model = registry.for_dataset('voc-fcn32s-fixed', registry.folder_dataset(root))

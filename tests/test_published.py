@@ -3,23 +3,26 @@ resumed with an HTTP Range request, a corrupt file, a file for another net, no s
 a file added by hand. Reduced-width stand-ins for the published files keep them small."""
 import hashlib
 import http.server
-import os
-import subprocess
 import sys
-import textwrap
 import threading
 
 import pytest
-from common import REPO
+from common import ENV, child
 
-DECLARE = """
-    import sys
+
+def publish(url, **fields):
+    """Declare published weights for voc-fcn32s-fixed at width 1/16: the file at `url`."""
     from fcn import registry
-    checksum = sys.argv[2] or None
-    registry.publish(registry.Published('voc-fcn32s-fixed', sys.argv[1], checksum, width=1 / 16))
+
+    registry.publish(registry.Published('voc-fcn32s-fixed', url, width=1 / 16, **fields))
+
+
+def weights_main(url, checksum, *args):
+    """fcn-weights' main on ARGS, its status the exit status, once voc-fcn32s-fixed's weights are published at `url`
+    with `checksum` (none where it is '')."""
+    publish(url, checksum=checksum or None)
     from surgery.published import main
-    sys.exit(main(sys.argv[3:]))
-"""
+    sys.exit(main(list(args)))
 
 
 class Server(http.server.ThreadingHTTPServer):
@@ -83,9 +86,7 @@ def weights(tmp_path_factory):
 
 
 def weights_tool(url, checksum, cache, *args):
-    env = {**os.environ, 'PYTHONPATH': str(REPO), 'FCN_CACHE': str(cache)}
-    return subprocess.run([sys.executable, '-c', textwrap.dedent(DECLARE), url, checksum or '', *map(str, args)],
-                          capture_output=True, text=True, env=env, cwd='/', timeout=300)
+    return child(weights_main, url, checksum or '', *args, env={**ENV, 'FCN_CACHE': str(cache)}, timeout=300)
 
 
 def sha1(data):
@@ -160,13 +161,12 @@ def test_add_a_file_got_elsewhere(weights, tmp_path):
     assert weights_tool(url, None, tmp_path, 'path', 'nosuchmodel').returncode == 2
 
 
-SCORE = """
-    import sys
-    from fcn import registry
-    registry.publish(registry.Published('voc-fcn32s-fixed', sys.argv[1], width=1 / 16, reported='12.3 test number'))
+def score_main(url, *args):
+    """fcn-score's main on ARGS, its status the exit status, once voc-fcn32s-fixed's weights are published at `url`,
+    their reported number '12.3 test number'."""
+    publish(url, reported='12.3 test number')
     from solvers.score import main
-    sys.exit(main(sys.argv[2:]))
-"""
+    sys.exit(main(list(args)))
 
 
 def test_score_published_fetches_scores_and_prints_the_reported_number(server, weights, tmp_path):
@@ -175,10 +175,9 @@ def test_score_published_fetches_scores_and_prints_the_reported_number(server, w
     synthesize('sbdd', tmp_path / 'data' / 'sbdd', count=4, seed=0, size=(48, 48))
     synthesize('voc', tmp_path / 'data' / 'pascal', count=4, seed=0, size=(48, 48))
     server.files['w.caffemodel'] = weights['good']
-    env = {**os.environ, 'PYTHONPATH': str(REPO), 'FCN_CACHE': str(tmp_path / 'cache')}
-    result = subprocess.run([sys.executable, '-c', textwrap.dedent(SCORE), 'http://gone.invalid/w.caffemodel',
-                             'voc-fcn32s-fixed', '--published', '--mirror', server.url, '--data-root',
-                             str(tmp_path / 'data')], capture_output=True, text=True, env=env, cwd='/', timeout=300)
+    result = child(score_main, 'http://gone.invalid/w.caffemodel', 'voc-fcn32s-fixed', '--published', '--mirror',
+                   server.url, '--data-root', tmp_path / 'data', env={**ENV, 'FCN_CACHE': str(tmp_path / 'cache')},
+                   timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'voc-fcn32s-fixed, published weights: mean IU ' in result.stdout
     assert 'reported: 12.3 test number' in result.stdout

@@ -2,35 +2,42 @@
 fcn-train then trains that model two steps with nothing else changed."""
 import json
 import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
-from common import REPO
+
+from common import ENV, checked, child, save_stand_in
 
 TOY = Path(__file__).resolve().parent / 'toy'
-TRAIN = """
-    import sys
-    import toy_dataset  # the one new file: its declarations join the registry
-    import netgen, surgery
+
+
+def import_toy_dataset():
+    """Import tests/toy/toy_dataset.py, whose declarations join the registry: its folder goes on the path, after the
+    project's, of this process and (PYTHONPATH) of its children."""
+    os.environ['PYTHONPATH'] = os.pathsep.join([os.environ['PYTHONPATH'], str(TOY)])
+    sys.path.append(str(TOY))
+    import toy_dataset
+    return toy_dataset
+
+
+def print_toy_data(root):
+    """The toy dataset synthesized under `root`; prints where."""
+    print(import_toy_dataset().synthesize(root))
+
+
+def train_the_toy_model(out):
+    """Synthetic toy data and a stand-in trunk for toy-fcn32s in `out`; then what the fcn-train console script runs,
+    two steps into OUT/run, its status the exit status."""
+    toy_dataset = import_toy_dataset()
     from solvers.driver import train_command  # what the fcn-train console script runs
 
-    out = sys.argv[1]
     root = toy_dataset.synthesize(out + '/data')
-    param = netgen.net('toy-fcn32s', 'deploy', width=1 / 16)
-    net = surgery.instantiate(param)
-    surgery.stand_in_trunk(net, seed=0)  # a stand-in for the converted ILSVRC trunk
-    net.save(out + '/start.caffemodel')
+    save_stand_in('toy-fcn32s', 1 / 16, out + '/start.caffemodel')  # a stand-in for the converted ILSVRC trunk
     sys.exit(train_command(['toy-fcn32s', '--weights', out + '/start.caffemodel', '--width', '1/16', '--data-root',
                             str(root), '--steps', '2', '--out', out + '/run', '--seed', '0']))
-"""
 
 
 def test_a_dataset_added_in_one_file_trains_through_fcn_train(tmp_path):
-    env = {**os.environ, 'PYTHONPATH': f'{REPO}:{TOY}'}
-    result = subprocess.run([sys.executable, '-c', textwrap.dedent(TRAIN), str(tmp_path)], capture_output=True,
-                            text=True, env=env, cwd='/', timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    checked(child(train_the_toy_model, tmp_path, env=ENV, timeout=300))
     run = tmp_path / 'run'
     assert (run / 'train_iter_2.caffemodel').is_file() and (run / 'train_iter_2.solverstate').is_file()
     assert (run / 'val.png').is_file() and (run / 'best.caffemodel').is_file()  # the round's sheet, the best
