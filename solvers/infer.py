@@ -21,7 +21,6 @@ from fcn import cli, registry
 from fcn.files import check_apart, write_atomic
 from solvers.deploy import EXIF_ORIENTATION, check_fits, forward, load_deploy_net, read_image  # noqa: F401
 from solvers.score import CONSTANT
-from solvers.tiles import INT_MAX  # noqa: F401  (TODO: train_args to read it from tiles)
 
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.tif', '.tiff', '.webp')

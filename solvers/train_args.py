@@ -79,7 +79,7 @@ def keep_probability(text):
 
 
 def parse_args(argv, model=None):
-    from solvers.infer import INT_MAX  # Caffe's int: its iteration counter too
+    from solvers.tiles import INT_MAX  # Caffe's int: its iteration counter too
 
     ap = parser(model)
     args = ap.parse_args(argv)
