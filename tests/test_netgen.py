@@ -10,7 +10,7 @@ import pytest
 import netgen
 from netgen import geometry, netdiff
 
-from common import QUIET
+from common import QUIET, checked, child
 
 REFERENCE = netgen.REPO.parent / 'shared' / 'reference-nets'
 FCNS = [name for name, model in netgen.MODELS.items() if model.splits]
@@ -25,14 +25,6 @@ def reference_files():
 def generated(model, filename):
     stem = Path(filename).stem
     return netgen.solver(model) if stem == 'solver' else netgen.net(model, stem)
-
-
-def run_python(code, timeout=300):
-    """Run code that touches Caffe nets in a subprocess: a failed Caffe CHECK aborts the process, not pytest."""
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=QUIET,
-                            cwd=netgen.REPO, timeout=timeout)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
 
 
 # --- the reference nets ------------------------------------------------------------------------------
@@ -207,41 +199,51 @@ def test_info_gives_table_1(name, depth, millions, rf, stride):
     assert len(result.stdout.splitlines()) > 20  # one row per layer
 
 
-# --- Caffe ----------------------------------------------------------------------------------------------
+# --- Caffe (in child processes: a failed Caffe CHECK aborts the process, not pytest) -----------------------------
 
-INSTANTIATE = r'''
-import json, tempfile, numpy as np, caffe, netgen
-caffe.set_random_seed(0)
-def load(proto):
+def caffe_net(proto):
+    """A caffe.Net (TEST phase) of the NetParameter `proto`, through a prototxt file as Caffe reads one."""
+    import tempfile
+
+    import caffe
+
     with tempfile.NamedTemporaryFile('w', suffix='.prototxt', delete=False) as f:
         f.write(str(proto))
     return caffe.Net(f.name, caffe.TEST)
-out = {}
-for name in NAMES:
-    model = netgen.MODELS[name]
-    shapes = {}
-    net = caffe.Net(str(netgen.REPO / name / 'deploy.prototxt'), caffe.TEST)  # the committed file
-    for h, w in ((500, 500), (333, 457)):
+
+
+def print_instantiated_shapes(names):
+    """For each model of the JSON list `names`: the committed deploy net's score shapes, reshaped to 500x500 and
+    333x457, and those of a real forward pass at reduced width (61x47); printed as JSON."""
+    import caffe
+    import numpy as np
+
+    caffe.set_random_seed(0)
+    out = {}
+    for name in json.loads(names):
+        model = netgen.MODELS[name]
+        shapes = {}
+        net = caffe.Net(str(netgen.REPO / name / 'deploy.prototxt'), caffe.TEST)  # the committed file
+        for h, w in ((500, 500), (333, 457)):
+            for top, channels in model.inputs.items():
+                net.blobs[top].reshape(1, channels, h, w)
+            net.reshape()
+            shapes[f'{h}x{w}'] = {t.score: list(net.blobs[t.score].shape) for t in model.tasks}
+        del net
+        small = caffe_net(netgen.net(name, 'deploy', width=1 / 16))  # a real forward pass, at reduced width
         for top, channels in model.inputs.items():
-            net.blobs[top].reshape(1, channels, h, w)
-        net.reshape()
-        shapes[f'{h}x{w}'] = {t.score: list(net.blobs[t.score].shape) for t in model.tasks}
-    del net
-    small = load(netgen.net(name, 'deploy', width=1 / 16))  # a real forward pass, at reduced width
-    for top, channels in model.inputs.items():
-        small.blobs[top].reshape(1, channels, 61, 47)
-        small.blobs[top].data[...] = np.random.RandomState(0).randn(1, channels, 61, 47)
-    small.reshape()
-    result = small.forward()
-    shapes['forward'] = {t.score: list(result[t.score].shape) for t in model.tasks}
-    out[name] = shapes
-print(json.dumps(out))
-'''
+            small.blobs[top].reshape(1, channels, 61, 47)
+            small.blobs[top].data[...] = np.random.RandomState(0).randn(1, channels, 61, 47)
+        small.reshape()
+        result = small.forward()
+        shapes['forward'] = {t.score: list(result[t.score].shape) for t in model.tasks}
+        out[name] = shapes
+    print(json.dumps(out))
 
 
 @pytest.fixture(scope='module')
 def instantiated():
-    return json.loads(run_python(f'NAMES = {FCNS!r}\n' + INSTANTIATE, timeout=600))
+    return json.loads(checked(child(print_instantiated_shapes, json.dumps(FCNS))))
 
 
 @pytest.mark.slow
@@ -254,18 +256,20 @@ def test_deploy_net_instantiates_and_scores_at_the_input_size(instantiated, name
         assert instantiated[name]['forward'][task.score] == [1, task.classes, 61, 47]
 
 
-PARAM_SHAPES = r'''
-import json, caffe, netgen, tempfile
-def shapes(path, batch):
-    net = caffe.Net(str(path), caffe.TEST)
-    return {name: [list(b.shape) for b in blobs] for name, blobs in net.params.items()}
-out = {}
-for name, reference in PAIRS:
-    with tempfile.NamedTemporaryFile('w', suffix='.prototxt', delete=False) as f:
-        f.write(str(netgen.net(name, 'deploy')))
-    out[name] = [shapes(f.name, 1), shapes(reference, 10) if reference else None]
-print(json.dumps(out))
-'''
+def print_param_shapes(pairs):
+    """For each (model, reference prototxt or None) of the JSON list `pairs`: the parameter blob shapes of our deploy
+    net and of the reference's, as Caffe builds them; printed as JSON."""
+    import caffe
+
+    def shapes(net):
+        return {name: [list(b.shape) for b in blobs] for name, blobs in net.params.items()}
+
+    out = {}
+    for name, reference in json.loads(pairs):
+        out[name] = [shapes(caffe_net(netgen.net(name, 'deploy'))),
+                     shapes(caffe.Net(reference, caffe.TEST)) if reference else None]
+    print(json.dumps(out))
+
 
 VGG16_PARAMS = {  # VGG_ILSVRC_16_layers (Simonyan & Zisserman, configuration D)
     **{f'conv{s}_{i}': [[c, cin if i == 1 else c, 3, 3], [c]]
@@ -282,7 +286,7 @@ def test_ilsvrc_nets_have_the_published_layer_names_and_shapes():
     have = REFERENCE.is_dir()
     pairs = [('ilsvrc-vgg16', None), ('ilsvrc-caffenet', str(caffenet) if have else None),
              ('ilsvrc-googlenet', str(googlenet) if have else None)]
-    out = json.loads(run_python(f'PAIRS = {pairs!r}\n' + PARAM_SHAPES))
+    out = json.loads(checked(child(print_param_shapes, json.dumps(pairs), timeout=300)))
     assert out['ilsvrc-vgg16'][0] == VGG16_PARAMS
     if not have:
         pytest.skip(f'reference ilsvrc nets not found at {REFERENCE / "ilsvrc"}; VGG16 checked')
