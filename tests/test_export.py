@@ -1,8 +1,6 @@
 """fcn-export: every FCN model to ONNX and to a PyTorch module file, each checked against Caffe by the exporter
 itself; then the files used as their users would, without this project; and the failures that leave nothing."""
 import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -14,6 +12,8 @@ from bench.worker import init_weights
 from export import check
 from export.cli import main
 from fcn import registry
+from bare import export_without_onnxruntime, use_the_torch_module
+from common import child, child_command
 
 pytest.importorskip('torch', reason='the export extra is not installed (pip install -e ".[export]")')
 pytest.importorskip('onnxruntime', reason='the export extra is not installed (pip install -e ".[export]")')
@@ -106,18 +106,8 @@ def test_torch_module_needs_only_torch(tmp_path, weights):
         (elsewhere / name).write_bytes((out.parent / name).read_bytes())
     rgb = np.random.default_rng(3).integers(0, 256, (41, 53, 3), dtype=np.uint8)
     np.save(tmp_path / 'rgb.npy', rgb)
-    code = textwrap.dedent(f'''
-        import sys, numpy as np, torch
-        sys.path.insert(0, {str(elsewhere)!r})
-        import siftflow_fcn8s as m
-        assert not any(name.split('.')[0] in ('netgen', 'caffe', 'export', 'fcn') for name in sys.modules)
-        net = m.load()
-        with torch.no_grad():
-            sem, geo = net(m.preprocess(np.load({str(tmp_path / "rgb.npy")!r})))
-        np.save({str(tmp_path / "sem.npy")!r}, sem.numpy()); np.save({str(tmp_path / "geo.npy")!r}, geo.numpy())
-        print(m.SiftflowFcn8s.outputs, len(m.CLASSES['score_sem']), len(m.CLASSES['score_geo']))
-        ''')
-    result = subprocess.run([sys.executable, '-I', '-c', code], capture_output=True, text=True, cwd=elsewhere)
+    python, *rest = child_command(use_the_torch_module, tmp_path / 'rgb.npy', tmp_path, path_first=elsewhere)
+    result = subprocess.run([python, '-I', *rest], capture_output=True, text=True, cwd=elsewhere)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split('\n')[0] == "('score_sem', 'score_geo') 33 3"
     from datalayers.datasets import preprocess
@@ -178,9 +168,7 @@ def test_bad_options_are_one_line(tmp_path, capsys, args, message):
 
 
 def test_missing_extra_says_how_to_install(tmp_path):
-    code = ("import sys; sys.modules['onnxruntime'] = None; from export.cli import main; "
-            f"sys.exit(main(['voc-fcn8s', '--weights', 'w', '--out', {str(tmp_path / 'n.onnx')!r}]))")
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    result = child(export_without_onnxruntime, tmp_path / 'n.onnx')
     assert result.returncode == 1
     assert result.stderr.strip() == ("fcn-export: error: --format onnx needs onnx and onnxruntime, which are not "
                                      "installed: pip install -e '.[export]' (make test installs them)")
