@@ -4,14 +4,13 @@ COL_TILES_PATCHES)."""
 
 import math
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
 import caffe
+from common import child
 
 RNG = np.random.RandomState(0)
 
@@ -112,25 +111,27 @@ CONV_CASES = {  # (input shape, num_output, kernel, stride, pad, dilation, group
 }
 
 
+def save_forward_backward(prototxt, out):
+    """The net of `prototxt` (layer "c" from x to y) forward and backward with random data (x, c's parameters and
+    y's diff); x, y, their diffs and c's weights, its diff and bias saved as the .npz `out`."""
+    net = caffe.Net(prototxt, caffe.TEST)
+    rng = np.random.RandomState(1)
+    for blob in (net.blobs['x'], *net.params['c']):
+        blob.data[...] = rng.randn(*blob.data.shape)
+    net.forward()
+    net.blobs['y'].diff[...] = rng.randn(*net.blobs['y'].diff.shape)
+    net.backward()
+    np.savez(out, x=net.blobs['x'].data, y=net.blobs['y'].data, dx=net.blobs['x'].diff, dy=net.blobs['y'].diff,
+             w=net.params['c'][0].data, dw=net.params['c'][0].diff,
+             b=net.params['c'][1].data if len(net.params['c']) > 1 else 0)
+
+
 def run_in_child(tmp_path, shape, layer, tile_mb):
     """Layer "c" from x to y, run forward and backward with random data in a fresh process, where
     CAFFE_COL_TILE_MB (read once per process) sets the tiles: returns x, y, their diffs and c's weights."""
     net_with(tmp_path, {'x': shape}, layer)
-    script = textwrap.dedent(f'''
-        import numpy as np, caffe
-        net = caffe.Net({str(tmp_path / 'net.prototxt')!r}, caffe.TEST)
-        rng = np.random.RandomState(1)
-        for blob in (net.blobs['x'], *net.params['c']):
-            blob.data[...] = rng.randn(*blob.data.shape)
-        net.forward()
-        net.blobs['y'].diff[...] = rng.randn(*net.blobs['y'].diff.shape)
-        net.backward()
-        np.savez({str(tmp_path / 'out.npz')!r}, x=net.blobs['x'].data, y=net.blobs['y'].data,
-                 dx=net.blobs['x'].diff, dy=net.blobs['y'].diff, w=net.params['c'][0].data,
-                 dw=net.params['c'][0].diff, b=net.params['c'][1].data if len(net.params['c']) > 1 else 0)
-    ''')
     env = dict(os.environ, CAFFE_COL_TILE_MB=tile_mb, GLOG_minloglevel='2')
-    out = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True)
+    out = child(save_forward_backward, tmp_path / 'net.prototxt', tmp_path / 'out.npz', env=env)
     assert out.returncode == 0, out.stderr
     return dict(np.load(tmp_path / 'out.npz'))
 
