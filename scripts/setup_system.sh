@@ -3,8 +3,9 @@
 # Works from a bare debian:bookworm root: it brings the system Python 3.11 with venv and headers too.
 set -euo pipefail
 packages=(
-  # the toolchain, the system Python (venv, headers for _caffe.so), and TLS for pip and the sdist download
-  build-essential ca-certificates git python3 python3-venv python3-dev
+  # the toolchain (and GNU patch, which applies scripts/patches/), the system Python (venv, headers for _caffe.so),
+  # and TLS for pip and the sdist download
+  build-essential patch ca-certificates git python3 python3-venv python3-dev
   # Caffe's own dependencies
   protobuf-compiler libprotobuf-dev libgoogle-glog-dev libgflags-dev libhdf5-dev
   libboost-system-dev libboost-thread-dev libboost-filesystem-dev libboost-regex-dev libboost-python-dev
