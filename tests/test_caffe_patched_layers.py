@@ -1,6 +1,6 @@
 """The layers the build recipe patches for speed (Crop, ReLU, max Pooling, Convolution) compute what numpy computes,
-forward and backward, in whatever build is installed (scripts/build_caffe.py: CROP_PATCH, OPENMP_PATCHES,
-COL_TILES_PATCHES)."""
+forward and backward, in whatever build is installed (scripts/patches/: crop-once, openmp-im2col, openmp-relu,
+openmp-max-pool, shared-col-buffer, col-tiles)."""
 
 import math
 import os
