@@ -66,7 +66,7 @@ FIXED = 'param { lr_mult: 0 }'  # as the FCNs' bilinear upsampling and at-once s
 ABC = {'a': (2, 5, 13, 17), 'b': (2, 5, 13, 17), 'c': (2, 5, 13, 17)}
 
 # name: ({input: shape}, layers).  The CPU side's im2col buffer exceeds the 4 MB tile threshold in the first two
-# convolutions (tiled, scripts/col_tiles.inc); 1x1 convolutions skip im2col; one net chains convolutions of
+# convolutions (tiled, scripts/patches/col-tiles.patch); 1x1 convolutions skip im2col; one net chains convolutions of
 # different buffer sizes through the shared col buffer (SHARE_COL_PATCHES), forward and backward.
 LAYER_CASES = {
     'conv-vgg-3x3-tiled': ({'x': (2, 32, 64, 80)}, conv('c', 'x', 'y', 'num_output: 16 kernel_size: 3 pad: 1')),
