@@ -4,37 +4,35 @@ Each model runs in its own child process (a failed Caffe CHECK would abort the t
 random initialization so that the step does real arithmetic in every layer.
 """
 import json
-import os
-import subprocess
-import sys
-import textwrap
+from pathlib import Path
 
 import pytest
 
 import netgen
-from common import REPO
+from common import checked, child
 
 FCN_MODELS = [name for name, model in netgen.MODELS.items() if model.splits]
-STEP = """
-    import json, sys, math
-    import caffe, numpy as np
-    from caffe.proto import caffe_pb2
-    from pathlib import Path
+
+
+def print_one_step(name, out, data):
+    """One SGD step of model `name` at full width (prepared in `out`, the data folders of the JSON object `data`)
+    from random He-scaled kernels; prints the iteration, the losses and whether all are finite, as JSON."""
+    import math
+
+    import caffe
+    import numpy as np
     from fcn import registry
     from solvers import runs, score
 
-    name, out, data = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
-    prepared = runs.prepare(registry.get(name), out, 1.0, overrides=data)
-    param = prepared.train_net
+    prepared = runs.prepare(registry.get(name), Path(out), 1.0, overrides=json.loads(data))
     solver = caffe.SGDSolver(str(prepared.solver))
     rng = np.random.default_rng(0)
-    for layer, blobs in solver.net.params.items():
+    for blobs in solver.net.params.values():
         kernel = blobs[0].data
         kernel[...] = rng.standard_normal(kernel.shape, dtype=np.float32) * np.sqrt(1 / np.prod(kernel.shape[1:]))
     solver.step(1)
-    losses = {o.loss: float(solver.net.blobs[o.loss].data.flat[0]) for o in score.outputs(param)}
+    losses = {o.loss: float(solver.net.blobs[o.loss].data.flat[0]) for o in score.outputs(prepared.train_net)}
     print(json.dumps({'iter': solver.iter, 'losses': losses, 'finite': all(map(math.isfinite, losses.values()))}))
-"""
 
 
 @pytest.fixture(scope='module')
@@ -52,10 +50,6 @@ def tiny_data(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize('name', FCN_MODELS)
 def test_one_sgd_step_at_full_width(name, tiny_data, tmp_path):
-    env = {**os.environ, 'GLOG_minloglevel': '2', 'PYTHONPATH': str(REPO)}
     data = json.dumps(tiny_data[netgen.MODELS[name].dataset])
-    result = subprocess.run([sys.executable, '-c', textwrap.dedent(STEP), name, str(tmp_path), data],
-                            capture_output=True, text=True, env=env, cwd='/', timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = json.loads(checked(child(print_one_step, name, tmp_path, data)).strip().splitlines()[-1])
     assert report['iter'] == 1 and report['finite'], report
