@@ -71,7 +71,7 @@ $(MODELS): setup
 
 bench: setup
 	$(PIP) install --quiet -e '.[bench]'
-	$(PY) -m bench $(if $(GPU),--gpu $(GPU))
+	$(PY) -m caffe_fcn.bench $(if $(GPU),--gpu $(GPU))
 
 # A new user's machine: a bare Debian 12 root, a clean clone of HEAD, an empty build cache.
 fresh-check:

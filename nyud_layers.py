@@ -1,4 +1,4 @@
 """Caffe Python layer for NYUDv2 (color, depth, HHA, label), under the reference FCN's module name."""
-from datalayers.layers import NYUDSegDataLayer
+from caffe_fcn.datalayers.layers import NYUDSegDataLayer
 
 __all__ = ['NYUDSegDataLayer']

@@ -1,4 +1,4 @@
 """Caffe Python layer for PASCAL-Context (59 classes + background), under the reference FCN's module name."""
-from datalayers.layers import PASCALContextSegDataLayer
+from caffe_fcn.datalayers.layers import PASCALContextSegDataLayer
 
 __all__ = ['PASCALContextSegDataLayer']

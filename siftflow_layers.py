@@ -1,4 +1,4 @@
 """Caffe Python layer for SIFT Flow (data, semantic and geometric labels), under the reference FCN's module name."""
-from datalayers.layers import SIFTFlowSegDataLayer
+from caffe_fcn.datalayers.layers import SIFTFlowSegDataLayer
 
 __all__ = ['SIFTFlowSegDataLayer']

@@ -1,7 +1,7 @@
 """netgen: every FCN model from one short declaration, built with Caffe's NetSpec (see docs/ARCHITECTURE.md).
 
-The declarations (fcn.registry) import no Caffe; the builders load it on first use."""
-from fcn.registry import MODELS, REPO, Model, Task, get
+The declarations (caffe_fcn.registry) import no Caffe; the builders load it on first use."""
+from caffe_fcn.registry import MODELS, REPO, Model, Task, get
 
 __all__ = ['MODELS', 'REPO', 'Model', 'Task', 'generate', 'get', 'net', 'solver', 'write']
 

@@ -4,7 +4,7 @@ import ast
 import sys
 from pathlib import Path
 
-from fcn import cli, registry
+from caffe_fcn import cli, registry
 
 EPILOG = """examples:
   fcn-netgen --list
@@ -156,8 +156,8 @@ def main(argv=None):
 def check_data_layers(netgen, model, width, overrides):
     """Every data layer's param_str, with the --data overrides, checked as the layer's setup will check it, before
     anything is written (mean=(1,2) would make a net that fails when it is run)."""
-    from datalayers.layers import checked_params
-    from datalayers.params import ParamError
+    from caffe_fcn.datalayers.layers import checked_params
+    from caffe_fcn.datalayers.params import ParamError
 
     for split in model.splits:
         for layer in netgen.net(model, split, width, overrides).layer:

@@ -7,9 +7,9 @@ from caffe import params as P
 from caffe.net_spec import assign_proto
 from caffe.proto import caffe_pb2
 
-from fcn.files import write_atomic
-from fcn.registry import (CLASSIFIER_SIZE, DEPLOY_SIZE, MODELS, REPO, SOLVER_COMMON, TOPS, TRAINING_OPTIONS, Model,
-                          Task, get)
+from caffe_fcn.files import write_atomic
+from caffe_fcn.registry import (CLASSIFIER_SIZE, DEPLOY_SIZE, MODELS, REPO, SOLVER_COMMON, TOPS, TRAINING_OPTIONS,
+                                Model, Task, get)
 
 from . import pieces
 
@@ -27,7 +27,7 @@ def data_params(model, split):
 
 
 def fill(value, root, split, model):
-    """A declared param_str value with the placeholders of fcn.registry.Source filled in."""
+    """A declared param_str value with the placeholders of caffe_fcn.registry.Source filled in."""
     if value == TOPS:
         return [*model.modalities, 'label']
     return value.format(root=root, split=split) if isinstance(value, str) else value

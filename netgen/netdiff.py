@@ -15,7 +15,7 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from fcn.cli import BadInput, tool
+from caffe_fcn.cli import BadInput, tool
 
 # Caffe's defaults for repeated fields, which protobuf cannot declare: an empty list means [default]
 REPEATED_DEFAULTS = {('ConvolutionParameter', 'pad'): 0, ('ConvolutionParameter', 'stride'): 1,

@@ -6,7 +6,7 @@ time is measured on this machine's Caffe at SIZE x SIZE, beside the paper's K40c
 import statistics
 import time
 
-from fcn import registry
+from caffe_fcn import registry
 
 from . import geometry
 
@@ -62,5 +62,5 @@ def render(found, size):
     line(f'forward ms ({size}x{size})', [f'{ms:.0f}' for _, ms, _ in found.values()],
          [f'{p.forward_ms} K40c' for p in papers])
     lines.append(f'{"mean IU (paper)":<26}' + ''.join(f'{p.mean_iu:>24}' for p in papers))
-    lines.append(f'note: {RF_NOTE}; the time here is Caffe on this machine\'s CPU (see bench/README.md).')
+    lines.append(f'note: {RF_NOTE}; the time here is Caffe on this machine\'s CPU (see caffe_fcn/bench/README.md).')
     return '\n'.join(lines)

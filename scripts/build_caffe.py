@@ -16,7 +16,7 @@ from the PyPI wheels nvidia-cublas and nvidia-curand in the venv), patched for C
   CUDA_ARCH='75 90'    compute capabilities to build for (default: 7.5 to 9.0; part of the cache key);
                        one, e.g. CUDA_ARCH=90 for H100/H200, builds much faster
 
-CPU speed options (each part of the cache key; `make bench` measures them; bench/README.md has the numbers):
+CPU speed options (each part of the cache key; `make bench` measures them; caffe_fcn/bench/README.md has the numbers):
   BLAS=mkl|open|blis   Intel MKL from PyPI (default; installed into the venv, about 1 GB), Debian's OpenBLAS,
                        or Debian's BLIS (all three installed by make setup-system)
   CAFFE_OPT='-O3 -march=native'   compiler flags (default; the build is for this machine's CPU; a --wheel is

@@ -8,8 +8,8 @@ import matplotlib
 matplotlib.use('Agg')  # files only: no display on a training machine
 import matplotlib.pyplot as plt  # noqa: E402
 
-from fcn.cli import BadInput  # noqa: E402
-from fcn.files import write_atomic  # noqa: E402
+from caffe_fcn.cli import BadInput  # noqa: E402
+from caffe_fcn.files import write_atomic  # noqa: E402
 from solvers.metrics import METRICS  # noqa: E402
 
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 
-from fcn import cli, registry
+from caffe_fcn import cli, registry
 from solvers import driver, runs
 from solvers.curve import plot_curve
 from solvers.metrics import format_scores
@@ -49,7 +49,7 @@ def parse_args(argv):
 
 def synthesize(root, count, seed):
     """The SBD-format train split and the VOC seg11valid split, laid out under `root` as data/ lays them out."""
-    from datalayers.synth import synthesize
+    from caffe_fcn.datalayers.synth import synthesize
 
     synthesize('sbdd', root / 'sbdd', count=count, seed=seed)
     synthesize('voc', root / 'pascal', count=count, seed=seed)
@@ -82,7 +82,7 @@ def run_stage(model, base_lr, previous, args, data_root, log):
 def write_overlay(weights, args, data_root, count=4):
     """Segment the first held-out images with the final net: overlay.png (image | ground truth | prediction,
     a row per image) and labels.png (the first prediction as a palette PNG) in --out."""
-    from datalayers.io import read_label_png
+    from caffe_fcn.datalayers.io import read_label_png
     from solvers import infer
 
     model = registry.get('voc-fcn8s')

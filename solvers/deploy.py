@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from fcn import cli
+from caffe_fcn import cli
 from solvers.score import check_outputs
 from solvers.tiles import INT_MAX
 

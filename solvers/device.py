@@ -2,7 +2,7 @@
 import subprocess
 import sys
 
-from fcn.cli import BadInput
+from caffe_fcn.cli import BadInput
 
 REBUILD = 'Rebuild it with CUDA (`CUDA=1 make caffe`, needs the CUDA toolkit)'
 

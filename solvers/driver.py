@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 import netgen
-from fcn import cli, registry
+from caffe_fcn import cli, registry
 from solvers import runs
 from solvers.device import use_device
 from solvers.metrics import format_scores, valid_pixels

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcn import cli
+from caffe_fcn import cli
 from solvers.deploy import forward
 
 ENGINES = ('caffe', 'onnxruntime')
@@ -25,7 +25,7 @@ class Caffe:
 
 class OnnxRuntime:
     def __init__(self, path):
-        from export.check import onnx_runner
+        from caffe_fcn.export.check import onnx_runner
 
         self.run = onnx_runner(path)
 
@@ -45,7 +45,7 @@ def cache_dir():
 
 def onnx_export(model, net, proto, weights, width):
     """The cached ONNX export of these weights for this model and width, made and checked first if missing."""
-    from export.cli import DEFAULT_SIZES, check_cases, checked_export, require
+    from caffe_fcn.export.cli import DEFAULT_SIZES, check_cases, checked_export, require
     from surgery.published import digest
 
     require('onnx')

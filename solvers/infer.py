@@ -15,10 +15,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from datalayers import label_image, palette
-from datalayers.datasets import mean_array, preprocess
-from fcn import cli, registry
-from fcn.files import check_apart, write_atomic
+from caffe_fcn.datalayers import label_image, palette
+from caffe_fcn.datalayers.datasets import mean_array, preprocess
+from caffe_fcn import cli, registry
+from caffe_fcn.files import check_apart, write_atomic
 from solvers.deploy import EXIF_ORIENTATION, check_fits, forward, load_deploy_net, read_image  # noqa: F401
 from solvers.score import CONSTANT
 
@@ -81,7 +81,7 @@ def input_mean(model):
 def model_inputs(model, path, rgb, twins=None):
     """The net's input arrays for one image, as the model's data layer prepares them: a color image; an HHA one
     (nyud-fcn32s-hha); or a color image with its depth or HHA twin of the same file name in the folder `twins`."""
-    from datalayers.datasets import modality_array
+    from caffe_fcn.datalayers.datasets import modality_array
 
     arrays = {}
     for top, modality in zip(model.inputs, model.modalities, strict=True):
@@ -393,7 +393,7 @@ def main(argv=None):
     from solvers.device import use_device
 
     args = parse_args(argv)
-    from datalayers.resolve import resolve_model
+    from caffe_fcn.datalayers.resolve import resolve_model
 
     model = args.model = resolve_model(args)
     paths = image_paths(args.images)

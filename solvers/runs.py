@@ -15,9 +15,9 @@ from pathlib import Path
 from google.protobuf import text_format
 
 import netgen
-from fcn import registry
-from fcn.cli import BadInput
-from fcn.files import same_file, write_atomic
+from caffe_fcn import registry
+from caffe_fcn.cli import BadInput
+from caffe_fcn.files import same_file, write_atomic
 
 
 class SetupError(BadInput):

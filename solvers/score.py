@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fcn import cli
+from caffe_fcn import cli
 from solvers.metrics import collapse_warning, fast_hist, format_scores, scores, valid_pixels
 
 
@@ -198,7 +198,7 @@ def main(argv=None):
     from solvers.device import use_device
 
     args = parse_args(argv)
-    from datalayers.resolve import resolve_model
+    from caffe_fcn.datalayers.resolve import resolve_model
 
     args.model = resolve_model(args)
     use_device(args.gpu)
@@ -213,7 +213,7 @@ def main(argv=None):
         args.width, weights = entry.width, published.fetch(entry, args.mirror)
     else:
         weights = published.published_weights(args.model, args.weights)
-    from fcn.files import check_apart
+    from caffe_fcn.files import check_apart
     check_apart([args.json], [weights])
     net, param = load_test_net(args.model, args.split, weights, args.width, args.data_root)
     outs = outputs(param, args.model)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fcn import cli
-from fcn.files import reserve
+from caffe_fcn import cli
+from caffe_fcn.files import reserve
 from solvers import runs
 from solvers.runs import ROW, SetupError
 

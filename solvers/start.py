@@ -4,7 +4,7 @@ upsampling by surgery.interp)."""
 from pathlib import Path
 
 import netgen
-from fcn import registry
+from caffe_fcn import registry
 from solvers import runs
 from solvers.runs import SetupError
 

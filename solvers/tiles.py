@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from fcn import cli
+from caffe_fcn import cli
 from netgen import geometry
 from netgen.geometry import peak_memory
 
@@ -34,7 +34,7 @@ def memory_size(text):
 def free_memory(gpu=False):
     """Bytes free now: in RAM, or on the GPU Caffe runs on (read through the CUDA runtime Caffe loaded)."""
     if gpu:
-        from bench.cuda import Runtime
+        from caffe_fcn.bench.cuda import Runtime
 
         return Runtime().free_bytes()
     return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')

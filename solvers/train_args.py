@@ -6,8 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from datalayers.resolve import resolve_model
-from fcn import cli, registry
+from caffe_fcn.datalayers.resolve import resolve_model
+from caffe_fcn import cli, registry
 from solvers import runs
 
 

@@ -2,8 +2,8 @@
 import argparse
 import sys
 
-from fcn import cli, registry
-from fcn.files import check_apart
+from caffe_fcn import cli, registry
+from caffe_fcn.files import check_apart
 
 from .bilinear import interp, upsampling_layers
 from .transplant import transplant
@@ -57,7 +57,7 @@ def run_init(args):
     import netgen
 
     if args.dataset:
-        from datalayers.resolve import resolve_dataset
+        from caffe_fcn.datalayers.resolve import resolve_dataset
 
         args.model = registry.for_dataset(args.model, resolve_dataset(args.dataset))
     net = instantiate(netgen.net(args.model, 'deploy', width=args.width))

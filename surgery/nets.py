@@ -30,7 +30,7 @@ def read_prototxt(path, message=None):
 def allowed_python_modules():
     """The modules a net's Python layers may name: the declared data layers, fcn's loss layer, and those the user
     allows in FCN_PYTHON_LAYERS (comma-separated): Caffe imports and runs whatever module a prototxt names."""
-    from fcn import registry
+    from caffe_fcn import registry
 
     declared = {source.module for data in registry.DATASETS.values() for source in data.sources.values()}
     allowed = set(filter(None, os.environ.get('FCN_PYTHON_LAYERS', '').split(',')))
@@ -85,7 +85,7 @@ def save_net(net, out, layers=None, model=None):
     for the file is proved first (Caffe aborts the process when a write fails); Python then keeps `layers` (default
     all) and writes `out` atomically, so a good file is never replaced by a truncated one. `model` names the
     file's model (NetParameter.name), which loading compares."""
-    from fcn.files import reserve, write_atomic
+    from caffe_fcn.files import reserve, write_atomic
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

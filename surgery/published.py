@@ -18,8 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fcn import cli, registry
-from fcn.files import write_atomic
+from caffe_fcn import cli, registry
+from caffe_fcn.files import write_atomic
 
 
 def cache_dir():

@@ -176,7 +176,7 @@ def load_weights(net, path, read_limit=None, partial=False, model=None):
 
 def check_written_for(param, model, path):
     """A warning where the file names another of the declared models than the one it is loaded into."""
-    from fcn import registry
+    from caffe_fcn import registry
 
     if param.name and param.name != model and param.name in registry.MODELS:
         print(f'warning: {path} was written for {param.name} (the model its file names), not for {model}',

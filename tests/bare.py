@@ -14,7 +14,7 @@ def use_the_torch_module(rgb, out):
 
     import siftflow_fcn8s as m  # the exported file, beside its weights
 
-    assert not any(name.split('.')[0] in ('netgen', 'caffe', 'export', 'fcn') for name in sys.modules)
+    assert not any(name.split('.')[0] in ('netgen', 'caffe', 'caffe_fcn', 'surgery', 'solvers') for name in sys.modules)
     net = m.load()
     with torch.no_grad():
         sem, geo = net(m.preprocess(np.load(rgb)))
@@ -28,5 +28,5 @@ def export_without_onnxruntime(out):
     first (None in sys.modules makes its import fail as it does where the export extra is not installed)."""
     assert 'onnxruntime' not in sys.modules, 'onnxruntime was loaded before it could be hidden'
     sys.modules['onnxruntime'] = None
-    from export.cli import main
+    from caffe_fcn.export.cli import main
     sys.exit(main(['voc-fcn8s', '--weights', 'w', '--out', out]))

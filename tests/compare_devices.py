@@ -4,7 +4,7 @@
 
 JOB: {"gpu": null or N, "seed": S, "out": DIR, "cases": [{"name": ..., "net": PROTOTXT, "blobs": null or [...]}]}.
 Each net is built in the TEST phase and filled the same way on every device: weights He-scaled per layer name
-(bench.worker.init_weights), inputs standard normal, an input named `label` integer classes 0-3 with some 255s
+(caffe_fcn.bench.worker.init_weights), inputs standard normal, an input named `label` integer classes 0-3 with some 255s
 (the ignore label), then a forward pass, a random diff on every output and a backward pass.  DIR/NAME.npz gets
 what both devices are compared on: every blob's data and diff (or only the blobs listed) and every parameter's
 diff.  A child process, because a CPU-only Caffe aborts the process on set_device and because
@@ -42,7 +42,7 @@ def fill_inputs(net, rng):
 
 def run_case(caffe, case, seed):
     """Forward and backward of one net; {key: array} of what is compared."""
-    from bench.worker import init_weights
+    from caffe_fcn.bench.worker import init_weights
 
     net = caffe.Net(case['net'], caffe.TEST)
     init_weights(net, seed)

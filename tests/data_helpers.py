@@ -41,7 +41,7 @@ def split_ids(path):
 
 def voc_data(root, count=16, size=(64, 64)):
     """A data root laid out as the reference's ../data: sbdd/dataset (train) and pascal/VOC2011 (seg11valid)."""
-    from datalayers.synth import synthesize
+    from caffe_fcn.datalayers.synth import synthesize
 
     synthesize('sbdd', root / 'sbdd', count=count, seed=0, size=size)
     synthesize('voc', root / 'pascal', count=count, seed=0, size=size)

@@ -13,7 +13,7 @@ from google.protobuf import text_format
 
 import caffe
 
-from bench import ceiling, flops, nets, worker
+from caffe_fcn.bench import ceiling, flops, nets, worker
 from common import REPO
 
 
@@ -73,7 +73,7 @@ def test_flops_agree_with_torch_flop_counter(tmp_path, model):
     torch = pytest.importorskip('torch')
     from torch.utils.flop_counter import FlopCounterMode
 
-    from bench import torchnet
+    from caffe_fcn.bench import torchnet
     param = nets.train_net(model, SIZE, WIDTH)
     net, weights, feed = fed_net(tmp_path, param)
     forward, train = flops.totals(flops.per_layer(param, net))
@@ -92,7 +92,7 @@ def test_flops_agree_with_torch_flop_counter(tmp_path, model):
 def test_torch_copy_matches_caffe(tmp_path, model):
     """Same weights, same input: outputs, loss and every weight gradient agree to 1e-4."""
     torch = pytest.importorskip('torch')
-    from bench import torchnet
+    from caffe_fcn.bench import torchnet
     param = nets.train_net(model, SIZE, WIDTH)
     net, weights, feed = fed_net(tmp_path, param)
     net.forward()
@@ -114,7 +114,7 @@ def test_torch_copy_matches_caffe(tmp_path, model):
 def test_torch_copy_detects_a_wrong_weight(tmp_path):
     """The cross-check can fail: one perturbed filter shows in the output."""
     torch = pytest.importorskip('torch')
-    from bench import torchnet
+    from caffe_fcn.bench import torchnet
     param = nets.deploy_net('voc-fcn8s', SIZE, WIDTH)
     net, weights, feed = fed_net(tmp_path, param)
     net.forward()
@@ -127,7 +127,7 @@ def test_torch_copy_detects_a_wrong_weight(tmp_path):
 
 def test_unsupported_layer_is_named():
     pytest.importorskip('torch')
-    from bench import torchnet
+    from caffe_fcn.bench import torchnet
     with pytest.raises(ValueError, match='prob: no PyTorch expression for Softmax'):
         torchnet.build([{'name': 'prob', 'type': 'Softmax', 'bottom': ['x'], 'top': ['y'], 'lr_mult': []}], {})
 
@@ -146,7 +146,7 @@ def test_sgemm_through_caffes_blas_is_correct():
 
 
 def run_bench(*args, cwd):
-    return subprocess.run([sys.executable, '-m', 'bench', *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([sys.executable, '-m', 'caffe_fcn.bench', *args], capture_output=True, text=True, cwd=cwd)
 
 
 def test_cli_help_and_bad_arguments(tmp_path):
@@ -185,7 +185,7 @@ def test_bench_end_to_end_tiny(tmp_path):
 def test_peak_memory_is_the_child_process_own():
     """A fresh worker process reports its own peak, not its (larger) parent's."""
     ballast = np.ones(300 * 2**20 // 8)  # 300 MB resident in this process
-    code = 'from bench.worker import maxrss_mb; print(maxrss_mb())'
+    code = 'from caffe_fcn.bench.worker import maxrss_mb; print(maxrss_mb())'
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO, check=True)
     assert worker.maxrss_mb() > 300 > float(out.stdout) > 1
     del ballast
@@ -194,7 +194,7 @@ def test_peak_memory_is_the_child_process_own():
 # --- the GPU option ------------------------------------------------------------------------------------------------
 
 def cpu_only_caffe():
-    from fcn.cli import BadInput
+    from caffe_fcn.cli import BadInput
     from solvers.device import check_gpu
     try:
         check_gpu(0)
@@ -204,7 +204,7 @@ def cpu_only_caffe():
 
 
 def test_gpu_option_defaults_to_the_papers_nets_and_no_scaling():
-    from bench.__main__ import GPU_MODELS, MODELS, SCALING_SIZES, parse_args
+    from caffe_fcn.bench.__main__ import GPU_MODELS, MODELS, SCALING_SIZES, parse_args
     args, _ = parse_args(['--no-torch'])
     assert args.gpu is None and args.models == list(MODELS) and args.scaling == list(SCALING_SIZES)
     args, _ = parse_args(['--no-torch', '--gpu', '0'])
@@ -225,8 +225,8 @@ def test_gpu_option_on_a_cpu_only_build_is_one_line_before_any_job(tmp_path):
                         cwd=REPO)
         assert out.returncode == 2, out.stderr
         assert out.stderr.strip().splitlines() == [
-            'python -m bench: error: --gpu 0: this pycaffe is a CPU-only build. Rebuild it with CUDA (`CUDA=1 make '
-            'caffe`, needs the CUDA toolkit), or leave out --gpu to run on the CPU.']
+            'python -m caffe_fcn.bench: error: --gpu 0: this pycaffe is a CPU-only build. Rebuild it with CUDA '
+            '(`CUDA=1 make caffe`, needs the CUDA toolkit), or leave out --gpu to run on the CPU.']
         assert not (tmp_path / 'scratch').exists() and not (tmp_path / 'r.json').exists()
 
 
@@ -237,8 +237,8 @@ def test_gpu_option_refuses_a_cpu_only_pytorch(monkeypatch):
     if torch.version.cuda is not None:
         pytest.skip('this PyTorch is a CUDA build')
     import solvers.device
-    from bench.__main__ import check_gpu, parse_args
-    from fcn.cli import BadInput
+    from caffe_fcn.bench.__main__ import check_gpu, parse_args
+    from caffe_fcn.cli import BadInput
     monkeypatch.setattr(solvers.device, 'check_gpu', lambda gpu, python: None)
     args, builds = parse_args(['--gpu', '0'])
     with pytest.raises(BadInput, match=r'this PyTorch \(.*\) is a CPU-only build.*--no-torch'):
@@ -255,7 +255,7 @@ def gpu_run(label, model, mode, ms, gpu_mb, **extra):
 
 def test_gpu_table_carries_the_papers_k40c_times(capsys):
     """The summary of GPU runs (made up here): ms, GPU memory, both PyTorch ratios, Table 1's time beside it."""
-    from bench.__main__ import print_gpu_table, summarize
+    from caffe_fcn.bench.__main__ import print_gpu_table, summarize
     runs = [gpu_run(label, model, mode, ms * (2 if mode == 'train' else 1), mb)
             for model in ('voc-fcn32s', 'voc-fcn8s')
             for label, ms, mb in (('caffe', 40, 3000), ('pytorch', 50, 2500), ('pytorch-tf32', 20, 2600))
@@ -283,7 +283,7 @@ def test_checked_gradients_are_the_first_learned_layers_and_score_fr(model, chec
 
 
 def test_the_cuda_runtime_is_found_in_the_process_maps():
-    from bench.cuda import loaded_cudart
+    from caffe_fcn.bench.cuda import loaded_cudart
     maps = ('7f00-7f01 r-xp 00000000 08:01 1 /usr/local/cuda/lib64/libcudart.so.13.0.48\n'
             '7f02-7f03 r-xp 00000000 08:01 2 /x/.venv/lib/python3.11/site-packages/caffe/libcaffe.so\n')
     assert loaded_cudart(maps) == '/usr/local/cuda/lib64/libcudart.so.13.0.48'

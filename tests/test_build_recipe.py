@@ -116,7 +116,7 @@ def test_every_patch_file_is_applied_and_says_why_it_exists():
 
 
 def test_openblas_with_openmp_links_the_openmp_build():
-    """OpenBLAS's pthreads and OpenMP's threads would spin against each other (bench/README.md)."""
+    """OpenBLAS's pthreads and OpenMP's threads would spin against each other (caffe_fcn/bench/README.md)."""
     for openmp, variant in ((False, 'openblas-pthread'), (True, 'openblas-openmp')):
         lines, rpaths = build_caffe.config.blas_config('open', 'x86_64-linux-gnu', openmp)  # make setup installs both
         assert any(line.startswith('BLAS_INCLUDE') and variant in line for line in lines)

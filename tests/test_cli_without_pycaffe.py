@@ -14,8 +14,8 @@ from common import REPO, child
 
 ENTRY = {  # console script -> the module whose main it calls (a script: run as __main__)
     'fcn-netgen': 'netgen.cli', 'fcn-netdiff': 'netgen.netdiff', 'fcn-surgery': 'surgery.cli',
-    'fcn-data': 'datalayers.cli', 'fcn-score': 'solvers.score', 'fcn-infer': 'solvers.infer',
-    'fcn-export': 'export.cli', 'demo': 'solvers.demo', 'voc-fcn32s/solve.py': None,
+    'fcn-data': 'caffe_fcn.datalayers.cli', 'fcn-score': 'solvers.score', 'fcn-infer': 'solvers.infer',
+    'fcn-export': 'caffe_fcn.export.cli', 'demo': 'solvers.demo', 'voc-fcn32s/solve.py': None,
 }
 
 
@@ -81,7 +81,7 @@ def commands(tmp_path):
 
 @pytest.mark.parametrize('tool', sorted(set(ENTRY) - {'fcn-data'}))
 def test_a_command_that_needs_caffe_says_how_to_get_it(tmp_path, tool):
-    from fcn.cli import PYCAFFE_MISSING
+    from caffe_fcn.cli import PYCAFFE_MISSING
 
     if tool == 'fcn-export':  # it asks for the export extra first
         pytest.importorskip('onnxruntime', reason='the export extra is not installed')
@@ -98,7 +98,7 @@ def test_fcn_data_needs_no_caffe(tmp_path):
 
 @pytest.mark.parametrize('umask', [0o022, 0o002, 0o077])
 def test_written_files_get_the_users_umask(tmp_path, umask):
-    from fcn.files import write_atomic
+    from caffe_fcn.files import write_atomic
 
     old = os.umask(umask)
     try:

@@ -5,10 +5,10 @@ import scipy.io
 from data_helpers import python_layer_net
 from PIL import Image
 
-from datalayers import DatasetError, ParamError
-from datalayers.datasets import NYUD, SBDD, VOC, PASCALContext, SIFTFlow, context_voc_dir
-from datalayers.synth import SIFTFLOW_SUBDIR, synthesize
-from fcn import registry
+from caffe_fcn.datalayers import DatasetError, ParamError
+from caffe_fcn.datalayers.datasets import NYUD, SBDD, VOC, PASCALContext, SIFTFlow, context_voc_dir
+from caffe_fcn.datalayers.synth import SIFTFLOW_SUBDIR, synthesize
+from caffe_fcn import registry
 
 caffe = pytest.importorskip('caffe')
 SIZE = (32, 40)
@@ -261,7 +261,7 @@ def test_a_label_of_three_channels_is_refused_naming_it(tmp_path, dataset, split
 
 
 def test_every_top_of_a_sample_is_checked_on_every_axis():
-    from datalayers.layers import check_sample
+    from caffe_fcn.datalayers.layers import check_sample
 
     good = {'data': np.zeros((3, 8, 9), np.float32), 'label': np.zeros((1, 8, 9), np.uint8)}
     check_sample(good, 'a')

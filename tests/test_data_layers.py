@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from data_helpers import expected_image, mat, png, python_layer_net, split_ids
 
-from datalayers.datasets import context_voc_dir
-from datalayers.synth import SIFTFLOW_SUBDIR, synthesize
-from fcn.registry import VOC_MEAN
+from caffe_fcn.datalayers.datasets import context_voc_dir
+from caffe_fcn.datalayers.synth import SIFTFLOW_SUBDIR, synthesize
+from caffe_fcn.registry import VOC_MEAN
 
 caffe = pytest.importorskip('caffe')
 
@@ -118,7 +118,7 @@ def test_state_restore_continues_the_sequence(synth, tmp_path):
 
 
 def test_restore_rejects_a_state_of_another_split(synth, tmp_path):
-    from datalayers import DatasetError
+    from caffe_fcn.datalayers import DatasetError
     net = python_layer_net(tmp_path, 'voc_layers', 'VOCSegDataLayer', {'voc_dir': str(synth['voc']), 'split': 'val'},
                            ['data', 'label'])
     state = net.layers[0].state()
@@ -195,10 +195,10 @@ def test_pascalcontext_maps_raw_labels_to_59_classes_by_name(synth, tmp_path):
 
 
 def test_each_reader_names_the_layer_that_reads_it_and_the_keys_come_from_the_declaration():
-    from datalayers import layers
-    from datalayers.datasets import READERS
-    from datalayers.synth import dir_overrides
-    from fcn import registry
+    from caffe_fcn.datalayers import layers
+    from caffe_fcn.datalayers.datasets import READERS
+    from caffe_fcn.datalayers.synth import dir_overrides
+    from caffe_fcn import registry
 
     for dataset, reader in READERS.items():
         source = registry.source(reader.layer)
@@ -221,7 +221,7 @@ def source_of(augmented, original):
 
 
 def test_augment_moves_image_and_label_alike():
-    from datalayers.layers import augment
+    from caffe_fcn.datalayers.layers import augment
 
     h, w = 20, 30
     original = {'data': (np.arange(h * w, dtype=np.float32) + 1).reshape(1, h, w).repeat(3, 0),
@@ -269,16 +269,16 @@ def test_training_split_is_augmented_when_asked_and_evaluation_never(synth, tmp_
 
 
 def test_bad_augmentation_parameters_are_refused(synth, tmp_path):
-    from datalayers import ParamError
-    from datalayers.layers import SBDDSegDataLayer
-    from datalayers.params import parse
+    from caffe_fcn.datalayers import ParamError
+    from caffe_fcn.datalayers.layers import SBDDSegDataLayer
+    from caffe_fcn.datalayers.params import parse
 
     with pytest.raises(ParamError, match="'jitter' must be a whole number of pixels"):
         parse(str({'sbdd_dir': 'x', 'split': 'train', 'jitter': -3}), SBDDSegDataLayer.spec, 'SBDDSegDataLayer')
 
 
 def test_loss_sampling_ignores_whole_cells_with_probability_one_minus_p():
-    from datalayers.layers import sample_cells
+    from caffe_fcn.datalayers.layers import sample_cells
 
     label = np.zeros((1, 640, 640), np.uint8)
     for keep in (0.25, 0.5, 0.9):

@@ -9,8 +9,8 @@ import scipy.ndimage as ndi
 from data_helpers import mat, png, split_ids
 from PIL import Image
 
-from datalayers.cli import main
-from datalayers.synth import SIFTFLOW_SUBDIR, dir_overrides, synthesize
+from caffe_fcn.datalayers.cli import main
+from caffe_fcn.datalayers.synth import SIFTFLOW_SUBDIR, dir_overrides, synthesize
 
 DATASETS = ('voc', 'sbdd', 'nyud', 'siftflow', 'pascalcontext')
 
@@ -109,7 +109,7 @@ def test_synth_into_the_data_folder_is_what_the_nets_read(model, folders, tmp_pa
     from google.protobuf import text_format
 
     import netgen
-    from fcn import registry
+    from caffe_fcn import registry
     from solvers import runs
 
     for dataset, folder in folders.items():
@@ -173,10 +173,10 @@ def test_cli_check_reports_problems(tmp_path, capsys):
 
 
 def test_cli_errors_exit_nonzero_with_a_message(tmp_path):
-    run = subprocess.run([sys.executable, '-m', 'datalayers.cli', 'check', 'nyud', str(tmp_path / 'none')],
+    run = subprocess.run([sys.executable, '-m', 'caffe_fcn.datalayers.cli', 'check', 'nyud', str(tmp_path / 'none')],
                          capture_output=True, text=True)
     assert run.returncode == 2 and 'Expected layout' in run.stderr and 'img_{id}.png' in run.stderr
-    assert subprocess.run([sys.executable, '-m', 'datalayers.cli', 'synth', 'voc', '--out', str(tmp_path),
+    assert subprocess.run([sys.executable, '-m', 'caffe_fcn.datalayers.cli', 'synth', 'voc', '--out', str(tmp_path),
                            '--size', '96'], capture_output=True).returncode == 2
 
 

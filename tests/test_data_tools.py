@@ -4,13 +4,13 @@ import pytest
 from data_helpers import REFERENCE_DATA, mat, png, python_layer_net, split_ids
 from PIL import Image
 
-from datalayers import label_image, palette
-from datalayers.cli import main
-from datalayers.datasets import PASCALContext
-from datalayers.io import read_split, write_label_png
-from datalayers.synth import synthesize
-from datalayers.tools import sbdd_to_png, seg11valid, write_seg11valid
-from fcn.registry import VOC_MEAN
+from caffe_fcn.datalayers import label_image, palette
+from caffe_fcn.datalayers.cli import main
+from caffe_fcn.datalayers.datasets import PASCALContext
+from caffe_fcn.datalayers.io import read_split, write_label_png
+from caffe_fcn.datalayers.synth import synthesize
+from caffe_fcn.datalayers.tools import sbdd_to_png, seg11valid, write_seg11valid
+from caffe_fcn.registry import VOC_MEAN
 
 
 def need(path):
@@ -119,7 +119,7 @@ def test_reference_nets_param_str_accepted():
     from google.protobuf import text_format
 
     from caffe.proto import caffe_pb2
-    from datalayers import params
+    from caffe_fcn.datalayers import params
     nets = [p for p in sorted(need(REFERENCE_DATA.parent / 'reference-nets').rglob('*.prototxt'))
             if 'python_param' in p.read_text()]
     checked = 0
@@ -136,8 +136,8 @@ def test_reference_nets_param_str_accepted():
 
 
 def test_check_names_the_classes(tmp_path):
-    from datalayers import tools
-    from datalayers.synth import synthesize
+    from caffe_fcn.datalayers import tools
+    from caffe_fcn.datalayers.synth import synthesize
 
     root = synthesize('voc', tmp_path, count=6, seed=0, size=(32, 32))
     summary = tools.check('voc', root).summary()

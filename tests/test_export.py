@@ -8,10 +8,10 @@ from PIL import Image
 
 import netgen
 import surgery
-from bench.worker import init_weights
-from export import check
-from export.cli import main
-from fcn import registry
+from caffe_fcn.bench.worker import init_weights
+from caffe_fcn.export import check
+from caffe_fcn.export.cli import main
+from caffe_fcn import registry
 from bare import export_without_onnxruntime, use_the_torch_module
 from common import child, child_command
 
@@ -110,7 +110,7 @@ def test_torch_module_needs_only_torch(tmp_path, weights):
     result = subprocess.run([python, '-I', *rest], capture_output=True, text=True, cwd=elsewhere)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split('\n')[0] == "('score_sem', 'score_geo') 33 3"
-    from datalayers.datasets import preprocess
+    from caffe_fcn.datalayers.datasets import preprocess
     expected = caffe_scores(model, weights(model), {'data': preprocess(rgb, registry.MODELS[model].mean)[None]})
     for name in ('sem', 'geo'):
         got = np.load(tmp_path / f'{name}.npy')
@@ -127,13 +127,13 @@ def test_a_real_image_is_checked_too(tmp_path, capsys, weights):
 @pytest.mark.parametrize('fmt', ['onnx', 'torch'])
 def test_an_export_that_differs_from_caffe_fails_and_writes_nothing(tmp_path, capsys, monkeypatch, weights, fmt):
     """A crop one pixel off (the hand-converted ports' classic slip) fails the check; the old file stays."""
-    import export.graph
+    import caffe_fcn.export.graph
 
-    offsets = export.graph.crop_offsets
-    monkeypatch.setattr(export.graph, 'crop_offsets', lambda spec, rank=4: {a: o + 1 for a, o in
+    offsets = caffe_fcn.export.graph.crop_offsets
+    monkeypatch.setattr(caffe_fcn.export.graph, 'crop_offsets', lambda spec, rank=4: {a: o + 1 for a, o in
                                                                               offsets(spec, rank).items()})
-    monkeypatch.setattr('export.onnx_graph.crop_offsets', export.graph.crop_offsets)
-    monkeypatch.setattr('export.torch_source.crop_offsets', export.graph.crop_offsets)
+    monkeypatch.setattr('caffe_fcn.export.onnx_graph.crop_offsets', caffe_fcn.export.graph.crop_offsets)
+    monkeypatch.setattr('caffe_fcn.export.torch_source.crop_offsets', caffe_fcn.export.graph.crop_offsets)
     out = tmp_path / 'net.onnx' if fmt == 'onnx' else tmp_path / 'net.py'
     out.write_text('the previous export')
     assert run_export('voc-fcn8s', weights('voc-fcn8s'), out, fmt) == 1
@@ -177,7 +177,7 @@ def test_missing_extra_says_how_to_install(tmp_path):
 def test_unsupported_layers_are_named():
     from caffe.proto import caffe_pb2
 
-    from export.graph import Unsupported, graph
+    from caffe_fcn.export.graph import Unsupported, graph
     net = caffe_pb2.NetParameter()
     net.layer.add(name='pool', type='Pooling').pooling_param.pool = caffe_pb2.PoolingParameter.AVE
     with pytest.raises(Unsupported, match='pool: only square MAX pooling'):

@@ -57,8 +57,8 @@ class Attempts:
 
     def __init__(self):
         import surgery
-        from datalayers import DatasetError
-        from fcn.cli import BadInput
+        from caffe_fcn.datalayers import DatasetError
+        from caffe_fcn.cli import BadInput
 
         self.ours = (surgery.WeightsError, DatasetError, BadInput, ValueError)
         self.counts = {'loaded': {}, 'refused': {}, 'unexpected': []}
@@ -81,7 +81,7 @@ def good_inputs(work, data):
     import netgen
     import surgery
     from PIL import Image
-    from fcn import registry
+    from caffe_fcn import registry
     from solvers import driver, runs
 
     model = registry.get('voc-fcn32s')
@@ -103,7 +103,7 @@ def good_inputs(work, data):
 def mutated_files(attempt, net, solver, state_path, work):
     """Mutated caffemodels, prototxts, solverstates and images through their loaders."""
     import surgery
-    from datalayers import io
+    from caffe_fcn.datalayers import io
     from solvers import driver, infer
 
     def read_image(path):
@@ -133,7 +133,7 @@ def mutated_files(attempt, net, solver, state_path, work):
 def mutated_labels(attempt, solver, data):
     """Label maps of every shape, type and range in SBD's .mat files, through the training net's data layer and
     loss (every training image holds the one mutated label, whichever the layer draws)."""
-    from datalayers.synth import gt_cls, save_mat
+    from caffe_fcn.datalayers.synth import gt_cls, save_mat
 
     sbdd = data / 'sbdd' / 'dataset'
     shapes = [(32, 32), (32, 32, 3), (1, 32, 32), (33, 32), (32, 31), (0, 32), (32,), (32, 32, 1), (2, 32, 32)]
@@ -190,7 +190,7 @@ def fuzz_the_loaders(work, data):
 
 @pytest.mark.slow
 def test_mutated_inputs_never_abort_or_escape(tmp_path):
-    from datalayers.synth import synthesize
+    from caffe_fcn.datalayers.synth import synthesize
 
     data = tmp_path / 'data'
     synthesize('sbdd', data / 'sbdd', count=4, seed=0, size=(32, 32))

@@ -18,9 +18,9 @@ import pytest
 from google.protobuf import text_format
 
 import test_solvers
-from bench import nets
-from bench.worker import rel_error
-from fcn.cli import BadInput
+from caffe_fcn.bench import nets
+from caffe_fcn.bench.worker import rel_error
+from caffe_fcn.cli import BadInput
 from solvers.device import check_gpu
 from common import QUIET, REPO, checked, child
 

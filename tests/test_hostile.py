@@ -27,8 +27,8 @@ def files(tmp_path_factory):
     import netgen
     import surgery
     from caffe.proto import caffe_pb2
-    from bench.worker import init_weights
-    from datalayers.synth import synthesize
+    from caffe_fcn.bench.worker import init_weights
+    from caffe_fcn.datalayers.synth import synthesize
 
     root = tmp_path_factory.mktemp('hostile')
     synthesize('sbdd', root / 'data' / 'sbdd', count=8, seed=0, size=(64, 64))
@@ -157,7 +157,7 @@ def test_score_refuses_more_images_than_the_split_has(files):
 
 
 def test_an_unexpected_error_is_one_line_and_a_log(capsys):
-    from fcn import cli
+    from caffe_fcn import cli
 
     def broken():
         raise RuntimeError('something nobody planned for')
@@ -386,7 +386,7 @@ def test_a_decompression_bomb_is_refused(files, tmp_path):
 # --- small silent wrongs ------------------------------------------------------------------------------------
 
 def fcn_data(*args):
-    return tool(sys.executable, '-m', 'datalayers.cli', *args)
+    return tool(sys.executable, '-m', 'caffe_fcn.datalayers.cli', *args)
 
 
 def test_fcn_data_refuses_what_it_used_to_accept(files, tmp_path):
@@ -410,8 +410,8 @@ def test_fcn_data_refuses_what_it_used_to_accept(files, tmp_path):
 def test_a_split_file_cannot_lead_out_of_the_dataset(files, tmp_path):
     import shutil
 
-    from datalayers import DatasetError
-    from datalayers.datasets import SBDD
+    from caffe_fcn.datalayers import DatasetError
+    from caffe_fcn.datalayers.datasets import SBDD
     root = tmp_path / 'sbdd'
     shutil.copytree(files['data'] / 'sbdd' / 'dataset', root)
     (root / 'train.txt').write_text('../../../etc/passwd\n')
@@ -420,9 +420,9 @@ def test_a_split_file_cannot_lead_out_of_the_dataset(files, tmp_path):
 
 
 def test_a_mean_must_be_finite():
-    from datalayers import ParamError
-    from datalayers.layers import VOCSegDataLayer
-    from datalayers.params import parse
+    from caffe_fcn.datalayers import ParamError
+    from caffe_fcn.datalayers.layers import VOCSegDataLayer
+    from caffe_fcn.datalayers.params import parse
 
     with pytest.raises(ParamError, match='three finite numbers'):
         parse("{'voc_dir': 'x', 'split': 'val', 'mean': (1e999, 0, 0)}", VOCSegDataLayer.spec, 'VOCSegDataLayer')
@@ -461,7 +461,7 @@ def test_unwritable_outputs_are_one_line_errors(files):
 def test_a_dataset_image_too_large_is_refused_before_decoding(tmp_path, monkeypatch):
     from PIL import Image
 
-    from datalayers import DatasetError, io
+    from caffe_fcn.datalayers import DatasetError, io
     path = tmp_path / 'big.png'
     Image.fromarray(np.zeros((300, 200, 3), np.uint8)).save(path)
     monkeypatch.setattr(io, 'MAX_PIXELS', 100 * 100)
@@ -527,8 +527,8 @@ def test_tools_find_the_fetched_published_weights(files, tmp_path):
 def test_fcn_infer_runs_the_nyud_models_with_their_twin_images(tmp_path):
     import netgen
     import surgery
-    from datalayers.synth import synthesize
-    from fcn import registry
+    from caffe_fcn.datalayers.synth import synthesize
+    from caffe_fcn import registry
     from solvers import infer
 
     root = synthesize('nyud', tmp_path / 'nyud', count=4, seed=0, size=(48, 64))
@@ -545,7 +545,7 @@ def test_fcn_infer_runs_the_nyud_models_with_their_twin_images(tmp_path):
         assert (tmp_path / name / f'{color.stem}.png').is_file()
     hha = root / 'data' / 'hha' / color.name  # the HHA-only net gets HHA as its data layer does: not flipped
     arrays = infer.model_inputs(registry.get('nyud-fcn32s-hha'), hha, infer.read_image(hha))
-    from datalayers.datasets import NYUD
+    from caffe_fcn.datalayers.datasets import NYUD
     np.testing.assert_array_equal(arrays['data'], NYUD(root).load(color.stem[4:], ['hha'])['hha'])
 
 
@@ -553,8 +553,8 @@ def test_a_twin_image_of_another_size_is_refused(tmp_path):
     """A depth or HHA twin of another size would abort Caffe's Concat (color-d) or be fused misaligned."""
     from PIL import Image
 
-    from datalayers.synth import synthesize
-    from fcn import cli, registry
+    from caffe_fcn.datalayers.synth import synthesize
+    from caffe_fcn import cli, registry
     from solvers import infer
 
     root = synthesize('nyud', tmp_path / 'nyud', count=4, seed=0, size=(48, 64))

@@ -190,7 +190,7 @@ def test_one_segmentation_three_ways_imports_to_the_same_bytes(tmp_path):
 
 
 def test_the_real_voc_label_rendered_in_its_palette_comes_back_bit_for_bit(tmp_path):
-    from datalayers.io import palette
+    from caffe_fcn.datalayers.io import palette
 
     (tmp_path / 'src' / 'images').mkdir(parents=True)
     (tmp_path / 'src' / 'masks').mkdir()

@@ -4,7 +4,7 @@ import ast
 import sys
 from common import ENV, REPO, checked, child
 
-PACKAGES = ('fcn', 'netgen', 'surgery', 'solvers', 'datalayers', 'bench', 'export')
+PACKAGES = ('caffe_fcn', 'netgen', 'surgery', 'solvers')
 
 
 def module_name(path):
@@ -61,9 +61,9 @@ def test_the_circle_finder_finds_one():
 
 
 def print_whether_importing_loads_caffe():
-    """Import every package, solvers.metrics and fcn.cli; print whether Caffe got loaded on the way."""
+    """Import every package, solvers.metrics and caffe_fcn.cli; print whether Caffe got loaded on the way."""
     import importlib
-    for module in (*PACKAGES, 'solvers.metrics', 'fcn.cli'):
+    for module in (*PACKAGES, 'solvers.metrics', 'caffe_fcn.cli'):
         importlib.import_module(module)
     print('caffe' in sys.modules)
 
@@ -81,8 +81,8 @@ def print_environment_changes():
 
     import scipy.io  # noqa: F401
     before = dict(os.environ)
-    for module in ('fcn.cli', 'netgen.cli', 'surgery.cli', 'surgery.published', 'solvers.driver', 'solvers.score',
-                   'solvers.infer', 'datalayers.cli', 'export.cli', 'bench.__main__'):
+    for module in ('caffe_fcn.cli', 'netgen.cli', 'surgery.cli', 'surgery.published', 'solvers.driver', 'solvers.score',
+                   'solvers.infer', 'caffe_fcn.datalayers.cli', 'caffe_fcn.export.cli', 'caffe_fcn.bench.__main__'):
         importlib.import_module(module)
     print(sorted(k for k, v in os.environ.items() if before.get(k) != v))
 

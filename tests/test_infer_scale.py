@@ -23,7 +23,7 @@ DEMO = REFERENCE_DATA / 'demo' / 'image.jpg'
 def stand_ins(tmp_path_factory):
     """{model: He-scaled random weights of every layer at width 1/16} (fcn-surgery init's score layers are zero,
     which would make every score map constant and every comparison trivial), made once."""
-    from bench.infer import he_weights
+    from caffe_fcn.bench.infer import he_weights
 
     folder = tmp_path_factory.mktemp('weights')
     made = {}
@@ -89,7 +89,7 @@ def test_tiles_give_the_whole_images_scores(stand_ins, tmp_path):
     import netgen
     from solvers import engines, tiles
     from solvers.infer import load_deploy_net, model_inputs, read_image
-    from fcn import registry
+    from caffe_fcn import registry
 
     model = registry.get('voc-fcn8s')
     Image.open(DEMO).resize((1500, 1002)).save(tmp_path / 'big.jpg', quality=95)

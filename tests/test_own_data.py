@@ -27,7 +27,7 @@ TOY = REPO / 'tests' / 'toy' / 'toy_dataset.py'
 def make_folder(root, names, count=6, size=(48, 64), demo=False):
     """A folder dataset: JPEG photos, palette PNG labels (classes 0..len(names)-1 in squares, void 255 borders),
     classes.txt; with `demo`, the real VOC image and label as one more pair."""
-    from datalayers.io import write_label_png
+    from caffe_fcn.datalayers.io import write_label_png
 
     rng = np.random.default_rng(0)
     (root / 'images').mkdir(parents=True)
@@ -54,7 +54,7 @@ def data_tool(*args):
 @pytest.fixture(scope='module')
 def voc_like(tmp_path_factory):
     """A folder dataset with VOC's 21 class names, the real demo pair among its images, split and its stats."""
-    from fcn import registry
+    from caffe_fcn import registry
 
     root = make_folder(tmp_path_factory.mktemp('own') / 'mine', registry.VOC_CLASSES, demo=True)
     assert data_tool('split', root, '--val', '0.3', '--seed', '1').returncode == 0
@@ -79,7 +79,7 @@ def test_split_stats_and_check_write_what_the_data_says(voc_like):
 
 
 def test_the_folder_layer_feeds_the_files_bit_for_bit(voc_like):
-    from datalayers.datasets import Folder
+    from caffe_fcn.datalayers.datasets import Folder
 
     reader = Folder(voc_like)
     sample = reader.load('demo')
@@ -105,7 +105,7 @@ def start_weights(tmp_path, dataset):
 def test_stages_train_score_segment_and_export_a_folder_dataset(voc_like, tmp_path):
     import netgen
     import surgery
-    from fcn import registry
+    from caffe_fcn import registry
 
     result = train('voc-fcn8s', '--dataset', voc_like, '--stages', '--weights', start_weights(tmp_path, voc_like),
                    '--width', WIDTH, '--rounds', '1', '--steps', '2', '--out', tmp_path / 'runs')
@@ -170,7 +170,7 @@ def train_from_published(*args):
 def test_from_published_keeps_the_rows_of_the_shared_classes_bit_for_bit(server, tmp_path):
     import netgen
     import surgery
-    from fcn import registry
+    from caffe_fcn import registry
 
     net = surgery.instantiate(netgen.net('voc-fcn32s-fixed', 'deploy', width=1 / 16))
     surgery.stand_in_trunk(net, seed=0)
@@ -198,7 +198,7 @@ def test_from_published_keeps_the_rows_of_the_shared_classes_bit_for_bit(server,
 
 def broken(root, how):
     """A split folder dataset of three classes, broken one way."""
-    from datalayers.io import write_label_png
+    from caffe_fcn.datalayers.io import write_label_png
 
     make_folder(root, ('background', 'a', 'b'), count=4)
     (root / 'train.txt').write_text('img0\nimg1\nimg2\n')

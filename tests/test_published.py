@@ -12,7 +12,7 @@ from common import ENV, child
 
 def publish(url, **fields):
     """Declare published weights for voc-fcn32s-fixed at width 1/16: the file at `url`."""
-    from fcn import registry
+    from caffe_fcn import registry
 
     registry.publish(registry.Published('voc-fcn32s-fixed', url, width=1 / 16, **fields))
 
@@ -170,7 +170,7 @@ def score_main(url, *args):
 
 
 def test_score_published_fetches_scores_and_prints_the_reported_number(server, weights, tmp_path):
-    from datalayers.synth import synthesize
+    from caffe_fcn.datalayers.synth import synthesize
 
     synthesize('sbdd', tmp_path / 'data' / 'sbdd', count=4, seed=0, size=(48, 48))
     synthesize('voc', tmp_path / 'data' / 'pascal', count=4, seed=0, size=(48, 48))

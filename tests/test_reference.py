@@ -40,7 +40,7 @@ def refcode(tmp_path_factory):
 @pytest.fixture(scope='module')
 def data_root(tmp_path_factory):
     """All five datasets, synthetic, laid out as data/README.md says (VOC-like image sizes vary)."""
-    from datalayers.synth import synthesize
+    from caffe_fcn.datalayers.synth import synthesize
 
     root = tmp_path_factory.mktemp('data')
     for dataset, folder, size in [('sbdd', 'sbdd', None), ('voc', 'pascal', None), ('nyud', 'nyud', (48, 64)),
@@ -52,7 +52,7 @@ def data_root(tmp_path_factory):
 def data_layer_net(model, split, data_root, overrides, path):
     """A net of the model's generated data layer alone, its folders under `data_root`."""
     import netgen
-    from fcn import registry
+    from caffe_fcn import registry
     from solvers import runs
 
     model = registry.get(model)
@@ -208,11 +208,11 @@ def test_training_is_bit_identical_to_the_reference_solve_py(refcode, voc_root, 
 # --- inference: fcn-infer against the reference's infer.py -----------------------------------------------------
 
 def save_random_net(model, width, prototxt, weights):
-    """`model`'s deploy net at `width` written to `prototxt`, and its He-normal random weights (bench.worker's,
-    seed 3) to `weights`."""
+    """`model`'s deploy net at `width` written to `prototxt`, and its He-normal random weights
+    (caffe_fcn.bench.worker's, seed 3) to `weights`."""
     import netgen
     import surgery
-    from bench.worker import init_weights
+    from caffe_fcn.bench.worker import init_weights
 
     param = netgen.net(model, 'deploy', width=float(width))
     Path(prototxt).write_text(text_format.MessageToString(param))
@@ -240,7 +240,7 @@ def test_fcn_infer_feeds_the_net_what_the_reference_infer_py_feeds_it(refcode, t
     checked(child(run_script, 'infer.py', path_first=refcode, cwd=tmp_path))
     fed = np.load(tmp_path / 'in.npy')
 
-    from fcn import registry
+    from caffe_fcn import registry
     from solvers.infer import model_inputs, read_image
 
     mine = model_inputs(registry.get('voc-fcn8s'), demo, read_image(demo))['data']

@@ -142,7 +142,7 @@ def dropout_free_solver(data, out):
     """A Caffe SGD solver of voc-fcn8s at width 1/16 without dropout (base_lr 1e-7, the data folders `data`),
     prepared in `out`; and its training net."""
     import caffe
-    from fcn import registry
+    from caffe_fcn import registry
     from solvers import runs
 
     prepared = runs.prepare(registry.get('voc-fcn8s'), out, 0.0625, overrides=data,
@@ -264,7 +264,7 @@ def exit_with_main(repo, model, *args):
     """sys.exit(solvers.main(model, args)); where `repo` is given, fcn's registry.REPO is set to it (a checkout
     where nothing was trained yet) before solvers is imported."""
     if repo:
-        from fcn import registry
+        from caffe_fcn import registry
         registry.REPO = Path(repo)
     import solvers
     sys.exit(solvers.main(model, list(args)))
@@ -340,7 +340,7 @@ def test_the_references_command_line_from_inside_the_folder(tmp_path):
 
 
 def test_a_run_reads_its_data_under_the_data_root(tmp_path, monkeypatch):
-    from fcn import registry
+    from caffe_fcn import registry
     from solvers import runs
 
     with pytest.raises(runs.SetupError) as err:
@@ -357,7 +357,7 @@ def test_a_run_reads_its_data_under_the_data_root(tmp_path, monkeypatch):
 
 
 def test_default_schedules_are_the_references():
-    from fcn import registry
+    from caffe_fcn import registry
 
     def schedule(name):
         return registry.get(name).rounds_steps
@@ -430,7 +430,7 @@ def print_learned_layers(name, root, out):
     prepared in `out`); prints the layers whose weights moved."""
     import caffe
     import surgery
-    from fcn import registry
+    from caffe_fcn import registry
     from solvers import runs
 
     prepared = runs.prepare(registry.get(name), Path(out), 0.0625, root, solver_overrides={'base_lr': 1e-8})
@@ -458,7 +458,7 @@ def test_learned_upsampling_learns_the_2x_upsamplings_only(data_root, tmp_path):
 
 
 def test_augment_reaches_the_training_net_only(data_root, tmp_path):
-    from fcn import registry
+    from caffe_fcn import registry
     from solvers import runs
 
     prepared = runs.prepare(registry.get('voc-fcn32s'), tmp_path, 0.0625, data_root, registry.AUGMENT)
@@ -468,7 +468,7 @@ def test_augment_reaches_the_training_net_only(data_root, tmp_path):
 
 
 def test_loss_sampling_keeps_the_effective_batch(data_root, tmp_path):
-    from fcn import registry
+    from caffe_fcn import registry
     from solvers import driver
 
     model = registry.get('voc-fcn-alexnet')  # iter_size 20 already
@@ -538,5 +538,5 @@ def test_overlays_leave_the_background_as_it_is_and_carry_a_legend():
 
 
 def registry_names(model):
-    from fcn import registry
+    from caffe_fcn import registry
     return registry.get(model).tasks[0].names

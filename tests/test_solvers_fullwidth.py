@@ -21,7 +21,7 @@ def print_one_step(name, out, data):
 
     import caffe
     import numpy as np
-    from fcn import registry
+    from caffe_fcn import registry
     from solvers import runs, score
 
     prepared = runs.prepare(registry.get(name), Path(out), 1.0, overrides=json.loads(data))
@@ -38,7 +38,7 @@ def print_one_step(name, out, data):
 @pytest.fixture(scope='module')
 def tiny_data(tmp_path_factory):
     """Every dataset at 4 images of 32 x 32 (FCN-GoogLeNet has no pad 100: smaller inputs vanish in its pools)."""
-    from datalayers.synth import dir_overrides, synthesize
+    from caffe_fcn.datalayers.synth import dir_overrides, synthesize
 
     root = tmp_path_factory.mktemp('tiny')
     made = {d: dir_overrides(d, synthesize(d, root / d, count=4, seed=0, size=(32, 32)))

@@ -47,5 +47,5 @@ def test_a_dataset_added_in_one_file_trains_through_fcn_train(tmp_path):
     header = (run / 'log.csv').read_text().splitlines()[0].split(',')
     assert header[:3] == ['stage', 'round', 'iter'] and 'score_mean_iu' in header
     net = (run / 'run' / 'train.prototxt').read_text()
-    assert 'module: "datalayers.layers"' in net and "\\'dataset\\': \\'toy\\'" in net  # the generic layer
+    assert 'module: "caffe_fcn.datalayers.layers"' in net and "\\'dataset\\': \\'toy\\'" in net  # the generic layer
     assert str(tmp_path / "data" / "toy") in net  # the data root flowed in

@@ -1,13 +1,13 @@
 """A new dataset added in one file, the way any dataset is added: its declaration, its reader and its synthetic
-writer. The nets read it through the generic data layer (datalayers.layers.SegDataLayer, param_str 'dataset':
+writer. The nets read it through the generic data layer (caffe_fcn.datalayers.layers.SegDataLayer, param_str 'dataset':
 'toy'), whose keys come from the declaration; `fcn-train MODEL --dataset toy_dataset.py` imports this file."""
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from datalayers import datasets, io
-from fcn import registry
+from caffe_fcn.datalayers import datasets, io
+from caffe_fcn import registry
 
 SOURCE = registry.Source(*registry.GENERIC_LAYER, dict(dataset='toy', toy_dir='{root}/toy', seed=registry.SEED,
                                                        split='{split}'), reader='toy_dataset:Toy')

@@ -1,4 +1,4 @@
-"""A Caffe graph (export.graph) as the source of a self-contained PyTorch module file, and its state_dict.
+"""A Caffe graph (caffe_fcn.export.graph) as the source of a self-contained PyTorch module file, and its state_dict.
 
 The file imports only torch: a class whose __init__ declares the layers with parameters (nn.Conv2d,
 nn.ConvTranspose2d, a per-channel Scale) and whose forward is one line per Caffe layer, in Caffe's order, with
@@ -9,7 +9,7 @@ LRN is local_response_norm (the same formula), SoftmaxWithLoss is cross-entropy 
 import textwrap
 from pprint import pformat
 
-from export.graph import crop_offsets, identifier, inputs, outputs
+from caffe_fcn.export.graph import crop_offsets, identifier, inputs, outputs
 
 # Names the generated forward uses besides its blobs.
 RESERVED = {'self', 'torch', 'nn', 'F'}

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fcn import cli
+from caffe_fcn import cli
 
 FORMATS = ('onnx', 'torch')
 DEFAULT_SIZES = ((256, 320), (191, 253))  # height x width; the second odd in both
@@ -52,7 +52,7 @@ def parse_args(argv):
 
 
 def default_out(model, fmt):
-    from export.graph import identifier
+    from caffe_fcn.export.graph import identifier
 
     return Path(f'{model.name}.onnx' if fmt == 'onnx' else f'{identifier(model.name)}.py')
 
@@ -105,12 +105,12 @@ def describe(model, weights, width, module=None):
 
 def check_cases(model, proto, args):
     """(label, {input: 1 x C x H x W}) for each check: random inputs at the two sizes, and --image."""
-    from export.check import random_inputs
+    from caffe_fcn.export.check import random_inputs
 
     cases = [(f'random {h}x{w}', random_inputs(model.inputs, h, w, args.seed + i))
              for i, (h, w) in enumerate(args.sizes)]
     if args.image:
-        from datalayers.datasets import preprocess
+        from caffe_fcn.datalayers.datasets import preprocess
         from solvers.deploy import check_fits, read_image
 
         rgb = read_image(args.image)
@@ -122,19 +122,19 @@ def check_cases(model, proto, args):
 def write(fmt, layers, weights, net, folder, out, doc, model):
     """Write the export's files into `folder` under their final names; return a function that runs them, loaded
     from those files as a user would load them."""
-    from export import check
+    from caffe_fcn.export import check
 
     if fmt == 'onnx':
         import onnx
 
-        from export.onnx_graph import model_proto
+        from caffe_fcn.export.onnx_graph import model_proto
         channels = {blob: net.blobs[blob].data.shape[1] for blob in net.outputs}
         path = folder / out.name
         onnx.save(model_proto(layers, weights, channels, doc), path)
         return check.onnx_runner(path)
     import torch
 
-    from export import torch_source
+    from caffe_fcn.export import torch_source
     module, state = folder / out.with_suffix('.py').name, folder / out.with_suffix('.pt').name
     classes = {t.score: t.names for t in model.tasks}
     means = dict(zip(model.inputs, ((m, model.data.means[m]) for m in model.modalities), strict=True))
@@ -149,7 +149,7 @@ def write(fmt, layers, weights, net, folder, out, doc, model):
 @cli.tool('fcn-export')
 def main(argv=None):
     args = parse_args(argv)
-    from datalayers.resolve import resolve_model
+    from caffe_fcn.datalayers.resolve import resolve_model
 
     model, fmt = resolve_model(args), args.format
     out = args.out or default_out(model, fmt)
@@ -166,7 +166,7 @@ def main(argv=None):
         from solvers.deploy import read_image
         read_image(args.image, decode=False)
     require(fmt)
-    from fcn.files import check_apart
+    from caffe_fcn.files import check_apart
     from solvers.deploy import load_deploy_net
     from surgery.published import published_weights
 
@@ -181,8 +181,8 @@ def main(argv=None):
 def checked_export(model, fmt, net, proto, weights_path, width, out, cases, echo=print):
     """Write the export of `net` (the model's deploy net with its weights) to `out` once it matches Caffe on
     `cases`; a Failure, leaving nothing, where it does not. Returns the written paths."""
-    from export import check
-    from export.graph import graph
+    from caffe_fcn.export import check
+    from caffe_fcn.export.graph import graph
 
     layers = graph(proto)
     weights = {name: [b.data.copy() for b in blobs] for name, blobs in net.params.items()}

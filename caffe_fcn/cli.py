@@ -19,7 +19,7 @@ import threading
 from fractions import Fraction
 from pathlib import Path
 
-from fcn import registry
+from caffe_fcn import registry
 
 OK, FAILURE, BAD_INPUT, INTERRUPTED = 0, 1, 2, 130
 PYCAFFE_MISSING = 'pycaffe is not installed in this environment: run make setup'

@@ -15,7 +15,7 @@ import random
 import caffe
 import numpy as np
 
-from fcn import registry
+from caffe_fcn import registry
 
 from . import params as P
 from .datasets import named
@@ -120,8 +120,8 @@ def checked_params(name, param_str):
 
 
 class SegDataLayer(caffe.Layer):
-    """The data layer of every dataset. Under its own name (datalayers.layers.SegDataLayer) its param_str names
-    the `dataset` (a declared name or a folder dataset's folder); under a reference name (VOCSegDataLayer, ...,
+    """The data layer of every dataset. Under its own name (caffe_fcn.datalayers.layers.SegDataLayer) its param_str
+    names the `dataset` (a declared name or a folder dataset's folder); under a reference name (VOCSegDataLayer, ...,
     made by `reference_layer`) the dataset is the one declared with that layer."""
 
     def setup(self, bottom, top):

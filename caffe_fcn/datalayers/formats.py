@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 from tqdm import tqdm
 
-from fcn import cli, registry
+from caffe_fcn import cli, registry
 
 from . import folder
 from .io import MAX_PIXELS, DatasetError, is_plain_name, palette, write_label_png

@@ -1,5 +1,5 @@
-"""The benchmark's PyTorch net: the module fcn-export writes (export.torch_source) for the same graph, carrying
-Caffe's weights, wrapped to return every blob by name as the Caffe side reads them.
+"""The benchmark's PyTorch net: the module fcn-export writes (caffe_fcn.export.torch_source) for the same graph,
+carrying Caffe's weights, wrapped to return every blob by name as the Caffe side reads them.
 
 Parameters whose Caffe lr_mult is 0 (the fixed bilinear upsampling) get no gradient, as in Caffe.
 """
@@ -8,8 +8,8 @@ from pathlib import Path
 
 from torch import nn
 
-from export import torch_source
-from export.check import load_module
+from caffe_fcn.export import torch_source
+from caffe_fcn.export.check import load_module
 
 
 class CaffeNet(nn.Module):
@@ -31,7 +31,7 @@ class CaffeNet(nn.Module):
 
 
 def build(layers, weights):
-    """CaffeNet for `layers` (export.graph.graph) with {layer name: [weight, bias]} numpy arrays."""
+    """CaffeNet for `layers` (caffe_fcn.export.graph.graph) with {layer name: [weight, bias]} numpy arrays."""
     blobs = list(dict.fromkeys(top for spec in layers if spec['type'] != 'Input' for top in spec['top']))
     shapes = {name: [list(a.shape) for a in arrays] for name, arrays in weights.items()}
     text = torch_source.source(layers, shapes, 'bench', returns=blobs)

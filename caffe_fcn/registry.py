@@ -4,8 +4,8 @@ Nothing here imports Caffe, numpy or a reader: the command-line tools list model
 before pycaffe is built, and every package reads from here what a dataset or a model is. netgen turns a model
 into nets and solvers; datalayers reads a dataset's files; solvers trains, scores and segments.
 
-Adding a dataset is one `declare(Dataset(...))` naming its reader (a `datalayers.datasets.Reader`, which the
-generic data layer `datalayers.layers.SegDataLayer` drives) and, for tests and demos, a synthetic writer; a
+Adding a dataset is one `declare(Dataset(...))` naming its reader (a `caffe_fcn.datalayers.datasets.Reader`, which the
+generic data layer `caffe_fcn.datalayers.layers.SegDataLayer` drives) and, for tests and demos, a synthetic writer; a
 folder of images and masks is a dataset with no code (`folder_dataset`); adding a model is one
 `declare(fcn(...))`, and every single-output colour model trains on any dataset (`for_dataset`).
 """
@@ -54,11 +54,11 @@ class Source:
     layer: str
     params: dict
     download: str = ''  # where to get the real files
-    reader: object = None  # its datalayers.datasets.Reader: the class, or 'module:Class' (imported when read)
+    reader: object = None  # its caffe_fcn.datalayers.datasets.Reader: the class, or 'module:Class' (imported when read)
     writer: object = None  # its synthetic writer (fcn-data synth): a function, or 'module:function'
 
 
-GENERIC_LAYER = ('datalayers.layers', 'SegDataLayer')  # the data layer of every dataset that has no reference name
+GENERIC_LAYER = ('caffe_fcn.datalayers.layers', 'SegDataLayer')  # every dataset's that has no reference name
 
 
 def source(layer):
@@ -303,18 +303,20 @@ declare(Dataset(
     {'train': Source('voc_layers', 'SBDDSegDataLayer',
                      dict(sbdd_dir='{root}/sbdd/dataset', seed=SEED, split='train', mean=VOC_MEAN),
                      'http://home.bharathh.info/pubs/codes/SBD/download.html (benchmark.tgz, folder '
-                     'benchmark_RELEASE/dataset)', 'datalayers.datasets:SBDD', 'datalayers.synth:write_sbdd'),
+                     'benchmark_RELEASE/dataset)', 'caffe_fcn.datalayers.datasets:SBDD',
+                     'caffe_fcn.datalayers.synth:write_sbdd'),
      'val': Source('voc_layers', 'VOCSegDataLayer',
                    dict(voc_dir='{root}/pascal/VOC2011', seed=SEED, split='seg11valid', mean=VOC_MEAN),
-                   'http://host.robots.ox.ac.uk/pascal/VOC/voc2011/', 'datalayers.datasets:VOC',
-                   'datalayers.synth:write_voc')},
+                   'http://host.robots.ox.ac.uk/pascal/VOC/voc2011/', 'caffe_fcn.datalayers.datasets:VOC',
+                   'caffe_fcn.datalayers.synth:write_voc')},
     means={'color': VOC_MEAN}, solver=dict(test_iter=736, max_iter=100000, snapshot=4000, **SNAPSHOT_PREFIX),
     schedule=(25, 4000), mean_dtype='float64', inference_mean=VOC_INFER_MEAN))  # np.array(params['mean'])
 NYUD_SOURCE = Source('nyud_layers', 'NYUDSegDataLayer',
                      dict(tops=TOPS, seed=SEED, nyud_dir='{root}/nyud', split='{split}'),
                      'https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html, with the 40-class labels, depth and '
-                     'HHA of Gupta et al. (https://github.com/s-gupta/rcnn-depth)', 'datalayers.datasets:NYUD',
-                     'datalayers.synth:write_nyud')
+                     'HHA of Gupta et al. (https://github.com/s-gupta/rcnn-depth)',
+                     'caffe_fcn.datalayers.datasets:NYUD',
+                     'caffe_fcn.datalayers.synth:write_nyud')
 declare(Dataset(
     'nyud', 'NYUDv2 (40 classes)', (Task('', NYUD_CLASSES),), {'trainval': NYUD_SOURCE, 'test': NYUD_SOURCE},
     means={'color': (116.190, 97.203, 92.318), 'hha': (132.431, 94.076, 118.477), 'depth': 7.844},
@@ -322,7 +324,7 @@ declare(Dataset(
 SIFTFLOW_SOURCE = Source('siftflow_layers', 'SIFTFlowSegDataLayer',
                          dict(siftflow_dir='{root}/sift-flow', seed=SEED, split='{split}'),
                          'http://www.cs.unc.edu/~jtighe/Papers/ECCV10/siftflow/SiftFlowDataset.zip',
-                         'datalayers.datasets:SIFTFlow', 'datalayers.synth:write_siftflow')
+                         'caffe_fcn.datalayers.datasets:SIFTFlow', 'caffe_fcn.datalayers.synth:write_siftflow')
 declare(Dataset(
     'siftflow', 'SIFT Flow',
     (Task('_sem', SIFTFLOW_CLASSES, 'sem'), Task('_geo', SIFTFLOW_GEO_CLASSES, 'geo', 'loss_geo')),
@@ -332,7 +334,7 @@ CONTEXT_SOURCE = Source('pascalcontext_layers', 'PASCALContextSegDataLayer',
                         dict(context_dir='{root}/pascal-context', voc_dir='{root}/pascal', split='{split}', seed=SEED),
                         'https://cs.stanford.edu/~roozbeh/pascal-context/ (trainval.tar.gz, labels.txt, '
                         '59_labels.txt) and VOC2010 from http://host.robots.ox.ac.uk/pascal/VOC/voc2010/',
-                        'datalayers.datasets:PASCALContext', 'datalayers.synth:write_pascalcontext')
+                        'caffe_fcn.datalayers.datasets:PASCALContext', 'caffe_fcn.datalayers.synth:write_pascalcontext')
 declare(Dataset(
     'pascalcontext', 'PASCAL-Context (59 classes)', (Task('', ('background', *CONTEXT_59)),),
     {'train': CONTEXT_SOURCE, 'val': CONTEXT_SOURCE}, means={'color': (104.007, 116.669, 122.679)},
@@ -545,7 +547,8 @@ def folder_stats(root):
 
 FOLDER_SOURCE = Source(*GENERIC_LAYER, dict(dataset='{root}', split='{split}', seed=SEED, mean=VOC_MEAN),
                        'your own: images/ID.jpg|png, labels/ID.png (8-bit index or palette), classes.txt, '
-                       'train.txt, val.txt', 'datalayers.datasets:Folder', 'datalayers.synth:write_folder')
+                       'train.txt, val.txt', 'caffe_fcn.datalayers.datasets:Folder',
+                       'caffe_fcn.datalayers.synth:write_folder')
 
 
 def folder_dataset(path):

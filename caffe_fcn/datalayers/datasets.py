@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcn import registry
+from caffe_fcn import registry
 
 from .io import (DatasetError, check_label, check_raw_values, check_same_size, is_plain_name, read_class_list,
                  read_gray16, read_label_png, read_mat, read_rgb, read_sbdd_cls, read_split)

@@ -1,4 +1,4 @@
-"""One benchmark configuration, run in a fresh process: `python -m bench.worker JOB.json`.
+"""One benchmark configuration, run in a fresh process: `python -m caffe_fcn.bench.worker JOB.json`.
 
 A fresh process per configuration makes its peak resident memory (ru_maxrss) its own, and lets
 the thread-count variables take effect before numpy, Caffe or PyTorch start their thread pools.
@@ -19,9 +19,9 @@ import time
 import zlib
 from pathlib import Path
 
-from export.check import rel_error
-from fcn.files import write_atomic
-from export.graph import inputs as graph_inputs
+from caffe_fcn.export.check import rel_error
+from caffe_fcn.files import write_atomic
+from caffe_fcn.export.graph import inputs as graph_inputs
 
 LEARNED_TYPES = ('Convolution', 'Deconvolution')
 
@@ -117,7 +117,7 @@ def init_weights(net, seed):
 
 def run_ceiling(job):
     """The sgemm ceiling of the BLAS that libcaffe links ('caffe') or of numpy's ('numpy')."""
-    from bench import ceiling
+    from caffe_fcn.bench import ceiling
     shapes = [tuple(s) for s in job.get('shapes', ceiling.SHAPES)]
     if job['framework'] == 'numpy':
         return {'blas': 'numpy', 'ceiling': ceiling.ceiling(ceiling.numpy_sgemm, shapes, job['repeat'])}
@@ -140,7 +140,7 @@ def caffe_device(caffe, gpu):
     if gpu is None:
         caffe.set_mode_cpu()
         return Host()
-    from bench.cuda import Runtime
+    from caffe_fcn.bench.cuda import Runtime
     caffe.set_device(gpu)
     caffe.set_mode_gpu()  # creates the context and the cuBLAS handle: they are not the net's memory
     return Runtime()
@@ -150,8 +150,8 @@ def run_caffe(job):
     import numpy as np
 
     import caffe
-    from bench import flops
-    from bench.ceiling import loaded_blas
+    from caffe_fcn.bench import flops
+    from caffe_fcn.bench.ceiling import loaded_blas
     from surgery import read_prototxt
     device = caffe_device(caffe, job.get('gpu'))
     baseline, gpu_baseline = maxrss_mb(), device.used_mb()
@@ -235,7 +235,7 @@ def run_torch(job):
     import numpy as np
     import torch
 
-    from bench import torchnet
+    from caffe_fcn.bench import torchnet
     torch.set_num_threads(job['threads'])
     device = torch_device(torch, job)
     on_gpu = device.type == 'cuda'

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fcn import registry
-from fcn.files import write_atomic
+from caffe_fcn import registry
+from caffe_fcn.files import write_atomic
 
 from .datasets import IMAGE_SUFFIXES, Folder
 from .io import DatasetError, is_plain_name, read_split

@@ -3,7 +3,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fcn import cli, registry
+from caffe_fcn import cli, registry
 
 from . import folder, formats, tools
 from .datasets import READERS

@@ -3,7 +3,7 @@ import json
 import re
 from pathlib import Path
 
-from fcn import cli, registry
+from caffe_fcn import cli, registry
 
 from .folder import ensure_stats
 

@@ -6,7 +6,7 @@ Everything is drawn from numpy generators seeded by (seed, image number), so a s
 
 VOC and SBD share one "universe" of images: id 2011_NNNNNN is the same picture in both, as the real SBD
 re-annotates VOC images. With the same count and seed, the VOC val images that are in SBD train are left
-out of seg11valid, exactly as the real seg11valid is derived (datalayers.tools.seg11valid).
+out of seg11valid, exactly as the real seg11valid is derived (caffe_fcn.datalayers.tools.seg11valid).
 """
 import io
 from pathlib import Path
@@ -19,8 +19,8 @@ from PIL import Image
 from skimage.draw import ellipse, polygon
 from tqdm import tqdm
 
-from fcn import registry
-from fcn.files import write_atomic
+from caffe_fcn import registry
+from caffe_fcn.files import write_atomic
 
 from .datasets import READERS, SIFTFLOW_SUBDIR, context_voc_dir, declared_sources, named
 from .io import write_label_png

@@ -9,8 +9,8 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from fcn.cli import BadInput
-from fcn.files import write_atomic
+from caffe_fcn.cli import BadInput
+from caffe_fcn.files import write_atomic
 
 
 class DatasetError(BadInput):

@@ -1,13 +1,13 @@
 """The benchmarked nets: netgen's deploy nets at a given input size, with the training loss added.
 
-`graph()` (export.graph) gives a net as plain data, so that a process without Caffe (the PyTorch side) can
+`graph()` (caffe_fcn.export.graph) gives a net as plain data, so that a process without Caffe (the PyTorch side) can
 build the same net.
 """
 
 from caffe.proto import caffe_pb2
 
 import netgen
-from export.graph import graph  # noqa: F401 (the benchmark's name for it)
+from caffe_fcn.export.graph import graph  # noqa: F401 (the benchmark's name for it)
 
 
 def deploy_net(model, size, width=1.0):

@@ -1,4 +1,5 @@
-"""A Caffe graph (export.graph) with its weights as an ONNX model (opset 17) of dynamic batch, height and width.
+"""A Caffe graph (caffe_fcn.export.graph) with its weights as an ONNX model (opset 17) of dynamic batch, height and
+width.
 
 Each Caffe layer becomes the equivalent ONNX operator: Convolution -> Conv, Deconvolution -> ConvTranspose (the
 same weight layout), MAX Pooling -> MaxPool with ceil_mode (Caffe rounds the output size up), Crop -> Slice whose
@@ -8,7 +9,7 @@ Caffe's in-place layers write a blob again: each write gets its own tensor name,
 """
 import numpy as np
 
-from export.graph import crop_offsets, inputs, outputs
+from caffe_fcn.export.graph import crop_offsets, inputs, outputs
 
 OPSET = 17
 IR_VERSION = 8  # the IR of opset 17: runtimes older than the onnx package read it

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fcn.files import write_atomic
+from caffe_fcn.files import write_atomic
 
 from .datasets import READERS, SBDD, VOC, PASCALContext, context_voc_dir
 from .io import DatasetError, check_raw_values, read_sbdd_cls, read_split, write_label_png

@@ -1,5 +1,5 @@
-"""python -m bench --infer: fcn-infer's throughput on a folder of synthetic 500x375 JPEGs with each engine, run
-the way a user runs it (a child process per engine, the images read ahead, label maps and overlays written),
+"""python -m caffe_fcn.bench --infer: fcn-infer's throughput on a folder of synthetic 500x375 JPEGs with each
+engine, run the way a user runs it (a child process per engine, the images read ahead, label maps and overlays written),
 beside the forward passes alone, so the overhead of reading and writing shows; peak memory from the child's
 rusage. The onnxruntime export is made (and checked against Caffe) before anything is timed."""
 import json
@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fcn.files import write_atomic
+from caffe_fcn.files import write_atomic
 
 MODEL = 'voc-fcn8s'
 SIZE = (375, 500)  # height x width: PASCAL's most common image size
@@ -30,7 +30,7 @@ def he_weights(model, width, path, seed=0):
     of fcn-surgery init leave the score layers at zero, which would make every score map constant)."""
     import netgen
     import surgery
-    from bench.worker import init_weights
+    from caffe_fcn.bench.worker import init_weights
 
     net = surgery.instantiate(netgen.net(model, 'deploy', width))
     init_weights(net, seed)
@@ -38,7 +38,7 @@ def he_weights(model, width, path, seed=0):
 
 
 def run(args):
-    from datalayers.synth import synthesize
+    from caffe_fcn.datalayers.synth import synthesize
 
     scratch = args.scratch / 'infer'
     shutil.rmtree(scratch, ignore_errors=True)

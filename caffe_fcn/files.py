@@ -37,7 +37,7 @@ def same_file(a, b):
 
 def check_apart(outputs, inputs):
     """Refuse, before anything is written, an output path that would land on an input (and destroy it)."""
-    from fcn.cli import BadInput
+    from caffe_fcn.cli import BadInput
 
     for out in (o for o in outputs if o is not None):
         clash = next((given for given in inputs if given is not None and same_file(out, given)), None)
@@ -50,7 +50,7 @@ def reserve(folder, sizes, what):
     """Prove, before a writer that cannot fail cleanly (Caffe aborts the process on a failed write) writes files
     of these byte sizes into `folder`, that they fit: all are allocated for real there at once, so a full disk, a
     quota, a file-size limit or a read-only folder is a one-line Failure here, while nothing has been written."""
-    from fcn.cli import Failure
+    from caffe_fcn.cli import Failure
 
     probes = []
     try:

@@ -1,6 +1,6 @@
-"""python -m bench: Caffe CPU speed and memory for the FCNs, beside PyTorch and the sgemm ceiling.
+"""python -m caffe_fcn.bench: Caffe CPU speed and memory for the FCNs, beside PyTorch and the sgemm ceiling.
 
-Every configuration runs in a fresh subprocess (bench.worker): peak resident memory is its own, and
+Every configuration runs in a fresh subprocess (caffe_fcn.bench.worker): peak resident memory is its own, and
 the thread counts (OMP/OPENBLAS/MKL_NUM_THREADS, torch.set_num_threads) are set before any pool
 starts.  Other processes' CPU use during each run is measured from /proc/stat and recorded with it,
 so a timing taken on a busy machine says so.  Several Caffe builds can be compared in one run:
@@ -25,9 +25,9 @@ from pathlib import Path
 from google.protobuf import text_format
 from tqdm import tqdm
 
-from bench.ceiling import SHAPES as SGEMM_SHAPES
-from fcn import cli, registry
-from fcn.files import write_atomic
+from caffe_fcn.bench.ceiling import SHAPES as SGEMM_SHAPES
+from caffe_fcn import cli, registry
+from caffe_fcn.files import write_atomic
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / 'out'
@@ -81,7 +81,7 @@ def wait_quiet(limit, max_wait):
 # --- running jobs ------------------------------------------------------------------
 
 def run_job(python, job, args):
-    """Run one bench.worker job in a fresh process; its result, with the others' load during it."""
+    """Run one caffe_fcn.bench.worker job in a fresh process; its result, with the others' load during it."""
     name = '-'.join(str(job[k]) for k in ('label', 'model', 'size', 'mode') if k in job)
     job = job | {'threads': args.threads, 'seed': 0, 'result': str(args.scratch / 'jobs' / f'{name}.result.json')}
     job_file = args.scratch / 'jobs' / f'{name}.json'
@@ -89,10 +89,11 @@ def run_job(python, job, args):
     Path(job['result']).unlink(missing_ok=True)
     load_before = cpu_load_before(args)
     threads = str(args.threads)
+    path = os.pathsep.join(filter(None, [str(HERE.parents[1]), os.environ.get('PYTHONPATH')]))  # the repository
     env = os.environ | {'OMP_NUM_THREADS': threads, 'OPENBLAS_NUM_THREADS': threads, 'MKL_NUM_THREADS': threads,
-                        'PYTHONPATH': os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get('PYTHONPATH')]))}
+                        'PYTHONPATH': path}
     busy, niced, own, wall = cpu_busy_s(), cpu_busy_s(niced=True), children_cpu_s(), time.monotonic()
-    proc = subprocess.run([python, '-m', 'bench.worker', str(job_file)], env=env, cwd=HERE.parent,
+    proc = subprocess.run([python, '-m', 'caffe_fcn.bench.worker', str(job_file)], env=env, cwd=HERE.parents[1],
                           capture_output=True, text=True)
     wall = time.monotonic() - wall
     others = max(0.0, (cpu_busy_s() - busy) - (children_cpu_s() - own)) / wall
@@ -116,7 +117,7 @@ def cpu_load_before(args):
 
 def write_nets(model, size, width, scratch):
     """The deploy and train prototxts and their graphs (for PyTorch) of one configuration."""
-    from bench import nets
+    from caffe_fcn.bench import nets
     stem = scratch / 'nets' / f'{model}-{size}-w{width:g}'
     paths = {}
     for kind, net in (('forward', nets.deploy_net(model, size, width)), ('train', nets.train_net(model, size, width))):
@@ -161,8 +162,8 @@ def data_layer(args, builds):
     """The training data layer alone, on synthetic SBDD images of the benchmark's size."""
     from google.protobuf import text_format as tf
 
-    from bench import nets
-    from datalayers.synth import synthesize
+    from caffe_fcn.bench import nets
+    from caffe_fcn.datalayers.synth import synthesize
     sbdd = synthesize('sbdd', args.scratch / f'sbdd-{args.size}', count=8, seed=0, size=(args.size, args.size))
     path = args.scratch / 'nets' / f'{SCALING_MODEL}-data.prototxt'
     write_atomic(path, tf.MessageToString(nets.data_layer_net(SCALING_MODEL, sbdd, args.width)))
@@ -336,7 +337,7 @@ def print_profile(profile, size, top=12):
 # --- main --------------------------------------------------------------------------
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog='python -m bench', description=__doc__,
+    ap = argparse.ArgumentParser(prog='python -m caffe_fcn.bench', description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--models', nargs='+', help=f'models at --size (default: {" ".join(MODELS)}; with --gpu '
                     f'also {" ".join(GPU_MODELS[len(MODELS):])})')
@@ -431,11 +432,11 @@ def machine(args):
     return found
 
 
-@cli.tool('python -m bench')
+@cli.tool('python -m caffe_fcn.bench')
 def main(argv=None):
     args, builds = parse_args(argv)
     if args.infer:
-        from bench import infer
+        from caffe_fcn.bench import infer
         return infer.run(args)
     on_gpu = args.gpu is not None
     if on_gpu:
