@@ -33,6 +33,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "fcn needs Python >= 3.11, found " + sys.version' 
 	@test -x $(PY) || { echo "[setup] creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
 	@$(PIP) install --quiet --upgrade pip setuptools wheel
+	@! $(PIP) show --quiet fcn 2>/dev/null || $(PIP) uninstall --quiet -y fcn  # this project's old name
 	@echo "[setup] pip install -e . (dependencies from setup.cfg)"
 	@$(PIP) install --quiet -e '.[test]' || { echo "error: pip install failed: is PyPI reachable?" >&2; exit 1; }
 	@touch $@
