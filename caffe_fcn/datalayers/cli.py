@@ -51,6 +51,10 @@ MAX_SIDE = 4096  # synthetic images this large already take seconds each
 
 
 def cmd_synth(args):
+    """Write a synthetic dataset in exactly the real layout (JPEG, palette PNG, .mat, split files),
+    deterministic for a seed, where data/README.md puts the real one when OUT is its folder there: voc writes
+    OUT/VOC2011, sbdd OUT/dataset, pascalcontext OUT and its VOC2010 images in OUT/../pascal/VOC2010, the others
+    into OUT."""
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
         raise cli.BadInput(f'--out {out} is not empty: a synthetic set would be written over what is there (a real '
@@ -63,6 +67,9 @@ def cmd_synth(args):
 
 
 def cmd_check(args):
+    """Read every image of every split through the data layers' readers; report counts, label pixels
+    per class and the first problems. Exit 1 on problems. `fcn-data check DIR` checks a folder dataset (DIR
+    holding classes.txt): every image has its label and the reverse, and every pair reads as training reads it."""
     if args.dir is None:
         if not folder.is_folder_dataset(args.dataset):
             raise cli.BadInput(f'{args.dataset}: give DATASET DIR (one of {", ".join(READERS)} and its folder), or '
@@ -92,6 +99,9 @@ def check_folder(args):
 
 
 def cmd_split(args):
+    """Write DIR/train.txt and DIR/val.txt where they are missing: with neither, a random --val
+    fraction of the image/label pairs goes to val (at least one image each); with one of them, the other takes
+    the remaining pairs."""
     written = folder.write_splits(args.dir, args.val, args.seed)
     for split, n in written.items():
         print(f'wrote {Path(args.dir) / split}.txt ({n} images)')
@@ -99,6 +109,9 @@ def cmd_split(args):
 
 
 def cmd_stats(args):
+    """Read every pair once, one at a time, and write DIR/dataset.json: the BGR mean and mean pixel
+    count of the training split (the nets subtract the mean; the learning rate follows the pixel count), class
+    pixel frequencies per split and the image sizes. fcn-train computes it when it is missing or stale."""
     stats = folder.write_stats(args.dir)
     print(f"wrote {Path(args.dir) / 'dataset.json'}: mean (B, G, R) {tuple(stats['mean'])}, "
           f"{stats['mean_pixels']:.0f} pixels an image on average")
@@ -156,12 +169,15 @@ IMPORT_SRC = {'index': 'a folder holding images/ and masks/ (or --images DIR --m
 
 
 def cmd_seg11valid(args):
+    """Write the VOC2011 segmentation val images that are not in SBD train (736 on the real data)
+    to VOC_DIR/ImageSets/Segmentation/seg11valid.txt."""
     out = tools.write_seg11valid(args.voc_dir, args.sbdd_dir, args.out)
     print(f"wrote {out} ({len(out.read_text().splitlines())} images)")
     return 0
 
 
 def cmd_sbdd_png(args):
+    """Convert SBD GTcls.Segmentation class maps to VOC-style palette PNGs."""
     written = tools.sbdd_to_png(args.sbdd_dir, args.out, args.split)
     print(f"wrote {len(written)} palette PNGs to {written[0].parent}")
     return 0
@@ -187,16 +203,51 @@ Everything is written into a hidden folder beside --out and renamed into place a
 interrupted import leaves nothing."""
 
 
+# fcn-data import's options beside FORMAT, SRC and --out: `--flag METAVAR: help` takes a value, `--flag: help` is a
+# switch (one line each, wrapped here by indentation)
+IMPORT_FLAGS = """
+--classes FILE: index, labelme: class names, one a line (line i names label value i; classes.txt's format, or
+    labelme's labels.txt with __ignore__ first)
+--add-classes: labelme: append labels not in --classes, in the order they first appear (without --classes every
+    label is added after background)
+--colors FILE|voc: rgb: the colour map, name,r,g,b a line (line i is label i; lines named void map to 255), or voc
+    for the PASCAL palette and its 21 classes
+--images DIR: index, rgb: the images (default SRC/images); coco: the folder of its file_name entries
+--masks DIR: index, rgb: the masks, paired with the images by file stem (default SRC/masks)
+--crowd-as-class: coco: iscrowd regions get their category (default: void, 255)
+--link: hard-link the images instead of copying them (--out on the same file system)
+"""
+
+
+def add_options(parser, table):
+    """The options a table like IMPORT_FLAGS declares."""
+    for entry in table.strip().replace('\n    ', ' ').splitlines():
+        flag, _, help_text = entry.partition(': ')
+        name, _, metavar = flag.partition(' ')
+        kind = dict(metavar=metavar) if metavar else dict(action='store_true')
+        parser.add_argument(name, help=help_text, **kind)
+
+
+def add_draw(parser):
+    """--val and --seed: the seeded draw of the validation split."""
+    parser.add_argument('--val', type=fraction, default=0.1, help='the fraction drawn for validation (default 0.1)')
+    parser.add_argument('--seed', type=int, default=0, help='random seed of that draw (default 0)')
+
+
+def command(sub, run, help_text, **options):
+    """The subcommand that `run` (cmd_NAME) carries out, described by its docstring unless options say otherwise."""
+    if 'description' not in options:
+        options['description'] = ' '.join(run.__doc__.split())
+    command = sub.add_parser(run.__name__[len('cmd_'):].replace('_', '-'), help=help_text, **options)
+    command.set_defaults(run=run)
+    return command
+
+
 def parser():
     p = argparse.ArgumentParser(prog='fcn-data', description=__doc__)
     sub = p.add_subparsers(dest='command', required=True)
 
-    s = sub.add_parser('synth', help='write a synthetic dataset in the real on-disk layout',
-                       description='Write a synthetic dataset in exactly the real layout (JPEG, palette PNG, .mat, '
-                                   'split files), deterministic for a seed, where data/README.md puts the real '
-                                   'one when OUT is its folder there: voc writes OUT/VOC2011, sbdd OUT/dataset, '
-                                   'pascalcontext OUT and its VOC2010 images in OUT/../pascal/VOC2010, the others '
-                                   'into OUT.')
+    s = command(sub, cmd_synth, 'write a synthetic dataset in the real on-disk layout')
     s.add_argument('dataset', type=synth_name, metavar='DATASET', help=SYNTH_HELP)
     s.add_argument('--out', required=True, help='output directory (e.g. data/pascal for voc)')
     s.add_argument('--count', type=int, default=40, help=f'number of images ({MIN_COUNT} to {MAX_COUNT}; default 40)')
@@ -204,13 +255,8 @@ def parser():
     s.add_argument('--size', type=size_arg, help='HxW of every image (default: per dataset; VOC-like sets vary)')
     s.add_argument('--overwrite', action='store_true', help='write into an --out that is not empty (files of the '
                    'same names are replaced)')
-    s.set_defaults(run=cmd_synth)
 
-    c = sub.add_parser('check', help='validate a real, synthetic or folder dataset',
-                       description='Read every image of every split through the data layers\' readers; report '
-                                   'counts, label pixels per class and the first problems. Exit 1 on problems. '
-                                   '`fcn-data check DIR` checks a folder dataset (DIR holding classes.txt): every '
-                                   'image has its label and the reverse, and every pair reads as training reads it.')
+    c = command(sub, cmd_check, 'validate a real, synthetic or folder dataset')
     c.add_argument('dataset', metavar='DATASET|DIR', help=DATASET_HELP + '; or a folder dataset\'s folder')
     c.add_argument('dir', nargs='?', help='the directory given to the data layer (voc: the VOC2011 folder; sbdd: '
                                           'dataset/; pascalcontext: context_dir)')
@@ -220,64 +266,33 @@ def parser():
     c.add_argument('--limit', type=cli.positive(int), help='check at most this many images per split')
     c.add_argument('--max-problems', type=cli.positive(int), default=10,
                    help='stop after this many problems (default 10)')
-    c.set_defaults(run=cmd_check)
 
-    sp = sub.add_parser('split', help="write a folder dataset's train.txt and val.txt",
-                        description='Write DIR/train.txt and DIR/val.txt where they are missing: with neither, a '
-                                    'random --val fraction of the image/label pairs goes to val (at least one '
-                                    'image each); with one of them, the other takes the remaining pairs.')
+    sp = command(sub, cmd_split, "write a folder dataset's train.txt and val.txt")
     sp.add_argument('dir', type=Path, metavar='DIR', help='the folder dataset (classes.txt, images/, labels/)')
-    sp.add_argument('--val', type=fraction, default=0.1, help='the fraction for validation (default 0.1)')
-    sp.add_argument('--seed', type=int, default=0, help='random seed of the draw (default 0)')
-    sp.set_defaults(run=cmd_split)
+    add_draw(sp)
 
-    st = sub.add_parser('stats', help="write a folder dataset's dataset.json (mean, class frequencies, sizes)",
-                        description='Read every pair once, one at a time, and write DIR/dataset.json: the BGR mean '
-                                    'and mean pixel count of the training split (the nets subtract the mean; the '
-                                    'learning rate follows the pixel count), class pixel frequencies per split and '
-                                    'the image sizes. fcn-train computes it when it is missing or stale.')
+    st = command(sub, cmd_stats, "write a folder dataset's dataset.json (mean, class frequencies, sizes)")
     st.add_argument('dir', type=Path, metavar='DIR', help='the folder dataset')
-    st.set_defaults(run=cmd_stats)
 
-    i = sub.add_parser('import', help='write a folder dataset from index masks, RGB colour masks, labelme or COCO',
-                       formatter_class=argparse.RawDescriptionHelpFormatter, description=IMPORT_DESCRIPTION)
+    i = command(sub, cmd_import, 'write a folder dataset from index masks, RGB colour masks, labelme or COCO',
+                formatter_class=argparse.RawDescriptionHelpFormatter, description=IMPORT_DESCRIPTION)
     i.add_argument('format', choices=formats.FORMATS, metavar='FORMAT', help='index, rgb, labelme or coco')
     i.add_argument('src', nargs='?', metavar='SRC', help='; '.join(f'{k}: {v}' for k, v in IMPORT_SRC.items()))
     i.add_argument('--out', required=True, type=Path, help='the folder dataset to write (must not exist, unless '
                    '--overwrite)')
-    i.add_argument('--classes', metavar='FILE', help='index, labelme: class names, one a line (line i names label '
-                   "value i; classes.txt's format, or labelme's labels.txt with __ignore__ first)")
-    i.add_argument('--add-classes', action='store_true', help='labelme: append labels not in --classes, in the '
-                   'order they first appear (without --classes every label is added after background)')
-    i.add_argument('--colors', metavar='FILE|voc', help='rgb: the colour map, name,r,g,b a line (line i is label '
-                   'i; lines named void map to 255), or voc for the PASCAL palette and its 21 classes')
-    i.add_argument('--images', metavar='DIR', help='index, rgb: the images (default SRC/images); coco: the '
-                   'folder of its file_name entries')
-    i.add_argument('--masks', metavar='DIR', help='index, rgb: the masks, paired with the images by file stem '
-                   '(default SRC/masks)')
-    i.add_argument('--crowd-as-class', action='store_true', help='coco: iscrowd regions get their category '
-                   '(default: void, 255)')
-    i.add_argument('--link', action='store_true', help='hard-link the images instead of copying them (--out on '
-                   'the same file system)')
-    i.add_argument('--val', type=fraction, default=0.1, help='the fraction drawn for validation (default 0.1)')
-    i.add_argument('--seed', type=int, default=0, help='random seed of that draw (default 0)')
+    add_options(i, IMPORT_FLAGS)
+    add_draw(i)
     i.add_argument('--overwrite', action='store_true', help='replace an existing --out, once the import succeeded')
-    i.set_defaults(run=cmd_import)
 
-    v = sub.add_parser('seg11valid', help='derive seg11valid.txt: VOC2011 seg val minus SBD train',
-                       description='Write the VOC2011 segmentation val images that are not in SBD train (736 on the '
-                                   'real data) to VOC_DIR/ImageSets/Segmentation/seg11valid.txt.')
+    v = command(sub, cmd_seg11valid, 'derive seg11valid.txt: VOC2011 seg val minus SBD train')
     v.add_argument('voc_dir', help='the VOC2011 folder')
     v.add_argument('sbdd_dir', help='the SBD dataset/ folder')
     v.add_argument('--out', help='write here instead')
-    v.set_defaults(run=cmd_seg11valid)
 
-    b = sub.add_parser('sbdd-png', help='convert SBD cls/*.mat labels to palette PNGs',
-                       description='Convert SBD GTcls.Segmentation class maps to VOC-style palette PNGs.')
+    b = command(sub, cmd_sbdd_png, 'convert SBD cls/*.mat labels to palette PNGs')
     b.add_argument('sbdd_dir', help='the SBD dataset/ folder')
     b.add_argument('--out', help='output folder (default SBDD_DIR/cls_png)')
     b.add_argument('--split', help='only the ids of this split file (default: every .mat in cls/)')
-    b.set_defaults(run=cmd_sbdd_png)
     return p
 
 
