@@ -71,6 +71,17 @@ def tool(name):
     return decorate
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, but a --help or usage message that cannot be written (a full disk, a closed pipe) is
+    an error, not a silent success: argparse itself drops the OSError."""
+
+    def _print_message(self, message, file=None):
+        if message:
+            file = file or sys.stderr
+            file.write(message)
+            file.flush()
+
+
 def stop(signum, frame):
     """A signal handler that stops as Ctrl-C does (SIGTERM: what job schedulers and container stops send)."""
     raise KeyboardInterrupt

@@ -52,7 +52,7 @@ def memory_report(proto, h, w):
 
 
 def parser():
-    p = argparse.ArgumentParser(prog='fcn-netgen', description=__doc__, epilog=EPILOG,
+    p = cli.ArgumentParser(prog='fcn-netgen', description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('models', nargs='*', type=cli.model, metavar='MODEL', help='model(s) to write (see --list)')
     action = p.add_mutually_exclusive_group()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
+from caffe_fcn import cli
 from caffe_fcn.cli import BadInput, tool
 
 # Caffe's defaults for repeated fields, which protobuf cannot declare: an empty list means [default]
@@ -217,7 +218,7 @@ def diff_files(path_a, path_b, structural=False, ignore_order=False):
 
 @tool('fcn-netdiff')
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog='fcn-netdiff', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='example: fcn-netdiff voc-fcn8s/train.prototxt ../shared/reference-nets/voc-fcn8s/train.prototxt')
     parser.add_argument('a', help='first prototxt (net or solver)')

@@ -12,7 +12,6 @@ per-stage logs), log.jsonl and learning_curve.png (all stages), overlay.png (hel
 truth, FCN-8s prediction), labels.png (the first prediction as a palette PNG), scores.json (the final FCN-8s
 scores).
 """
-import argparse
 import json
 import sys
 import time
@@ -32,7 +31,7 @@ STAGES = (('voc-fcn32s', 1e-8), ('voc-fcn16s', 1e-8), ('voc-fcn8s', 1e-8))
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog='python -m solvers.demo', description=__doc__.split('\n\n')[0],
+    ap = cli.ArgumentParser(prog='python -m solvers.demo', description=__doc__.split('\n\n')[0],
                                  epilog='Takes a few minutes on 2 CPU cores with the defaults.')
     ap.add_argument('--out', type=Path, default=registry.REPO / 'demo-output',
                     help='output directory (default: %(default)s)')

@@ -284,7 +284,7 @@ def parse_args(argv):
     from solvers.engines import ENGINES
     from solvers.tiles import memory_size
 
-    ap = argparse.ArgumentParser(prog='fcn-infer', description=__doc__.split('\n\n')[0] + ' ' + __doc__.split(
+    ap = cli.ArgumentParser(prog='fcn-infer', description=__doc__.split('\n\n')[0] + ' ' + __doc__.split(
         '\n\n')[1].replace('\n', ' '))
     cli.add_model(ap)
     ap.add_argument('images', nargs='*', metavar='IMAGE', help='images to segment (JPEG, PNG, ...): files, folders '

@@ -3,7 +3,6 @@
 Every SoftmaxWithLoss layer of the net is an output to score: its bottoms are the score blob and the label
 blob, its top the loss (SIFT Flow has two: score_sem/sem/loss and score_geo/geo/loss_geo).
 """
-import argparse
 import ast
 import os
 import sys
@@ -154,7 +153,7 @@ def per_class_table(result):
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog='fcn-score', description='Score a trained FCN model on a split: overall '
+    ap = cli.ArgumentParser(prog='fcn-score', description='Score a trained FCN model on a split: overall '
                                  'accuracy, mean accuracy, mean IU, frequency-weighted IU, per-class IU and loss.')
     cli.add_model(ap)
     ap.add_argument('--weights', type=Path, help='trained .caffemodel (default: the published weights of MODEL, '

@@ -16,7 +16,7 @@ def parser(model=None):
     what = f'{model.name} as the reference does: {model.rounds_steps[0]} rounds of {model.rounds_steps[1]} SGD ' \
         f'steps, scored on the {model.splits[1]} split after each round' if model else \
         'an FCN as the reference does: the rounds of SGD steps of its solve.py, scored after each round'
-    ap = argparse.ArgumentParser(prog=f'{model.name}/solve.py' if model else 'fcn-train', description=(
+    ap = cli.ArgumentParser(prog=f'{model.name}/solve.py' if model else 'fcn-train', description=(
         f'Train {what}. Snapshots, log.jsonl and log.png go to --out.'))
     if model is None:
         ap.add_argument('model', metavar='MODEL', help='the model to train, e.g. voc-fcn32s (fcn-netgen --list shows '

@@ -1,5 +1,4 @@
 """fcn-surgery: transplant weights between nets, and convert ILSVRC classifiers into FCN trunk weights."""
-import argparse
 import sys
 
 from caffe_fcn import cli, registry
@@ -70,7 +69,7 @@ def run_init(args):
 
 
 def parser():
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog='fcn-surgery', description=__doc__,
         epilog='Both commands print a per-blob report: copied, coerced (fully connected -> convolution), '
                'dropped, left at initialization. Weights are checked against the nets before Caffe loads them.')

@@ -185,7 +185,7 @@ def entry_of(name):
 
 
 def parser():
-    p = argparse.ArgumentParser(prog='fcn-weights', description=__doc__,
+    p = cli.ArgumentParser(prog='fcn-weights', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest='command', required=True)
     sub.add_parser('list', help='every published file, its checksum and whether it is cached')

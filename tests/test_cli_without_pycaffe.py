@@ -6,11 +6,12 @@ import importlib
 import os
 import runpy
 import stat
+import subprocess
 import sys
 
 import pytest
 
-from common import REPO, child
+from common import QUIET, REPO, child, child_command
 
 ENTRY = {  # console script -> the module whose main it calls (a script: run as __main__)
     'fcn-netgen': 'netgen.cli', 'fcn-netdiff': 'netgen.netdiff', 'fcn-surgery': 'surgery.cli',
@@ -51,6 +52,17 @@ def test_help_works_without_pycaffe(tool):
     assert result.returncode == 0, result.stderr
     assert 'usage:' in result.stdout
     assert 'Traceback' not in result.stderr
+
+
+@pytest.mark.parametrize('tool', sorted(ENTRY))
+def test_help_onto_a_full_device_is_an_error(tool):
+    """argparse drops a failed write of --help; the tools' parser (cli.ArgumentParser) does not: one line, exit 1."""
+    with open('/dev/full', 'w') as full:
+        result = subprocess.run(child_command(run_tool_without_caffe, tool, '--help'), stdout=full,
+                                stderr=subprocess.PIPE, text=True, env=QUIET, cwd=REPO, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].endswith(': error: [Errno 28] No space left on device'), result.stderr
 
 
 def test_the_hidden_caffe_is_really_hidden():

@@ -337,7 +337,7 @@ def print_profile(profile, size, top=12):
 # --- main --------------------------------------------------------------------------
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog='python -m caffe_fcn.bench', description=__doc__,
+    ap = cli.ArgumentParser(prog='python -m caffe_fcn.bench', description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--models', nargs='+', help=f'models at --size (default: {" ".join(MODELS)}; with --gpu '
                     f'also {" ".join(GPU_MODELS[len(MODELS):])})')

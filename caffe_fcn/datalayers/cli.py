@@ -244,7 +244,7 @@ def command(sub, run, help_text, **options):
 
 
 def parser():
-    p = argparse.ArgumentParser(prog='fcn-data', description=__doc__)
+    p = cli.ArgumentParser(prog='fcn-data', description=__doc__)
     sub = p.add_subparsers(dest='command', required=True)
 
     s = command(sub, cmd_synth, 'write a synthetic dataset in the real on-disk layout')

@@ -33,7 +33,7 @@ def size(text):
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog='fcn-export', description=__doc__.split('\n\n')[0] + ' ' +
+    ap = cli.ArgumentParser(prog='fcn-export', description=__doc__.split('\n\n')[0] + ' ' +
                                  __doc__.split('\n\n')[1].replace('\n', ' '))
     cli.add_model(ap)
     ap.add_argument('--weights', type=Path, help='trained .caffemodel (default: the published weights of MODEL, '
