@@ -82,15 +82,15 @@ def write_overlay(weights, args, data_root, count=4):
     """Segment the first held-out images with the final net: overlay.png (image | ground truth | prediction,
     a row per image) and labels.png (the first prediction as a palette PNG) in --out."""
     from caffe_fcn.datalayers.io import read_label_png
-    from solvers import infer
+    from solvers import deploy, infer
 
     model = registry.get('voc-fcn8s')
     voc = model.data.dirs(data_root)['voc_dir']
     ids = (voc / 'ImageSets' / 'Segmentation' / 'seg11valid.txt').read_text().split()[:count]
-    net, _ = infer.load_deploy_net(model, weights, args.width)
+    net, _ = deploy.load_deploy_net(model, weights, args.width)
     rows = []
     for id_ in ids:
-        rgb = infer.read_image(voc / 'JPEGImages' / f'{id_}.jpg')
+        rgb = deploy.read_image(voc / 'JPEGImages' / f'{id_}.jpg')
         pred = infer.segment(net, rgb, infer.input_mean(model))['score']
         rows.append((rgb, read_label_png(voc / 'SegmentationClass' / f'{id_}.png'), pred))
     runs.write_atomic(args.out / 'overlay.png', infer.png_bytes(infer.comparison(rows, model.tasks[0].names)))

@@ -213,14 +213,14 @@ def set_up(args):
 def asked_overrides(args):
     """The data layer overrides and solver values this run asks for: --augment, --loss-sampling, --base-lr (else
     the reference's rate scaled to the dataset's image size, where it is) and --seed."""
-    model = args.model
-    layer_overrides, overrides = training_options(model, args, netgen.solver(model).iter_size)
+    model, solver = args.model, netgen.solver(args.model)
+    layer_overrides, overrides = training_options(model, args, solver.iter_size)
     if args.base_lr is not None:
         overrides['base_lr'] = args.base_lr
+    elif scaled := scaled_base_lr(model, solver.base_lr):
+        overrides['base_lr'] = scaled
     if args.seed is not None:
         overrides['random_seed'] = args.seed
-    if args.base_lr is None and (scaled := scaled_base_lr(model, netgen.solver(model).base_lr)):
-        overrides['base_lr'] = scaled
     return layer_overrides, overrides
 
 

@@ -19,7 +19,7 @@ from caffe_fcn.datalayers import label_image, palette
 from caffe_fcn.datalayers.datasets import mean_array, preprocess
 from caffe_fcn import cli, registry
 from caffe_fcn.files import check_apart, write_atomic
-from solvers.deploy import EXIF_ORIENTATION, check_fits, forward, load_deploy_net, read_image  # noqa: F401
+from solvers.deploy import forward, load_deploy_net, read_image
 from solvers.score import CONSTANT
 
 

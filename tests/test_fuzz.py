@@ -104,10 +104,10 @@ def mutated_files(attempt, net, solver, state_path, work):
     """Mutated caffemodels, prototxts, solverstates and images through their loaders."""
     import surgery
     from caffe_fcn.datalayers import io
-    from solvers import driver, infer
+    from solvers import deploy, driver
 
     def read_image(path):
-        return infer.read_image(path), io.read_rgb(path)
+        return deploy.read_image(path), io.read_rgb(path)
 
     good_model = (work / 'good.caffemodel').read_bytes()
     for i in range(100):

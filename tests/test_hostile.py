@@ -359,13 +359,13 @@ def test_blob_sizes_are_caffes():
 
 def test_an_image_over_caffes_blob_limit_is_refused_before_any_allocation():
     import netgen
-    from solvers import infer
+    from solvers import deploy
 
     huge = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (12000, 12000, 3))  # a 12000 x 12000 photo, no memory
-    with pytest.raises(infer.cli.BadInput, match=r'12000x12000 image is too large for this net: its blob conv1_1 '
+    with pytest.raises(deploy.cli.BadInput, match=r'12000x12000 image is too large for this net: its blob conv1_1 '
                                                  r'would hold \d+ values, over Caffe\'s limit of 2147483647'):
-        infer.check_fits(netgen.net('voc-fcn8s', 'deploy'), huge, 'photo.jpg')
-    infer.check_fits(netgen.net('voc-fcn8s', 'deploy'), huge[:500, :500], 'small.jpg')
+        deploy.check_fits(netgen.net('voc-fcn8s', 'deploy'), huge, 'photo.jpg')
+    deploy.check_fits(netgen.net('voc-fcn8s', 'deploy'), huge[:500, :500], 'small.jpg')
 
 
 def infer_where_48x48_is_a_bomb(*argv):
@@ -529,7 +529,7 @@ def test_fcn_infer_runs_the_nyud_models_with_their_twin_images(tmp_path):
     import surgery
     from caffe_fcn.datalayers.synth import synthesize
     from caffe_fcn import registry
-    from solvers import infer
+    from solvers import deploy, infer
 
     root = synthesize('nyud', tmp_path / 'nyud', count=4, seed=0, size=(48, 64))
     color = sorted((root / 'data' / 'images').glob('*.png'))[0]
@@ -544,7 +544,7 @@ def test_fcn_infer_runs_the_nyud_models_with_their_twin_images(tmp_path):
         assert result.returncode == 0, result.stderr[-2000:]
         assert (tmp_path / name / f'{color.stem}.png').is_file()
     hha = root / 'data' / 'hha' / color.name  # the HHA-only net gets HHA as its data layer does: not flipped
-    arrays = infer.model_inputs(registry.get('nyud-fcn32s-hha'), hha, infer.read_image(hha))
+    arrays = infer.model_inputs(registry.get('nyud-fcn32s-hha'), hha, deploy.read_image(hha))
     from caffe_fcn.datalayers.datasets import NYUD
     np.testing.assert_array_equal(arrays['data'], NYUD(root).load(color.stem[4:], ['hha'])['hha'])
 
@@ -555,7 +555,7 @@ def test_a_twin_image_of_another_size_is_refused(tmp_path):
 
     from caffe_fcn.datalayers.synth import synthesize
     from caffe_fcn import cli, registry
-    from solvers import infer
+    from solvers import deploy, infer
 
     root = synthesize('nyud', tmp_path / 'nyud', count=4, seed=0, size=(48, 64))
     color = sorted((root / 'data' / 'images').glob('*.png'))[0]
@@ -564,7 +564,7 @@ def test_a_twin_image_of_another_size_is_refused(tmp_path):
         Image.open(root / 'data' / twin / color.name).resize((60, 40)).save(tmp_path / twin / color.name)
         with pytest.raises(cli.BadInput, match=f'{color.name} and its twin in .*{twin} differ in size: color 48x64, '
                                                f'{twin} 40x60'):
-            infer.model_inputs(registry.get(name), color, infer.read_image(color), tmp_path / twin)
+            infer.model_inputs(registry.get(name), color, deploy.read_image(color), tmp_path / twin)
 
 
 def test_a_fifo_is_refused_as_an_image_and_as_weights(files, tmp_path):

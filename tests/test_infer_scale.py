@@ -88,7 +88,8 @@ def test_tiles_give_the_whole_images_scores(stand_ins, tmp_path):
     """In process, float32: FCN-8s on a 1002 x 1500 image whole and in tiles of a 300 MB budget."""
     import netgen
     from solvers import engines, tiles
-    from solvers.infer import load_deploy_net, model_inputs, read_image
+    from solvers.deploy import load_deploy_net, read_image
+    from solvers.infer import model_inputs
     from caffe_fcn import registry
 
     model = registry.get('voc-fcn8s')
@@ -175,7 +176,7 @@ def test_the_peak_memory_is_what_caffe_allocates(stand_ins):
     """The activations estimated from the graph are the bytes of the blobs Caffe allocates at that size."""
     import netgen
     from netgen import geometry
-    from solvers.infer import forward
+    from solvers.deploy import forward
     import surgery
 
     for name, (h, w) in (('voc-fcn8s', (200, 300)), ('voc-fcn-googlenet', (187, 251))):

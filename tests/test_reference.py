@@ -241,7 +241,8 @@ def test_fcn_infer_feeds_the_net_what_the_reference_infer_py_feeds_it(refcode, t
     fed = np.load(tmp_path / 'in.npy')
 
     from caffe_fcn import registry
-    from solvers.infer import model_inputs, read_image
+    from solvers.deploy import read_image
+    from solvers.infer import model_inputs
 
     mine = model_inputs(registry.get('voc-fcn8s'), demo, read_image(demo))['data']
     assert (mine.dtype, mine.shape) == (fed.dtype, fed.shape) and mine.tobytes() == fed.tobytes()
