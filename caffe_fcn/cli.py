@@ -56,12 +56,14 @@ def tool(name):
                     return internal_error(name, err)
                 return error(name, PYCAFFE_MISSING, FAILURE)
             except BrokenPipeError:  # the reader went away (`| head`): nothing more to say
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                drop_stdout()
                 return OK
             except (BadInput, ValueError) as err:
                 return error(name, err, BAD_INPUT)
             except (Failure, OSError) as err:
-                return error(name, err, FAILURE)
+                status = error(name, err, FAILURE)
+                drop_stdout()  # a full device: what it did not take must not fail again at exit (status 120)
+                return status
             except KeyboardInterrupt:
                 print(f'{name}: interrupted', file=sys.stderr)
                 return INTERRUPTED
@@ -69,6 +71,16 @@ def tool(name):
                 return internal_error(name, err)
         return run
     return decorate
+
+
+def drop_stdout():
+    """Standard output can take no more (a closed pipe, a full device): send what is left in its buffer, and
+    anything later, to /dev/null, so that the interpreter's flush at exit cannot fail."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.stdout.flush()
 
 
 class ArgumentParser(argparse.ArgumentParser):
