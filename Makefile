@@ -6,7 +6,8 @@ PIP := $(PY) -m pip
 # the model folders that fcn-netgen writes (each holds a deploy.prototxt)
 MODELS := $(sort $(patsubst %/deploy.prototxt,%,$(wildcard */deploy.prototxt)))
 
-.PHONY: help setup setup-system venv caffe wheel wheel-check test lint demo nets bench clean fresh-check $(MODELS)
+.PHONY: help setup setup-system venv caffe wheel wheel-check gpu-bundle gpu-rehearsal test lint demo nets bench clean \
+	fresh-check $(MODELS)
 
 help:
 	@echo "make demo     the staged FCN-32s -> 16s -> 8s pipeline on a synthetic VOC dataset"
@@ -16,6 +17,8 @@ help:
 	@echo "make caffe    (re)install pycaffe; CAFFE_SRC=/path/to/caffe, CUDA=1"
 	@echo "make wheel    a relocatable pycaffe wheel (manylinux, auditwheel) in dist/, from the cached build; CUDA=1"
 	@echo "make wheel-check  install that wheel and train a few steps in a bare Debian 12 root (root; KEEP=1 keeps it)"
+	@echo "make gpu-bundle PY_INCLUDE=DIR BOOST_PYTHON_SRC=DIR  gpu-bundle/ for the lent GPU machine (docs/GPU.md)"
+	@echo "make gpu-rehearsal BOOST_PYTHON_SRC=DIR  the same with this Python's headers, and the GPU suite in CPU mode"
 	@echo "make nets     regenerate every model's prototxts;  make MODEL  one model"
 	@echo "make bench    Caffe vs PyTorch CPU speed and memory"
 	@echo "make bench GPU=0  Caffe vs PyTorch on GPU 0, beside the paper's K40c times (CUDA builds of both)"
@@ -53,6 +56,14 @@ wheel: setup-system venv
 
 wheel-check:
 	@bash scripts/wheel_check.sh $(if $(KEEP),--keep)
+
+# The GPU machine's Python 3.12 has no Boost.Python and no network (docs/GPU.md). CI runs neither target.
+gpu-bundle: setup-system venv
+	@$(PY) scripts/gpu_bundle.py $(if $(PY_INCLUDE),--py-include "$(PY_INCLUDE)") \
+		$(if $(BOOST_PYTHON_SRC),--boost-python-src "$(BOOST_PYTHON_SRC)")
+
+gpu-rehearsal: setup-system venv
+	@bash scripts/gpu_rehearsal.sh $(if $(BOOST_PYTHON_SRC),--boost-python-src "$(BOOST_PYTHON_SRC)")
 
 test: setup $(VENV)/.export
 	$(VENV)/bin/ruff check .

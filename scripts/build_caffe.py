@@ -49,7 +49,7 @@ from pathlib import Path
 # The parts, by concern, in caffe_build/ beside this script (also when a test loads it by its path).
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from caffe_build import config, patches, relocate, source, wheels  # noqa: E402
+from caffe_build import config, patches, relocate, source, target, wheels  # noqa: E402
 from caffe_build.common import CACHE, SetupError, log, run  # noqa: E402
 from caffe_build.relocate import SYSTEM_LIBS  # noqa: E402, F401 (scripts/wheel_check.sh reads it from here)
 
@@ -126,7 +126,8 @@ def parse_args(argv=None):
 class Build:
     """What to build: the options after their defaults, the Makefile.config and the cache key."""
 
-    def __init__(self, args):
+    def __init__(self, args, python=None):
+        self.python = python or target.host()  # the Python it is for (make gpu-bundle: another one's headers)
         self.cuda = config.find_cuda() if args.cuda else None
         # CUDA builds keep the configuration they were tested with; their speed is on the GPU.
         self.blas = args.blas or ('open' if self.cuda else DEFAULT_BLAS)
@@ -135,16 +136,16 @@ class Build:
         if self.user_tree:
             source.check_tree(self.user_tree)
         source_id = 'tree:' + source.tree_digest(self.user_tree) if self.user_tree else 'sdist:' + source.SDIST_SHA256
-        import numpy
-        self.numpy_major = int(numpy.__version__.split('.')[0])
+        self.numpy_major = self.python.numpy_major
         options = {name for name in (flag[2:].replace('-', '_') for flag, _, _ in SPEED_FLAGS) if getattr(args, name)}
         self.options = options | ({'cuda'} if self.cuda else set())
         if self.blas == 'mkl':
             config.ensure_mkl()
-        self.config = config.makefile_config(self.cuda, self.blas, self.opt, self.options, args.cuda_arch)
+        self.config = config.makefile_config(self.cuda, self.blas, self.opt, self.options, args.cuda_arch,
+                                             self.python)
         # The venv's path is in the config (numpy's headers) but not in the build: keep it out of the key.
         portable_config = self.config.replace(sys.prefix, '<venv>')
-        self.key = hashlib.sha256('\n'.join([RECIPE_VERSION, source_id, portable_config, sys.version,
+        self.key = hashlib.sha256('\n'.join([RECIPE_VERSION, source_id, portable_config, self.python.identity,
                                              str(self.numpy_major)]).encode()).hexdigest()
 
     def cached_wheel(self):
@@ -168,7 +169,7 @@ class Build:
                 src = source.unpack(source.fetch_sdist(), tmp)
             wheels.ensure_tools('wheel')  # before the build, which it would otherwise throw away
             build(src, self.config, self.options)
-            return wheels.make_wheel(src, CACHE / f'caffe-{self.key[:16]}', self.key)
+            return wheels.make_wheel(src, CACHE / f'caffe-{self.key[:16]}', self.key, self.python.tag)
 
 
 def report_wheel(path, build):

@@ -68,37 +68,7 @@ step "python3 -m venv; pip install the wheel and the project" \
   || fail "pip install failed"
 install_s=$(seconds "$start")
 
-# Every library of the installed package, as the dynamic loader resolves it on this bare system.
-cat >"$root/root/ldd_check.py" <<'EOF'
-import importlib.util
-import os
-import subprocess
-import sys
-import sysconfig
-from pathlib import Path
-
-spec = importlib.util.spec_from_file_location('build_caffe', '/root/fcn/scripts/build_caffe.py')
-build_caffe = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(build_caffe)  # SYSTEM_LIBS: what a manylinux wheel may take from the system
-site = Path(sysconfig.get_paths()['purelib'])
-libs = sorted(p for folder in ('caffe', 'caffe.libs') for p in (site / folder).glob('*.so*'))
-bad, from_venv = [], set()
-for lib in libs:
-    for line in subprocess.run(['ldd', str(lib)], capture_output=True, text=True, check=True).stdout.splitlines():
-        soname, _, where = line.strip().partition(' => ')
-        path = os.path.normpath(where.split(' (')[0])  # ldd prints caffe/../../../libmkl_rt.so.3
-        if where.startswith('not found') or (where and not path.startswith(sys.prefix + '/')
-                                             and soname not in build_caffe.SYSTEM_LIBS):
-            bad.append(f'{lib.name}: {line.strip()}')
-        elif path.startswith(sys.prefix + '/') and '/caffe.libs/' not in path and '/caffe/' not in path:
-            from_venv.add(path)
-if bad:
-    print(*bad, sep='\n')
-print(f'ldd: {len(libs)} libraries in caffe/ and caffe.libs/, {len(bad)} dependencies resolved outside the venv '
-      f'and glibc; from other wheels: {", ".join(sorted(from_venv)) or "none"}')
-sys.exit(1 if bad or not libs else 0)
-EOF
-step "ldd: every library from the venv or glibc" inside /root "venv/bin/python ldd_check.py" \
+step "ldd: every library from the venv or glibc" inside /root "venv/bin/python fcn/scripts/ldd_check.py" \
   || fail "pip install ${install_s} s, ldd found libraries outside the venv and glibc (above)"
 
 steps=10

@@ -70,8 +70,8 @@ def built_library(src):
     return lib
 
 
-def lay_out(src, folder, key):
-    """python/caffe (no tests, no C++) and libcaffe.so as caffe/, and the dist-info, in `folder`."""
+def lay_out(src, folder, key, tag):
+    """python/caffe (no tests, no C++) and libcaffe.so as caffe/, and the dist-info (for CPython `tag`), in `folder`."""
     pkg, version = src / 'python' / 'caffe', f'1.0.0+fcn.{key[:12]}'
     for p in sorted(pkg.rglob('*')):
         rel = p.relative_to(pkg)
@@ -80,7 +80,6 @@ def lay_out(src, folder, key):
             shutil.copy2(p, folder / 'caffe' / rel)  # a symlink's target: the wheel holds files
     lib = built_library(src)
     shutil.copy2(lib, folder / 'caffe' / lib.name)
-    tag = f'cp{sys.version_info.major}{sys.version_info.minor}'
     dist_info = folder / f'caffe-{version}.dist-info'
     dist_info.mkdir()
     (dist_info / 'METADATA').write_text(textwrap.dedent(f'''\
@@ -93,8 +92,8 @@ def lay_out(src, folder, key):
                                      f'Tag: {tag}-{tag}-linux_x86_64\n')
 
 
-def make_wheel(src, out_dir, key):
-    """Package python/caffe + libcaffe.so as a wheel in out_dir; _caffe.so's rpath is $ORIGIN."""
+def make_wheel(src, out_dir, key, tag=f'cp{sys.version_info.major}{sys.version_info.minor}'):
+    """Package python/caffe + libcaffe.so as a wheel for CPython `tag` in out_dir; _caffe.so's rpath is $ORIGIN."""
     with tempfile.TemporaryDirectory(prefix='fcn-wheel-') as tmp:
-        lay_out(src, Path(tmp), key)
+        lay_out(src, Path(tmp), key, tag)
         return pack(Path(tmp), out_dir)
