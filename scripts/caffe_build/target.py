@@ -109,13 +109,17 @@ def python_headers(py_dirs, version):
     return sorted(own.rglob('*.h')) + sorted(above.glob(f'*/python{version[0]}.{version[1]}/pyconfig.h'))
 
 
-def patched_boost_python(src, into):
-    """A copy of the tree's src/ with scripts/patches/boost-python-py311.patch applied; the copy's root."""
+def check_boost_python(src):
     src = Path(src)
     if not (src / 'src' / 'module.cpp').is_file() or not (src / 'include' / 'boost' / 'python.hpp').is_file():
         raise SetupError(f'BOOST_PYTHON_SRC={src} is not a boostorg/python tree (src/module.cpp, '
                          f'include/boost/python.hpp): give {BOOST_PYTHON_HELP}')
-    shutil.copytree(src / 'src', Path(into) / 'src')
+    return src
+
+
+def patched_boost_python(src, into):
+    """A copy of the tree's src/ with scripts/patches/boost-python-py311.patch applied; the copy's root."""
+    shutil.copytree(check_boost_python(src) / 'src', Path(into) / 'src')
     done = patches.run_patch(into, BOOST_PYTHON_PATCH, dry_run=False)
     if done.returncode:
         said = '; '.join(line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip())
@@ -162,6 +166,7 @@ def from_headers(py_include, boost_python_src):
     """The Python whose headers are in py_include, with its Boost.Python and numpy headers made here."""
     import numpy
     major, minor, full = header_version(py_include)
+    check_boost_python(boost_python_src)  # before any download or build
     # Debian and Ubuntu put a pyconfig.h in the include folder that includes <x86_64-linux-gnu/python3.X/pyconfig.h>:
     # the folder above holds that one (scripts/gpu_headers.sh lays them out so).
     py_dirs = (str(Path(py_include).resolve()), str(Path(py_include).resolve().parent))
