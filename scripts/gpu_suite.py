@@ -37,8 +37,8 @@ PREPARE_TIMEOUT = 300  # s, for each step before the budget's (install, ldd, dev
 CUDA_SONAMES = [pattern for pattern, _, folder in EXTERNAL_LIBS if folder == CUDA_WHEELS]
 # name: (share of the budget, the GPU run's settings, the CPU run's)
 SETTINGS = {
-    'pytest': (0.30, {}, {}),
-    'bench': (0.35, {'args': []},
+    'pytest': (0.25, {}, {}),
+    'bench': (0.40, {'args': []},
               {'args': ['--size', '100', '--width', '0.25', '--repeat', '1', '--warmup', '0', '--sgemm-shapes',
                         '256x256x256']}),
     'train': (0.17, {'size': '500x500', 'count': 24, 'steps': 200}, {'size': '500x500', 'count': 4, 'steps': 2}),

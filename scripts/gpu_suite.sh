@@ -34,11 +34,21 @@ py=${PYTHON:-python3}
 mkdir -p "$out" || { echo "gpu-suite: error: cannot create OUT=$out" >&2; exit 1; }
 exec > >(tee -a "$out/gpu-suite.log") 2>&1
 fail() { echo "gpu-suite: 0 passed, 0 failed; stopped before the steps: $*"; exit 1; }
+make_venv() {
+  local base ver
+  read -r base ver < <("$py" -c 'import sys; print(getattr(sys, "_base_executable", sys.executable), "%d.%d.%d" % sys.version_info[:3])') \
+    || return 1
+  rm -rf "$1" && mkdir -p "$1/bin" "$1/lib/python${ver%.*}/site-packages" && ln -s "$base" "$1/bin/python" \
+    && ln -s python "$1/bin/python3" \
+    && printf 'home = %s\ninclude-system-site-packages = false\nversion = %s\n' "$(dirname "$base")" "$ver" > "$1/pyvenv.cfg"
+}
 [ -f "$bundle/bundle.json" ] || fail "no bundle in $bundle (make gpu-bundle writes it; docs/GPU.md)"
 command -v "$py" >/dev/null || fail "no Python at PYTHON=$py"
 work=$(mktemp -d "${TMPDIR:-/tmp}/fcn-gpu-suite.XXXXXX") || fail "mktemp failed"
 echo "[gpu-suite] $(date -u '+%F %T') UTC; $("$py" --version 2>&1) at $(command -v "$py"); bundle $bundle; work $work"
-"$py" -m venv --without-pip "$work/venv" || fail "$py -m venv --without-pip failed"
+# A venv is a pyvenv.cfg beside bin/python: written by hand where the venv module is missing (Debian and Ubuntu
+# ship it apart, as python3-venv).
+"$py" -m venv --without-pip "$work/venv" 2>/dev/null || make_venv "$work/venv" || fail "cannot make a venv of $py"
 site=$("$work/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || fail "no venv"
 # After the venv's own site-packages: the machine's (its numpy, PyTorch, NVIDIA's wheels, pytest).
 "$py" -c 'import site, sys; print("\n".join(p for p in site.getsitepackages() + [site.getusersitepackages()]))' \
