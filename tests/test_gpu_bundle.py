@@ -4,6 +4,7 @@ make gpu-bundle's and the suite's refusals, the suite's last line, and the ldd c
 relocatable. make gpu-rehearsal runs the rest (the build, the install, every step in CPU mode)."""
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -142,3 +143,18 @@ def test_the_ldd_check_finds_a_build_that_is_not_relocatable():
     done = tool(sys.executable, SCRIPTS / 'ldd_check.py')
     assert done.returncode == 1, done.stdout
     assert 'libglog.so' in done.stdout and 'resolved outside' in done.stdout.strip().splitlines()[-1]
+
+
+def test_headers_are_cached_by_their_contents_not_where_they_were_unpacked(headers, tmp_path, monkeypatch):
+    """The bundle's Makefile.config names the cached copy: the same headers unpacked elsewhere build from the
+    same cache entry; other headers get another."""
+    include, _ = headers
+    monkeypatch.setattr(target, 'CACHE', tmp_path / 'cache')
+    version = sys.version_info[:2]
+    elsewhere = tmp_path / 'elsewhere'
+    shutil.copytree(include.parent, elsewhere)
+    first = target.cached_headers(include, version)
+    assert target.cached_headers(elsewhere / include.name, version) == first
+    target.check_compiles(first, 'the cached copy')
+    (elsewhere / include.name / 'patchlevel.h').write_text('/* changed */\n', encoding='utf-8')
+    assert target.cached_headers(elsewhere / include.name, version) != first

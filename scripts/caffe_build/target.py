@@ -103,10 +103,27 @@ def library_sources(root):
     return sorted(p for pattern in SOURCE_GLOBS for p in (Path(root) / 'src').glob(pattern))
 
 
-def python_headers(py_dirs, version):
-    """The header files of that Python: its include folder's and the pyconfig.h a Debian-style one includes."""
-    own, above = map(Path, py_dirs)
-    return sorted(own.rglob('*.h')) + sorted(above.glob(f'*/python{version[0]}.{version[1]}/pyconfig.h'))
+def cached_headers(py_include, version):
+    """A copy of the headers in the cache, in a folder named by their contents, so a build's configuration (its
+    cache key) does not depend on where they were unpacked: (the copy's include folder, the folder above). Debian
+    and Ubuntu put in the include folder a pyconfig.h that includes <x86_64-linux-gnu/python3.X/pyconfig.h>, which
+    lies under the folder above (scripts/gpu_headers.sh lays them out so): it is copied too."""
+    own = Path(py_include).resolve()
+    name = f'python{version[0]}.{version[1]}'
+    files = {Path(name) / p.relative_to(own): p for p in sorted(own.rglob('*')) if p.is_file()}
+    files |= {p.relative_to(own.parent): p for p in sorted(own.parent.glob(f'*/{name}/pyconfig.h'))}
+    digest = hashlib.sha256()
+    for rel, path in files.items():
+        digest.update(str(rel).encode() + b'\0' + path.read_bytes() + b'\0')
+    dest = CACHE / 'python-headers' / digest.hexdigest()[:16]
+    if not dest.exists():
+        part = dest.with_name(dest.name + '.part')
+        shutil.rmtree(part, ignore_errors=True)
+        for rel, path in files.items():
+            (part / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, part / rel)
+        part.replace(dest)
+    return str(dest / name), str(dest)
 
 
 def check_boost_python(src):
@@ -138,8 +155,8 @@ def build_boost_python(src, py_dirs, version):
     with tempfile.TemporaryDirectory(prefix='fcn-boost-python-') as tmp:
         tree = patched_boost_python(src, Path(tmp) / 'tree')
         sources = library_sources(tree)
-        digest = hashlib.sha256('\n'.join(flags).encode())
-        for path in sources + python_headers(py_dirs, version):
+        digest = hashlib.sha256('\n'.join(flags).encode())  # the headers' folder is named by their contents
+        for path in sources:
             digest.update(path.read_bytes())
         dest = CACHE / f'boost-python-{version[0]}{version[1]}-{digest.hexdigest()[:16]}'
         if (dest / f'lib{name}.so').exists():
@@ -156,6 +173,7 @@ def build_boost_python(src, py_dirs, version):
             done = subprocess.run(cmd, capture_output=True, text=True)  # Boost's deprecation notes bury the rest
             if done.returncode:
                 print(done.stderr[-4000:], file=sys.stderr)
+                shutil.rmtree(part, ignore_errors=True)
                 raise SetupError(f'compiling Boost.Python from {src} failed (above); give {BOOST_PYTHON_HELP}')
     (part / f'lib{name}.so').symlink_to(soname)
     part.replace(dest)
@@ -167,9 +185,7 @@ def from_headers(py_include, boost_python_src):
     import numpy
     major, minor, full = header_version(py_include)
     check_boost_python(boost_python_src)  # before any download or build
-    # Debian and Ubuntu put a pyconfig.h in the include folder that includes <x86_64-linux-gnu/python3.X/pyconfig.h>:
-    # the folder above holds that one (scripts/gpu_headers.sh lays them out so).
-    py_dirs = (str(Path(py_include).resolve()), str(Path(py_include).resolve().parent))
+    py_dirs = cached_headers(py_include, (major, minor))
     check_compiles(py_dirs, f'PY_INCLUDE={py_include}')
     tag = f'cp{major}{minor}'
     numpy_dir = numpy_headers(numpy.__version__, tag)  # the numpy this venv builds with, for that Python
