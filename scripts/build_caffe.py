@@ -50,7 +50,7 @@ from pathlib import Path
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 from caffe_build import config, patches, relocate, source, target, wheels  # noqa: E402
-from caffe_build.common import CACHE, SetupError, log, run  # noqa: E402
+from caffe_build.common import CACHE, SetupError, log, run, script  # noqa: E402
 from caffe_build.relocate import SYSTEM_LIBS  # noqa: E402, F401 (scripts/wheel_check.sh reads it from here)
 
 RECIPE_VERSION = '6'  # bump when the build recipe changes, to invalidate caches
@@ -207,8 +207,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except SetupError as e:
-        print(f'\nerror: {e}', file=sys.stderr)
-        sys.exit(1)
+    script(main)

@@ -30,7 +30,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 import build_caffe  # noqa: E402
 from caffe_build import relocate, target  # noqa: E402
-from caffe_build.common import SetupError, log, run, sha256  # noqa: E402
+from caffe_build.common import SetupError, log, pip_install, run, script, sha256  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LIMIT_MIB = 50
@@ -72,10 +72,7 @@ def ensure_cuda_wheels():
             missing.append(req)
     if missing:
         log(f'installing {" ".join(missing)} into the venv (headers and libraries to link; about 1 GB)')
-        try:
-            run([sys.executable, '-m', 'pip', 'install', '--quiet', *missing])
-        except subprocess.CalledProcessError:
-            raise SetupError(f'pip could not install {" ".join(missing)}: is PyPI reachable?') from None
+        pip_install(missing)
 
 
 def caffe_wheel(python, cuda_arch, into):
@@ -164,11 +161,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except SetupError as e:
-        print(f'\nerror: {e}', file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print('\nerror: interrupted; the previous bundle, if any, is as it was', file=sys.stderr)
-        sys.exit(1)
+    script(main)

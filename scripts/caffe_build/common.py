@@ -3,6 +3,7 @@
 import hashlib
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 CACHE = Path(os.environ.get('FCN_CACHE', Path.home() / '.cache' / 'fcn'))
@@ -27,3 +28,23 @@ def sha256(path):
         for block in iter(lambda: f.read(1 << 20), b''):
             h.update(block)
     return h.hexdigest()
+
+
+def pip_install(packages, instead=''):
+    """pip install these into the running venv; SetupError, with what to do `instead`, when it cannot."""
+    try:
+        run([sys.executable, '-m', 'pip', 'install', '--quiet', *packages])
+    except subprocess.CalledProcessError:
+        raise SetupError(f'pip could not install {" ".join(packages)}: is PyPI reachable?{instead}') from None
+
+
+def script(main):
+    """A build script's main, as the user sees it: a SetupError or an interruption is one error line and exit 1."""
+    try:
+        main()
+    except SetupError as e:
+        print(f'\nerror: {e}', file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print('\nerror: interrupted', file=sys.stderr)
+        sys.exit(1)

@@ -8,7 +8,7 @@ import sysconfig
 from pathlib import Path
 
 from . import patches, target
-from .common import CACHE, SetupError, log, run
+from .common import CACHE, SetupError, log, pip_install
 
 BLAS_CHOICES = ('open', 'mkl', 'blis')
 CUDA_ARCHS = '75 80 86 89 90'  # compute capabilities; CUDA 13's nvcc rejects anything below 7.5
@@ -92,11 +92,7 @@ def ensure_mkl():
     if (prefix / 'include' / 'mkl.h').exists() and (prefix / 'lib' / 'libiomp5.so').exists():
         return
     log('BLAS=mkl: installing Intel MKL from PyPI into the venv (BLAS=open uses Debian\'s OpenBLAS instead)')
-    try:
-        run([sys.executable, '-m', 'pip', 'install', '--quiet', *MKL_PACKAGES])
-    except subprocess.CalledProcessError:
-        raise SetupError(f'pip could not install {" ".join(MKL_PACKAGES)}: is PyPI reachable? '
-                         'BLAS=open builds with Debian\'s OpenBLAS instead') from None
+    pip_install(MKL_PACKAGES, ' BLAS=open builds with Debian\'s OpenBLAS instead')
 
 
 def blas_config(blas, multiarch, openmp):

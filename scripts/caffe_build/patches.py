@@ -21,6 +21,9 @@ PATCHES = {
     'cuda': ['cuda13-device-query', 'proposal-backward-gpu', 'gpu-on-cpu'],
 }
 
+# Not Caffe's: Boost.Python's sources for Pythons after 3.9 (caffe_build.target applies it for make gpu-bundle).
+BOOST_PYTHON = 'boost-python-py311'
+
 # Fixes that BVLC master has already, in other words: a CAFFE_SRC tree they do not fit is built as it is.
 IF_THEY_FIT = {'crop-once', 'read-limit'}
 

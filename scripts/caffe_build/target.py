@@ -17,7 +17,6 @@ from . import patches
 from .common import CACHE, SetupError, log, run
 
 BOOST_PYTHON_TAG = 'boost-1.74.0'  # Debian 12's Boost headers, which the rest of the build compiles against
-BOOST_PYTHON_PATCH = 'boost-python-py311'  # in scripts/patches/
 SOURCE_GLOBS = ('*.cpp', 'converter/*.cpp', 'object/*.cpp')  # the library's sources: the Jamfile's, all but numpy/
 BOOST_PYTHON_HELP = ('a checkout of boostorg/python at tag boost-1.74.0 (the version of Debian 12\'s Boost headers), '
                      'e.g. git clone --depth 1 --branch boost-1.74.0 https://github.com/boostorg/python DIR')
@@ -137,10 +136,10 @@ def check_boost_python(src):
 def patched_boost_python(src, into):
     """A copy of the tree's src/ with scripts/patches/boost-python-py311.patch applied; the copy's root."""
     shutil.copytree(check_boost_python(src) / 'src', Path(into) / 'src')
-    done = patches.run_patch(into, BOOST_PYTHON_PATCH, dry_run=False)
+    done = patches.run_patch(into, patches.BOOST_PYTHON, dry_run=False)
     if done.returncode:
         said = '; '.join(line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip())
-        raise SetupError(f'cannot apply scripts/patches/{BOOST_PYTHON_PATCH}.patch to BOOST_PYTHON_SRC={src}: '
+        raise SetupError(f'cannot apply scripts/patches/{patches.BOOST_PYTHON}.patch to BOOST_PYTHON_SRC={src}: '
                          f'{said}. Give {BOOST_PYTHON_HELP}')
     return Path(into)
 

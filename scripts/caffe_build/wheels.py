@@ -10,7 +10,7 @@ import textwrap
 import zipfile
 from pathlib import Path
 
-from .common import SetupError, log, run
+from .common import SetupError, log, pip_install
 from .source import SDIST, SDIST_VERSION
 
 # PyPI's wheel packer, its wheel repair and the ELF editor that drives; setup.cfg's test extra pins the same.
@@ -25,10 +25,7 @@ def ensure_tools(*tools):
     missing = [pin for pin in WHEEL_TOOLS if pin.split('==')[0] in tools and not (bindir / pin.split('==')[0]).exists()]
     if missing:
         log(f'installing {" ".join(missing)} into the venv')
-        try:
-            run([sys.executable, '-m', 'pip', 'install', '--quiet', *missing])
-        except subprocess.CalledProcessError:
-            raise SetupError(f'pip could not install {" ".join(missing)}: is PyPI reachable?') from None
+        pip_install(missing)
     return bindir
 
 
