@@ -87,11 +87,11 @@ class Suite:
         self.spent_share += self.settings(name)[0]
         return max(10.0, self.begin + self.spent_share * self.args.budget - time.monotonic())
 
-    def command(self, cmd, timeout, cwd=REPO):
+    def command(self, cmd, timeout, cwd=REPO, env=None):
         """Run cmd with its output on ours (the log), killed with its children at the timeout; its exit status
         (124 for the timeout)."""
         print(f'[gpu-suite] $ {" ".join(map(str, cmd))}  (timeout {timeout:.0f} s)', flush=True)
-        proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=self.env, start_new_session=True)
+        proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env or self.env, start_new_session=True)
         try:
             return proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -144,8 +144,10 @@ def install(suite, timeout):
     missing = [w.name for w in wheels if not w.is_file()]
     if missing or pip is None:
         raise StepFailed(f'the bundle lacks {", ".join(missing) or "pip"}')
+    # Without the project on the path: pip would take the tree's *.egg-info (make setup's) for the installed project.
+    alone = {k: v for k, v in suite.env.items() if k != 'PYTHONPATH'}
     status = suite.command(suite.python(str(pip / 'pip'), 'install', '--no-index', '--no-deps', '--quiet',
-                                        *[w for w in wheels if w != pip]), timeout)
+                                        *[w for w in wheels if w != pip]), timeout, cwd='/', env=alone)
     if status:
         raise StepFailed(f'pip install exited {status}')
     site = Path(sysconfig.get_paths()['purelib'])
