@@ -51,7 +51,6 @@ if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 from caffe_build import config, patches, relocate, source, target, wheels  # noqa: E402
 from caffe_build.common import CACHE, SetupError, log, run, script  # noqa: E402
-from caffe_build.relocate import SYSTEM_LIBS  # noqa: E402, F401 (scripts/wheel_check.sh reads it from here)
 
 RECIPE_VERSION = '6'  # bump when the build recipe changes, to invalidate caches
 DEFAULT_BLAS = 'mkl'
