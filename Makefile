@@ -62,7 +62,7 @@ gpu-bundle: setup-system venv
 	@$(PY) scripts/gpu_bundle.py $(if $(PY_INCLUDE),--py-include "$(PY_INCLUDE)") \
 		$(if $(BOOST_PYTHON_SRC),--boost-python-src "$(BOOST_PYTHON_SRC)")
 
-gpu-rehearsal: setup-system venv
+gpu-rehearsal: setup-system venv $(VENV)/.export  # the stand-in machine takes PyTorch and onnxruntime at their versions
 	@bash scripts/gpu_rehearsal.sh $(if $(BOOST_PYTHON_SRC),--boost-python-src "$(BOOST_PYTHON_SRC)")
 
 test: setup $(VENV)/.export

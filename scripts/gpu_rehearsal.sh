@@ -58,7 +58,7 @@ for name in ('numpy', 'protobuf', 'scipy', 'scikit-image', 'Pillow', 'tqdm', 'ma
 print(*dict.fromkeys(req for _, req, folder in EXTERNAL_LIBS if folder == CUDA_WHEELS), sep='\n')
 EOF
 )
-[ ${#wants[@]} -gt 10 ] || fail "cannot list the GPU machine's packages"
+[ ${#wants[@]} -gt 10 ] || fail "cannot list the GPU machine's packages at this venv's versions (above; make gpu-rehearsal installs the export extra, PyTorch and onnxruntime, first)"
 "$base" -m venv "$r/machine" && "$r/machine/bin/pip" install --quiet "${wants[@]}" \
   || fail "pip install of the stand-in machine's packages failed: ${wants[*]}"
 machine_s=$(( $(date +%s) - start ))
