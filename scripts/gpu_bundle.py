@@ -40,7 +40,6 @@ CUDA_BUILD_WHEELS = list(dict.fromkeys(req for pattern, req, _ in relocate.EXTER
                                        if pattern.startswith(('libcublas', 'libcurand'))))
 # Beyond the GPU machine's packages: the project's requirements it lacks, and pip to install the bundle offline.
 EXTRA_WHEELS = ('six', 'pycocotools', 'pip')
-PLATFORMS = ('manylinux_2_28_x86_64', 'manylinux_2_17_x86_64', 'manylinux2014_x86_64')
 
 
 def parse_args(argv=None):
@@ -102,14 +101,7 @@ def project_wheel(into):
 
 def extra_wheels(python, into):
     """The EXTRA_WHEELS at this venv's versions, for the target Python, from PyPI."""
-    pins = [f'{name}=={version(name)}' for name in EXTRA_WHEELS]
-    platforms = [arg for p in PLATFORMS for arg in ('--platform', p)]
-    try:
-        run([sys.executable, '-m', 'pip', 'download', '--quiet', '--no-deps', '--only-binary=:all:', '--dest',
-             str(into), '--python-version', f'{python.version[0]}.{python.version[1]}', '--implementation', 'cp',
-             '--abi', python.tag, *platforms, *pins])
-    except subprocess.CalledProcessError:
-        raise SetupError(f'pip could not download {" ".join(pins)} for {python.tag}: is PyPI reachable?') from None
+    target.download_wheels([f'{name}=={version(name)}' for name in EXTRA_WHEELS], python.tag, into)
 
 
 def commit():

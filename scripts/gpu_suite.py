@@ -161,9 +161,9 @@ def install(suite, timeout):
         if not candidates:
             raise StepFailed(f'{soname} is on neither the machine\'s NVIDIA wheels nor /usr/local/cuda: '
                              'pip install nvidia-cuda-runtime nvidia-cublas nvidia-curand (CUDA 13) there')
-        (lib_dir / soname).unlink(missing_ok=True)
-        (lib_dir / soname).symlink_to(os.path.realpath(candidates[0]))
         linked[soname] = os.path.realpath(candidates[0])
+        (lib_dir / soname).unlink(missing_ok=True)
+        (lib_dir / soname).symlink_to(linked[soname])
     return {'ok': True, 'wheels': [w.name for w in wheels], 'nvidia_libraries': linked}
 
 

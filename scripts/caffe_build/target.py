@@ -18,14 +18,15 @@ from .common import CACHE, SetupError, log, run
 
 BOOST_PYTHON_TAG = 'boost-1.74.0'  # Debian 12's Boost headers, which the rest of the build compiles against
 SOURCE_GLOBS = ('*.cpp', 'converter/*.cpp', 'object/*.cpp')  # the library's sources: the Jamfile's, all but numpy/
-BOOST_PYTHON_HELP = ('a checkout of boostorg/python at tag boost-1.74.0 (the version of Debian 12\'s Boost headers), '
-                     'e.g. git clone --depth 1 --branch boost-1.74.0 https://github.com/boostorg/python DIR')
+BOOST_PYTHON_HELP = (f'a checkout of boostorg/python at tag {BOOST_PYTHON_TAG} (the version of Debian 12\'s Boost '
+                     f'headers), e.g. git clone --depth 1 --branch {BOOST_PYTHON_TAG} '
+                     'https://github.com/boostorg/python DIR')
 
 
 @dataclass(frozen=True)
 class Target:
     version: tuple  # (major, minor)
-    include_dirs: tuple  # Python's headers, numpy's, and (for a bundle) Boost.Python's
+    include_dirs: tuple  # Python's headers and numpy's
     lib_dirs: tuple  # where PYTHON_LIBRARIES are, at link time and (an rpath) at run time
     libraries: str  # Caffe's PYTHON_LIBRARIES
     numpy_major: int  # the C ABI the build is for (the wheel's numpy requirement)
@@ -68,6 +69,19 @@ def check_compiles(include_dirs, what):
         raise SetupError(f'{what}: #include <Python.h> does not compile: {first}')
 
 
+PLATFORMS = ('manylinux_2_28_x86_64', 'manylinux_2_17_x86_64', 'manylinux2014_x86_64')  # wheels for the target
+
+
+def download_wheels(pins, tag, dest):
+    """These pinned wheels for CPython `tag` (cp312) on x86-64 Linux from PyPI into dest, whatever this Python is."""
+    platforms = [arg for p in PLATFORMS for arg in ('--platform', p)]
+    try:
+        run([sys.executable, '-m', 'pip', 'download', '--quiet', '--no-deps', '--only-binary=:all:', '--dest',
+             str(dest), '--python-version', tag[2:], '--implementation', 'cp', '--abi', tag, *platforms, *pins])
+    except subprocess.CalledProcessError:
+        raise SetupError(f'pip could not download {" ".join(pins)} for {tag}: is PyPI reachable?') from None
+
+
 def numpy_headers(version, tag):
     """numpy's C headers from its PyPI wheel of `version` for CPython `tag` (cp312), unpacked once into the cache."""
     dest = CACHE / 'numpy-headers' / f'{version}-{tag}'
@@ -75,16 +89,12 @@ def numpy_headers(version, tag):
         return dest
     wheels = CACHE / 'numpy-headers' / 'wheels'
     log(f'downloading numpy {version} for {tag} from PyPI (its headers)')
-    try:
-        run([sys.executable, '-m', 'pip', 'download', '--quiet', '--no-deps', '--only-binary=:all:', '--dest',
-             str(wheels), '--python-version', tag[2:], '--implementation', 'cp', '--abi', tag,
-             '--platform', 'manylinux_2_28_x86_64', '--platform', 'manylinux2014_x86_64', f'numpy=={version}'])
-    except subprocess.CalledProcessError:
-        raise SetupError(f'pip could not download numpy=={version} for {tag}: is PyPI reachable?') from None
+    download_wheels([f'numpy=={version}'], tag, wheels)
     wheel = next(iter(sorted(wheels.glob(f'numpy-{version}-{tag}-*.whl'))), None)
     if wheel is None:
         raise SetupError(f'no numpy {version} wheel for {tag} in {wheels}')
     tmp = dest.with_name(dest.name + '.part')
+    shutil.rmtree(tmp, ignore_errors=True)  # an interrupted unpacking's
     with zipfile.ZipFile(wheel) as z:
         for name in z.namelist():
             inner = re.match(r'numpy/(?:_core|core)/include/(numpy/.*)', name)
