@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 from fractions import Fraction
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from caffe_fcn import registry
 
@@ -49,28 +49,45 @@ def tool(name):
         @functools.wraps(main)
         def run(*args, **kwargs):
             os.environ.setdefault('GLOG_minloglevel', '2')  # before main imports Caffe: its log stays quiet
-            try:
-                return main(*args, **kwargs)
-            except ModuleNotFoundError as err:
-                if not pycaffe_missing(err):
-                    return internal_error(name, err)
-                return error(name, PYCAFFE_MISSING, FAILURE)
-            except BrokenPipeError:  # the reader went away (`| head`): nothing more to say
-                drop_stdout()
-                return OK
-            except (BadInput, ValueError) as err:
-                return error(name, err, BAD_INPUT)
-            except (Failure, OSError) as err:
-                status = error(name, err, FAILURE)
-                drop_stdout()  # a full device: what it did not take must not fail again at exit (status 120)
-                return status
-            except KeyboardInterrupt:
-                print(f'{name}: interrupted', file=sys.stderr)
-                return INTERRUPTED
-            except Exception as err:  # the last resort: one line for the user, the traceback in a log file
-                return internal_error(name, err)
+            return flushed(name, outcome(name, main, args, kwargs))
         return run
     return decorate
+
+
+def outcome(name, main, args, kwargs):
+    """main's exit status, every failure one `NAME: error: ...` line."""
+    try:
+        return main(*args, **kwargs)
+    except ModuleNotFoundError as err:
+        if not pycaffe_missing(err):
+            return internal_error(name, err)
+        return error(name, PYCAFFE_MISSING, FAILURE)
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say
+        return OK
+    except (BadInput, ValueError) as err:
+        return error(name, err, BAD_INPUT)
+    except (Failure, OSError) as err:
+        return error(name, err, FAILURE)
+    except KeyboardInterrupt:
+        print(f'{name}: interrupted', file=sys.stderr)
+        return INTERRUPTED
+    except Exception as err:  # the last resort: one line for the user, the traceback in a log file
+        return internal_error(name, err)
+
+
+def flushed(name, status):
+    """The exit status once what the tool printed is sent: standard output that can take no more (a full device)
+    is the tool's error line and exit 1 where it had none, not the interpreter's status 120 as it flushes at exit;
+    a reader that went away (`| head`) leaves nothing more to say."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        drop_stdout()
+    except OSError as err:
+        drop_stdout()
+        if status == OK:
+            return error(name, f'cannot write to standard output: {err.strerror or err}', FAILURE)
+    return status
 
 
 def drop_stdout():
@@ -85,7 +102,13 @@ def drop_stdout():
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser, but a --help or usage message that cannot be written (a full disk, a closed pipe) is
-    an error, not a silent success: argparse itself drops the OSError."""
+    an error, not a silent success: argparse itself drops the OSError; and every parse ends with check_outputs,
+    so that no option declared with add_output lands on an input or on another output."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        check_outputs(parsed)
+        return parsed, extras
 
     def _print_message(self, message, file=None):
         if message:
@@ -151,6 +174,72 @@ def argument(lookup):
 
 model = argument(registry.get)  # a model name -> its registry declaration
 trainable = argument(registry.trainable)  # a trainable FCN's name -> its registry declaration
+
+
+class Output(type(Path())):
+    """A path a tool writes: the value of every option declared with add_output (paths made from it, out / name,
+    stay Outputs). check_outputs keeps each off every other path the tool was given."""
+
+
+def output(text):
+    """add_output's argparse type."""
+    if not text:
+        raise argparse.ArgumentTypeError('an empty path names no file (it would be the current folder)')
+    return Output(text)
+
+
+def add_output(ap, *flags, **kwargs):
+    """An option naming a file or folder the tool writes: its value (and its default) an Output, kept apart from
+    every input and every other output by check_outputs before anything is written."""
+    if kwargs.get('default') is not None:
+        kwargs['default'] = Output(kwargs['default'])
+    return ap.add_argument(*flags, type=output, **kwargs)
+
+
+def file_key(path):
+    """What two paths share when they name one file: its device and inode where it exists (hard links too), else
+    its absolute path with the symbolic links resolved (a loop resolves no further: Python 3.11 raises on it)."""
+    path = Path(path)
+    try:
+        found = path.stat()
+        return found.st_dev, found.st_ino
+    except (OSError, ValueError):  # absent, a loop, a name no file can have
+        pass
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError, ValueError):
+        return os.path.abspath(path)
+
+
+def paths_in(value):
+    """The paths in one parsed value: the value itself, or the paths in a list of them (nargs)."""
+    return [v for v in (value if isinstance(value, (list, tuple)) else [value]) if isinstance(v, PurePath)]
+
+
+def check_outputs(args, writes=None, inputs=()):
+    """Refuse, before anything is written, an output that would land on an input (and destroy it) or on another
+    output (one would replace the other). The outputs are the Outputs among `args`, except that `writes` maps an
+    option's dest to the files it stands for (a folder's files, a default's), and the inputs every other path
+    among `args` and `inputs`."""
+    writes = writes or {}
+    outputs, given = [path for files in writes.values() for path in files], [*inputs]
+    for dest, value in vars(args).items():
+        for path in paths_in(value):
+            if not isinstance(path, Output):
+                given.append(path)
+            elif dest not in writes:
+                outputs.append(path)
+    seen = {file_key(path): path for path in given if path is not None}
+    apart = set(seen)
+    for path in outputs:
+        key = file_key(path)
+        if key in apart:
+            raise BadInput(f'{path} is also an input ({seen[key]}): writing it would destroy that input; nothing '
+                           'was written, choose another output')
+        if key in seen:
+            raise BadInput(f'{path} is also another output ({seen[key]}): one would replace the other; nothing was '
+                           'written, choose another output')
+        seen[key] = path
 
 
 def add_width(ap, default=1.0, what='the nets'):

@@ -1,7 +1,10 @@
-"""Writing files that are whole or absent, with the permissions the user's umask gives, and never onto an input."""
+"""Writing files that are whole or absent, with the permissions the user's umask gives, their room proved first
+where a writer cannot fail cleanly (which paths a tool may write at all is cli.check_outputs')."""
 import os
 import tempfile
 from pathlib import Path
+
+from caffe_fcn.cli import Failure, file_key
 
 
 def current_umask():
@@ -28,30 +31,21 @@ def write_atomic(path, data):
 
 def same_file(a, b):
     """Whether two paths name one file: the same path once resolved, or (both existing) through a hard link."""
-    a, b = Path(a), Path(b)
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
+    return file_key(a) == file_key(b)
 
 
-def check_apart(outputs, inputs):
-    """Refuse, before anything is written, an output path that would land on an input (and destroy it)."""
-    from caffe_fcn.cli import BadInput
-
-    for out in (o for o in outputs if o is not None):
-        clash = next((given for given in inputs if given is not None and same_file(out, given)), None)
-        if clash is not None:
-            raise BadInput(f'{out} is also an input ({clash}): writing it would destroy that input; nothing was '
-                           'written, choose another output')
+def allocate(path):
+    """Allocate on the disk every byte of `path`, holes included (numpy's memory-mapped files start sparse): a full
+    disk, a quota or a file-size limit is an OSError here, where a write into a memory map of a hole that finds no
+    room dies with SIGBUS."""
+    with open(path, 'r+b') as f:
+        os.posix_fallocate(f.fileno(), 0, max(os.fstat(f.fileno()).st_size, 1))
 
 
 def reserve(folder, sizes, what):
     """Prove, before a writer that cannot fail cleanly (Caffe aborts the process on a failed write) writes files
     of these byte sizes into `folder`, that they fit: all are allocated for real there at once, so a full disk, a
     quota, a file-size limit or a read-only folder is a one-line Failure here, while nothing has been written."""
-    from caffe_fcn.cli import Failure
-
     probes = []
     try:
         for size in sizes:

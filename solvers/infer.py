@@ -7,6 +7,7 @@ and a color overlay of the labels on the image (`NAME_overlay.png`, `NAME_<outpu
 import argparse
 import glob
 import io
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from tqdm import tqdm
 from caffe_fcn.datalayers import label_image, palette
 from caffe_fcn.datalayers.datasets import mean_array, preprocess
 from caffe_fcn import cli, registry
-from caffe_fcn.files import check_apart, write_atomic
+from caffe_fcn.files import allocate, write_atomic
 from solvers.deploy import forward, load_deploy_net, read_image
 from solvers.score import CONSTANT
 
@@ -43,20 +44,38 @@ def image_paths(items):
     return list(dict.fromkeys(found))
 
 
-def output_names(paths):
-    """A distinct output name per input: its stem, or, where inputs share a stem, its path below their common
-    folder (a/img.jpg, b/img.jpg -> a_img, b_img; img.jpg, img.png -> img_jpg, img_png)."""
+def stem_names(paths):
+    """A distinct name per input: its stem, or, where inputs share a stem, its path below their common folder
+    (a/img.jpg, b/img.jpg -> a_img, b_img; img.jpg, img.png -> img_jpg, img_png)."""
     stems = [p.stem for p in paths]
     names = []
     for path, stem in zip(paths, stems, strict=True):
-        if stems.count(stem) > 1:
-            shared = [p.resolve() for p, s in zip(paths, stems, strict=True) if s == stem]
-            below = path.resolve().relative_to(os.path.commonpath(shared)) if len(set(p.parent for p in shared)) > 1 \
-                else Path(path.name)
+        if stems.count(stem) > 1:  # absolute, not resolved: a symbolic link loop among them resolves to nothing
+            shared = [Path(os.path.abspath(p)) for p, s in zip(paths, stems, strict=True) if s == stem]
+            below = Path(os.path.abspath(path)).relative_to(os.path.commonpath(shared)) \
+                if len({p.parent for p in shared}) > 1 else Path(path.name)
             stem = '_'.join(below.with_suffix('').parts)
         names.append(stem)
     return [name if names.count(name) == 1 else f'{name}_{path.suffix[1:]}' for name, path in zip(names, paths,
                                                                                                  strict=True)]
+
+
+def output_names(paths, files_of):
+    """An output name per input (stem_names) whose files, `files_of(name)`, are no other input's: where they
+    would meet (a.png's overlay a_overlay.png is a_overlay.png's label map), the shorter name keeps its own and
+    the longer takes its suffix (a_overlay_png), else a number."""
+    names, claimed = stem_names(paths), set()
+    for i in sorted(range(len(paths)), key=lambda i: (len(names[i]), i)):
+        names[i] = next(name for name in alternatives(names[i], paths[i]) if claimed.isdisjoint(files_of(name)))
+        claimed.update(files_of(names[i]))
+    return names
+
+
+def alternatives(name, path):
+    yield name
+    if path.suffix:
+        yield f'{name}_{path.suffix[1:]}'
+    yield from (f'{name}_{k}' for k in itertools.count(2))
 
 
 def segment(net, rgb, mean):
@@ -203,13 +222,19 @@ class Probabilities:
     or, for top1, the winning probability as an 8-bit PNG (0-255 for 0-1)."""
 
     def __init__(self, kind, paths, classes, h, w):
-        self.kind, self.paths = kind, paths
+        self.kind, self.paths, self.parts, self.maps = kind, paths, {}, {}
         if kind == 'top1':
             self.maps = {out: np.zeros((h, w), np.uint8) for out in paths}
-        else:
-            self.parts = {out: path.with_name(f'.{path.name}.part') for out, path in paths.items()}
-            self.maps = {out: np.lib.format.open_memmap(self.parts[out], 'w+', np.float16,
-                                                        (classes[out], h, w)) for out in paths}
+            return
+        for out, path in paths.items():
+            self.parts[out] = path.with_name(f'.{path.name}.part')
+            try:
+                self.maps[out] = np.lib.format.open_memmap(self.parts[out], 'w+', np.float16, (classes[out], h, w))
+                allocate(self.parts[out])  # before any page of the map is written
+            except OSError as err:
+                self.discard()
+                raise OSError(err.errno, f'cannot write {path} ({2 * classes[out] * h * w / 2 ** 20:.1f} MB): '
+                                         f'{err.strerror or err}; nothing of it was kept') from None
 
     def put(self, out, part, probabilities):
         y0, y1, x0, x1 = part
@@ -228,7 +253,8 @@ class Probabilities:
         return list(self.paths.values())
 
     def discard(self):
-        for part in getattr(self, 'parts', {}).values():
+        self.maps.clear()  # numpy's maps close when dropped
+        for part in self.parts.values():
             part.unlink(missing_ok=True)
 
 
@@ -291,7 +317,7 @@ def parse_args(argv):
                     '(every image in them) or glob patterns such as "photos/*.jpg"')
     ap.add_argument('--weights', type=Path, help='trained .caffemodel (default: the published weights of MODEL, '
                     'once `fcn-weights fetch MODEL` has cached them)')
-    ap.add_argument('--out', required=True, type=Path, help='directory for the label maps and overlays')
+    cli.add_output(ap, '--out', required=True, help='directory for the label maps and overlays')
     cli.add_dataset(ap)
     cli.add_width(ap, what='the net the weights were trained for')
     ap.add_argument('--twins', type=Path, metavar='DIR', help='for the NYUDv2 two-input models: the folder holding '
@@ -305,16 +331,18 @@ def parse_args(argv):
     ap.add_argument('--max-memory', type=memory_size, metavar='BYTES', help='memory a forward pass may take, with '
                     'K/M/G suffixes (default: the free memory, or the GPU\'s with --gpu); an image that needs more '
                     'is segmented in overlapping tiles whose seams do not show')
-    ap.add_argument('--save-scores', nargs='?', const='probabilities', choices=SAVE_SCORES, metavar='top1',
-                    help='also write each image\'s class probabilities (softmax, float16 C x H x W, NAME.npy); '
-                    'with top1 the winning probability as an 8-bit PNG (NAME_confidence.png)')
+    ap.add_argument('--save-scores', action='store_true', help='also write each image\'s scores, as '
+                    '--scores-format says')
+    ap.add_argument('--scores-format', choices=SAVE_SCORES, help='with --save-scores: '
+                    'probabilities (default), the class probabilities (softmax, float16 C x H x W, NAME.npy); top1, '
+                    'the winning probability as an 8-bit PNG (NAME_confidence.png)')
     ap.add_argument('--keep-going', action=argparse.BooleanOptionalAction, help='go on past an image that fails, '
                     'naming it, and exit 1 at the end (default: on for several images, off for one)')
     ap.add_argument('--shard', type=shard, metavar='K/N', help='segment only the K-th of N disjoint parts of the '
                     'images (every N-th of the sorted paths, from the K-th), e.g. $SLURM_ARRAY_TASK_ID/8')
     ap.add_argument('--skip-done', action='store_true', help='skip images whose outputs are all there already (a '
                     'rerun of an interrupted shard)')
-    ap.add_argument('--report', type=Path, metavar='FILE', help='write the counts and timings as JSON')
+    cli.add_output(ap, '--report', metavar='FILE', help='write the counts and timings as JSON')
     cli.add_device(ap)
     args = ap.parse_intermixed_args(argv)  # MODEL and IMAGEs are both positional, options may come between
     if args.run and args.model and args.model not in registry.MODELS:  # `fcn-infer --run RUN IMAGE...`
@@ -326,6 +354,9 @@ def parse_args(argv):
         ap.error('--shift-and-stitch must be at least 1')
     if args.shift_and_stitch > 1 and args.engine != 'caffe':
         ap.error('--shift-and-stitch runs on the caffe engine')
+    if args.scores_format and not args.save_scores:
+        ap.error('--scores-format says what --save-scores writes: add --save-scores')
+    args.save_scores = (args.scores_format or SAVE_SCORES[0]) if args.save_scores else None  # what to save, or None
     return args
 
 
@@ -449,18 +480,35 @@ def main(argv=None):
 
 def selected_images(args, model, paths, keep_going):
     """(todo, done, failed): the (path, output name) pairs of this shard still to segment, those whose outputs
-    are all there (--skip-done) and the paths whose header did not read; no output may land on an input."""
+    are all there and whole (--skip-done) and the paths whose header did not read; no output may land on an
+    input or on another output (--report on a label map)."""
     outputs = [t.score for t in model.tasks]
-    named = list(zip(paths, output_names(paths), strict=True))  # names over all images: shards never collide
-    check_apart([p for _, name in named for files in result_paths(name, outputs, args.out, args.save_scores).values()
-                 for p in files], [*paths, *twin_paths(model, paths, args.twins), args.weights])
+
+    def files_of(name, out=args.out):
+        return [p for group in result_paths(name, outputs, out, args.save_scores).values() for p in group]
+    named = list(zip(paths, output_names(paths, lambda name: [p.name for p in files_of(name, '')]), strict=True))
+    cli.check_outputs(args, writes={'out': [p for _, name in named for p in files_of(name)]},  # over all shards
+                      inputs=[*paths, *twin_paths(model, paths, args.twins)])
     if args.shard:
         k, n = args.shard
         named = named[k - 1::n]
-    done = {item for item in named if args.skip_done and all(
-        p.is_file() for files in result_paths(item[1], outputs, args.out, args.save_scores).values() for p in files)}
+    done = {item for item in named if args.skip_done and all(map(complete, files_of(item[1])))}
     todo, failed = checked_images(model, [item for item in named if item not in done], args.twins, keep_going)
     return todo, done, failed
+
+
+def complete(path):
+    """Whether an output of an earlier run is there and whole: a PNG whose chunks all check, a .npy whose data
+    are all there (each was written whole or not at all, but a disk or a person may have cut one since)."""
+    try:
+        if path.suffix == '.npy':
+            np.load(path, mmap_mode='r')
+        else:
+            with Image.open(path) as image:
+                image.verify()
+        return True
+    except (OSError, ValueError, SyntaxError, EOFError):  # Pillow's broken PNG is a SyntaxError
+        return False
 
 
 def finish(args, summary):

@@ -168,7 +168,7 @@ def parse_args(argv):
     cli.add_data_root(ap)
     cli.add_width(ap, what='the net the weights were trained for')
     ap.add_argument('--images', type=cli.positive(int), help='score only the first N images of the split')
-    ap.add_argument('--json', type=Path, help='also write the results as JSON here')
+    cli.add_output(ap, '--json', help='also write the results as JSON here')
     cli.add_device(ap)
     return ap.parse_args(argv)
 
@@ -212,8 +212,7 @@ def main(argv=None):
         args.width, weights = entry.width, published.fetch(entry, args.mirror)
     else:
         weights = published.published_weights(args.model, args.weights)
-    from caffe_fcn.files import check_apart
-    check_apart([args.json], [weights])
+    cli.check_outputs(args, inputs=[weights])  # the published weights, where --weights was not given
     net, param = load_test_net(args.model, args.split, weights, args.width, args.data_root)
     outs = outputs(param, args.model)
     size = split_size(net)

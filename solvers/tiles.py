@@ -17,16 +17,16 @@ UNITS = {'': 1, 'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30, 'T': 1 << 40}
 
 
 def memory_size(text):
-    """--max-memory: bytes, with a K, M, G or T suffix (powers of 1024)."""
+    """--max-memory: a whole number of bytes, at least one, with a K, M, G or T suffix (powers of 1024)."""
     number, unit = text.strip().upper().rstrip('B'), ''
-    if number[-1:] in UNITS:
+    if number and number[-1] in UNITS:
         number, unit = number[:-1], number[-1]
     try:
         value = float(number) * UNITS[unit]
     except ValueError:
-        value = -1
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f'a memory size is a positive number of bytes with K, M or G, such as 8G '
+        value = 0
+    if not (math.isfinite(value) and value >= 1):  # 0.5 would be 0 bytes, which reads as no limit
+        raise argparse.ArgumentTypeError(f'a memory size is a number of bytes, at least 1, with K, M or G, such as 8G '
                                          f'or 512M; got {text!r}')
     return int(value)
 

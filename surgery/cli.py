@@ -1,8 +1,8 @@
 """fcn-surgery: transplant weights between nets, and convert ILSVRC classifiers into FCN trunk weights."""
 import sys
+from pathlib import Path
 
 from caffe_fcn import cli, registry
-from caffe_fcn.files import check_apart
 
 from .bilinear import interp, upsampling_layers
 from .transplant import transplant
@@ -81,7 +81,7 @@ def parser():
     t.add_argument('--src-net', required=True, help='source net prototxt')
     t.add_argument('--src-weights', required=True, help='source caffemodel')
     t.add_argument('--dst-net', required=True, help='destination net prototxt (a deploy net is simplest)')
-    t.add_argument('--out', required=True, help='caffemodel to write for the destination net')
+    cli.add_output(t, '--out', required=True, help='caffemodel to write for the destination net')
     t.add_argument('--suffix', default='', help="appended to each source layer name, e.g. 'color' or 'hha'")
     t.add_argument('--interp', action='store_true', help='fill every Deconvolution with bilinear kernels')
     t.add_argument('--strict', action='store_true',
@@ -96,7 +96,7 @@ def parser():
         f'{trunk} ({fcn.classifier} -> {fcn.name})' for trunk, fcn in targets.items()))
     c.add_argument('--weights', help='the published ILSVRC caffemodel (default: the one `fcn-weights fetch '
                    'ilsvrc-TRUNK` cached)')
-    c.add_argument('--out', required=True, help='caffemodel to write, e.g. vgg16-fcn.caffemodel')
+    cli.add_output(c, '--out', required=True, help='caffemodel to write, e.g. vgg16-fcn.caffemodel')
     cli.add_width(c, what='both nets (reduced widths for tests)')
     c.set_defaults(run=run_convert)
 
@@ -108,7 +108,7 @@ def parser():
     i.add_argument('--random', action='store_true', required=True,
                    help='required: say that random, untrained weights are what you want')
     i.add_argument('--seed', type=cli.seed, default=0, help='random seed (default 0)')
-    i.add_argument('--out', required=True, help='caffemodel to write')
+    cli.add_output(i, '--out', required=True, help='caffemodel to write')
     cli.add_dataset(i, run=False)
     cli.add_width(i, what='the net')
     i.set_defaults(run=run_init)
@@ -118,8 +118,8 @@ def parser():
 @cli.tool('fcn-surgery')
 def main(argv=None):
     args = parser().parse_args(argv)
-    inputs = [getattr(args, key, None) for key in ('weights', 'src_weights', 'src_net', 'dst_net')]
-    check_apart([args.out], inputs)
+    given = (getattr(args, key, None) for key in ('weights', 'src_weights', 'src_net', 'dst_net'))
+    cli.check_outputs(args, inputs=[Path(path) for path in given if path is not None])
     args.run(args)
     return cli.OK
 

@@ -363,13 +363,14 @@ def parse_args(argv):
     ap.add_argument('--infer', action='store_true', help="instead: fcn-infer's images per second with each engine "
                     '(caffe, onnxruntime) on --images synthetic 500x375 JPEGs, beside the forward passes alone')
     ap.add_argument('--images', type=int, default=100, help='--infer: how many images (default: %(default)s)')
-    ap.add_argument('--out', type=Path, help=f'results file (default: {HERE / "results.json"}, with --infer '
+    cli.add_output(ap, '--out', help=f'results file (default: {HERE / "results.json"}, with --infer '
                     f'{HERE / "infer-results.json"})')
-    ap.add_argument('--plot', type=Path, default=HERE / 'scaling.png', help='scaling plot (default: %(default)s)')
-    ap.add_argument('--scratch', type=Path, default=OUT,
+    cli.add_output(ap, '--plot', default=HERE / 'scaling.png', help='scaling plot (default: %(default)s)')
+    cli.add_output(ap, '--scratch', default=OUT,
                     help='for the large raw files: weights, outputs, job files (default: %(default)s)')
     args = ap.parse_args(argv)
-    args.out = args.out or HERE / ('infer-results.json' if args.infer else 'results.json')
+    args.out = args.out or cli.Output(HERE / ('infer-results.json' if args.infer else 'results.json'))
+    cli.check_outputs(args)  # the default --out beside the others
     if args.infer and (args.images < 1 or args.gpu is not None):
         ap.error('--infer runs on the CPU on one image at least')
     on_gpu = args.gpu is not None

@@ -41,7 +41,7 @@ def parse_args(argv):
     cli.add_dataset(ap)
     ap.add_argument('--format', choices=FORMATS, default='onnx', help='onnx (default): an .onnx model for '
                     'onnxruntime and other runtimes; torch: a module file plus its state_dict')
-    ap.add_argument('--out', type=Path, help='the file to write (default: MODEL.onnx, or MODEL_NAME.py and '
+    cli.add_output(ap, '--out', help='the file to write (default: MODEL.onnx, or MODEL_NAME.py and '
                     'MODEL_NAME.pt for torch, in the current folder)')
     ap.add_argument('--image', type=Path, help='also check on this image (models with one image input)')
     ap.add_argument('--sizes', type=size, nargs=2, default=DEFAULT_SIZES, metavar='HxW',
@@ -166,12 +166,11 @@ def main(argv=None):
         from solvers.deploy import read_image
         read_image(args.image, decode=False)
     require(fmt)
-    from caffe_fcn.files import check_apart
     from solvers.deploy import load_deploy_net
     from surgery.published import published_weights
 
     weights_path = published_weights(model, args.weights)
-    check_apart(artifact_names(out, fmt), [weights_path, args.image])
+    cli.check_outputs(args, writes={'out': artifact_names(out, fmt)}, inputs=[weights_path])
     net, proto = load_deploy_net(model, weights_path, args.width)
     for path in checked_export(model, fmt, net, proto, weights_path, args.width, out, check_cases(model, proto, args)):
         print(f'wrote {path} ({path.stat().st_size / 2 ** 20:.1f} MB)')
