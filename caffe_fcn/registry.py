@@ -11,6 +11,7 @@ folder of images and masks is a dataset with no code (`folder_dataset`); adding 
 """
 import importlib.util
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass, field, replace
@@ -467,6 +468,7 @@ def declared_in(path):
     if name in sys.modules and getattr(sys.modules[name], '__file__', None) == str(path):
         module = sys.modules[name]
     else:
+        taken_by(name, path)
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
@@ -482,6 +484,20 @@ def declared_in(path):
                           '(registry.declare(Dataset(...)))')
     ORIGINS[new[0].name] = str(path)
     return new[0]
+
+
+def taken_by(name, path):
+    """Refuse a dataset file whose stem names another module: it is imported under its stem (its Source's reader
+    'STEM:Class' names it), which would shadow that module (numpy.py replacing numpy while it runs)."""
+    try:
+        other = sys.modules.get(name) or importlib.util.find_spec(name)
+    except (ImportError, ValueError):  # a stem such as 'a.b' whose parent is no package: nothing to shadow
+        return
+    origin = getattr(other, '__file__', None) or getattr(other, 'origin', None) or 'built in'
+    if other is not None and Path(origin).resolve() != path:
+        raise NotADataset(f'--dataset {path}: a dataset file is imported as the module named by its stem, and '
+                          f'{name!r} is already another module ({origin}); rename the file (e.g. '
+                          f'my_{name}.py, and its reader to \'my_{name}:Class\')')
 
 
 def read_classes(path):
@@ -530,18 +546,28 @@ def folder_ids(path):
 
 
 def folder_stats(root):
-    """DIR/dataset.json (`fcn-data stats DIR`), or None when it is absent."""
+    """DIR/dataset.json (`fcn-data stats DIR`), or None when it is absent; its mean (B, G, R, each 0 to 255) and
+    mean_pixels (above 0) checked, since the nets subtract the one and the learning rate follows the other."""
     path = Path(root) / FOLDER_STATS
     if not path.is_file():
         return None
+    again = f'run `fcn-data stats {root}` to compute it again'
     try:
         stats = json.loads(path.read_text())
         mean = tuple(float(v) for v in stats['mean'])
-        float(stats['mean_pixels'])
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise NotADataset(f'{path} is not what `fcn-data stats` writes ({err}): run it again') from None
-    if len(mean) != 3:
-        raise NotADataset(f'{path}: its mean has {len(mean)} values, not B, G, R: run `fcn-data stats` again')
+        pixels = float(stats['mean_pixels'])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
+        raise NotADataset(f'{path} is not what `fcn-data stats` writes ({type(err).__name__}: {err}); '
+                          f'{again}') from None
+    if len(mean) != 3 or not all(0 <= v <= 255 for v in mean):  # NaN fails the comparisons too
+        raise NotADataset(f'{path}: its mean {str(stats["mean"])[:80]} is not 3 values (B, G, R) from 0 to 255; '
+                          f'{again}')
+    if not 0 < pixels < math.inf:
+        raise NotADataset(f'{path}: its mean_pixels {pixels:g} is not a positive number of pixels; {again}')
+    counts = stats.get('pixels')
+    if not isinstance(counts, dict) or not all(isinstance(split, dict) and all(
+            isinstance(n, int) and n >= 0 for n in split.values()) for split in counts.values()):
+        raise NotADataset(f'{path}: its pixels are not counts per split and class; {again}')
     return stats
 
 
@@ -551,9 +577,10 @@ FOLDER_SOURCE = Source(*GENERIC_LAYER, dict(dataset='{root}', split='{split}', s
                        'caffe_fcn.datalayers.synth:write_folder')
 
 
-def folder_dataset(path):
+def folder_dataset(path, stats=True):
     """The declaration of the folder dataset at `path` (classes.txt, images/, labels/, train.txt, val.txt and the
-    mean from dataset.json), declared under its absolute path; read afresh each time (the files may change)."""
+    mean from dataset.json, unless `stats` is False), declared under its absolute path; read afresh each time
+    (the files may change)."""
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise NotADataset(f'--dataset {path}: not a folder')
@@ -562,7 +589,7 @@ def folder_dataset(path):
     empty = [split for split, n in counts.items() if not n]
     if empty:
         raise NotADataset(f'{root / (empty[0] + ".txt")} lists no images: every split needs one at least')
-    stats = folder_stats(root)
+    stats = folder_stats(root) if stats else None
     mean = tuple(stats['mean']) if stats else VOC_MEAN
     sources = {split: replace(FOLDER_SOURCE, params={**FOLDER_SOURCE.params, 'dataset': str(root), 'split': split,
                                                       'mean': tuple(round(v, 5) for v in mean)})

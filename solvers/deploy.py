@@ -2,32 +2,59 @@
 read and checked (read_image), the net loaded with checked weights (load_deploy_net), an image's blobs sized
 before Caffe allocates them (check_fits), and one checked forward pass (forward). Nothing here imports the
 tools above it (solvers.infer, solvers.engines, export), so they all import it."""
+import io
 import os
+import stat
 import sys
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from caffe_fcn import cli
+from caffe_fcn.datalayers.io import DatasetError, exif_turn, photo_rgb
 from solvers.score import check_outputs
 from solvers.tiles import INT_MAX
 
-EXIF_ORIENTATION = 0x0112
+MAX_PIPED_BYTES = 1 << 28  # an image read from a pipe is held whole: 256 MB, past any photo a net takes
+PIPED = {}  # path -> the bytes read from a pipe: it is read once, and read_image is called for the header first
+
+
+def image_source(path):
+    """What Image.open reads for `path`: the path itself, or for a FIFO (/dev/stdin from a pipe) its bytes,
+    read once, whole, up to MAX_PIPED_BYTES. A folder or a device is refused (a device may never end)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return path  # missing or unreadable: Image.open says which
+    if stat.S_ISREG(mode):
+        return path
+    if not stat.S_ISFIFO(mode):
+        raise ValueError(f'{path} is not a regular file (a folder or device): give an image file or a pipe')
+    key = os.path.abspath(path)
+    if key not in PIPED:
+        with open(path, 'rb') as pipe:
+            data = pipe.read(MAX_PIPED_BYTES + 1)
+        if len(data) > MAX_PIPED_BYTES:
+            raise ValueError(f'{path}: the pipe holds more than {MAX_PIPED_BYTES} bytes, more than any image a '
+                             'net takes')
+        if not data:
+            raise ValueError(f'{path} is empty: nothing was written to the pipe')
+        PIPED[key] = data
+    return io.BytesIO(PIPED[key])
 
 
 def read_image(path, decode=True):
-    """H x W x 3 uint8 RGB (with `decode` False: only checked, from the file's header), or a clear error for a
-    missing or unreadable file; a FIFO or device (/dev/stdin from a pipe, say) is refused, not waited on."""
-    if Path(path).exists() and not Path(path).is_file():
-        raise ValueError(f'{path} is not a regular file (a folder, FIFO or device): give an image file')
+    """H x W x 3 uint8 RGB by the photo rule of the data layers and fcn-data import (io.photo_rgb; with `decode`
+    False: only checked, from the file's header), or a clear error for a missing or unreadable file."""
     try:
-        with Image.open(path) as im:
-            if decode and im.getexif().get(EXIF_ORIENTATION, 1) != 1:
+        with Image.open(image_source(path)) as im:
+            if decode and exif_turn(im) != 1:
                 tqdm.write(f'note: {path} has an EXIF orientation; it is segmented as stored, not as a viewer turns '
                            'it (as the data layers and the reference read images)', file=sys.stderr)
-            return np.asarray(im.convert('RGB')) if decode else im.size
+            return photo_rgb(im, path) if decode else im.size
+    except DatasetError as err:  # a mode with no photo in it; the callers take ValueErrors (--keep-going)
+        raise ValueError(str(err)) from None
     except FileNotFoundError:
         raise ValueError(f'image {path} not found') from None
     except Image.DecompressionBombError as err:  # not an OSError: Pillow's guard against huge images

@@ -567,12 +567,16 @@ def test_a_twin_image_of_another_size_is_refused(tmp_path):
             infer.model_inputs(registry.get(name), color, deploy.read_image(color), tmp_path / twin)
 
 
-def test_a_fifo_is_refused_as_an_image_and_as_weights(files, tmp_path):
-    """Reading a FIFO (or /dev/stdin from a pipe) would wait forever: refused at once, one line."""
+def test_a_fifo_is_read_once_as_an_image_and_refused_as_weights(files, tmp_path):
+    """An image from a FIFO (or /dev/stdin from a pipe) is read once, whole, and checked as any image (what was
+    written here is no image: one line); weights from one would be waited on: refused at once, one line."""
+    import threading
+
     fifo = tmp_path / 'photo.jpg'
     os.mkfifo(fifo)
+    threading.Thread(target=fifo.write_bytes, args=(b'not an image',), daemon=True).start()
     refused(tool(BIN / 'fcn-infer', 'voc-fcn8s', '--weights', files['voc-fcn8s'], '--width', WIDTH, fifo, '--out',
-                 tmp_path / 'out', timeout=60), 'photo.jpg is not a regular file (a folder, FIFO or device)')
+                 tmp_path / 'out', timeout=60), 'photo.jpg is not an image Pillow can read')
     refused(score(files, fifo), 'photo.jpg is not a regular file')
     assert not (tmp_path / 'out').exists()
 

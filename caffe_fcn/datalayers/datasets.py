@@ -13,7 +13,7 @@ import numpy as np
 from caffe_fcn import registry
 
 from .io import (DatasetError, check_label, check_raw_values, check_same_size, is_plain_name, read_class_list,
-                 read_gray16, read_label_png, read_mat, read_rgb, read_sbdd_cls, read_split)
+                 read_gray16, read_label_png, read_mat, read_photo, read_rgb, read_sbdd_cls, read_split)
 
 SIFTFLOW_SUBDIR = 'spatial_envelope_256x256_static_8outdoorcategories'
 NOT_SPLITS = {'classes', 'README', 'readme'}
@@ -272,8 +272,9 @@ IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
 
 
 class Folder(Reader):
-    """A folder dataset (registry.folder_dataset): classes.txt, images/ID.jpg|png, labels/ID.png (8-bit index or
-    palette PNG, the size of its image), train.txt and val.txt; `fcn-data stats` writes its mean to dataset.json."""
+    """A folder dataset (registry.folder_dataset): classes.txt, images/ID.jpg|png (any mode, read as
+    fcn-data import converts it: io.photo_rgb), labels/ID.png (8-bit index or palette PNG, the size of its image),
+    train.txt and val.txt; `fcn-data stats` writes its mean to dataset.json."""
     name, key = 'folder', 'folder'
     layout = ("  classes.txt          one class name a line: line i names label value i (255 is void)\n"
               "  images/{id}.jpg      (or .png) the photos\n"
@@ -281,8 +282,9 @@ class Folder(Reader):
               "  train.txt, val.txt   one id a line (`fcn-data split DIR --val 0.1` writes them)")
     tops = ('data', 'label')
 
-    def __init__(self, root, mean=None):
-        self.declared = registry.folder_dataset(root)
+    def __init__(self, root, mean=None, stats=True):
+        """`stats` False: dataset.json is not read (fcn-data stats, which rewrites it, reads the pairs only)."""
+        self.declared = registry.folder_dataset(root, stats)
         super().__init__(root, mean)
 
     def help(self):
@@ -304,7 +306,7 @@ class Folder(Reader):
         if not image_path.is_file():
             raise DatasetError(f"label {label_path} has no image: images/{id_}.jpg or .png is missing")
         label = read_folder_label(label_path)
-        rgb = read_rgb(image_path)
+        rgb = read_photo(image_path)
         check_same_size(rgb, label, image_path, label_path)
         check_label(label, self.n_classes, label_path)
         return rgb, label

@@ -15,7 +15,7 @@ from caffe_fcn.files import write_atomic
 from .datasets import IMAGE_SUFFIXES, Folder
 from .io import DatasetError, is_plain_name, read_split
 
-STATS_VERSION = 1
+STATS_VERSION = 2  # 2: computed_from digests the images and labels too
 
 
 def is_folder_dataset(path):
@@ -81,18 +81,25 @@ def write_splits(root, val=0.1, seed=0):
     return {split: len(chosen) for split, chosen in splits.items()}
 
 
-def split_digest(root):
-    """What dataset.json's statistics were computed from: the classes and the training split's ids."""
-    digest = hashlib.sha256()
-    for name in ('classes.txt', 'train.txt'):
-        digest.update((Path(root) / name).read_bytes())
+def files_digest(root):
+    """What dataset.json's statistics were computed from: classes.txt and the split files' contents, and every
+    file's name, size and modification time in images/ and labels/ (an image rewritten under its id changes
+    the mean; reading them all again would cost as much as the statistics)."""
+    root = Path(root)
+    digest = hashlib.sha256(str(STATS_VERSION).encode())
+    for name in ('classes.txt', *(f'{split}.txt' for split in registry.FOLDER_SPLITS)):
+        digest.update((root / name).read_bytes() + b'\0')
+    for folder in ('images', 'labels'):
+        for path in sorted((root / folder).iterdir()):
+            stat = path.stat()
+            digest.update(f'{folder}/{path.name} {stat.st_size} {stat.st_mtime_ns}\n'.encode())
     return digest.hexdigest()
 
 
 def compute_stats(root, progress=True):
     """dataset.json's contents, streaming over the images one at a time (constant memory): the BGR mean and
     the mean pixel count of the training split, class pixel frequencies per split, and the image sizes."""
-    reader = Folder(root)
+    reader = Folder(root, stats=False)  # dataset.json, being rewritten, may be damaged: not read
     names = reader.declared.tasks[0].names
     total = np.zeros(3, np.float64)
     sizes, frequencies, counts = Counter(), {}, {}
@@ -111,7 +118,7 @@ def compute_stats(root, progress=True):
     mean_rgb = total / train_pixels
     return {'version': STATS_VERSION, 'images': counts, 'mean': [round(float(v), 5) for v in mean_rgb[::-1]],
             'mean_pixels': train_pixels / counts['train'], 'pixels': frequencies,
-            'sizes': dict(sizes.most_common()), 'computed_from': split_digest(root)}
+            'sizes': dict(sizes.most_common()), 'computed_from': files_digest(root)}
 
 
 def write_stats(root, progress=True):
@@ -124,13 +131,14 @@ def write_stats(root, progress=True):
 
 def ensure_stats(root, echo=print):
     """The folder dataset's statistics, computed first (and said so) when dataset.json is absent or was computed
-    from other classes or another training split."""
+    from other classes, splits, images or labels; one whose values are damaged is refused (registry.folder_stats)."""
     pairs(root)  # every image with its label and the reverse, before anything reads them
     stats = registry.folder_stats(root)
-    if stats is not None and stats.get('computed_from') == split_digest(root):
+    if stats is not None and stats.get('computed_from') == files_digest(root):
         return stats
-    echo(f'{root}: computing {registry.FOLDER_STATS} (the training mean and class frequencies), as `fcn-data '
-         f'stats {root}` does')
+    echo(f'{root}: computing {registry.FOLDER_STATS} (the training mean and class frequencies) from its images '
+         f'and labels' + (', which changed since it was written' if stats is not None else '') +
+         f', as `fcn-data stats {root}` does')
     return write_stats(root)
 
 

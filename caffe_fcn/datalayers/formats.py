@@ -27,11 +27,11 @@ from tqdm import tqdm
 from caffe_fcn import cli, registry
 
 from . import folder
-from .io import MAX_PIXELS, DatasetError, is_plain_name, palette, write_label_png
+from .io import (JPEG_MASK, MAX_PIXELS, SIXTEEN_BIT, DatasetError, exif_turn, is_plain_name, palette, photo_rgb,
+                 write_label_png)
 
 FORMATS = ('index', 'rgb', 'labelme', 'coco')
 VOID = 255
-ORIENTATION = 0x0112           # the EXIF tag
 SWAPS_SIDES = {5, 6, 7, 8}     # EXIF orientations that turn the image by 90 degrees
 PHOTO_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 COPIED_FORMATS = {'JPEG': '.jpg', 'PNG': '.png'}  # what a folder dataset holds as it is; the rest becomes PNG
@@ -40,6 +40,7 @@ LABELME_BACKGROUND = '_background_'  # labelme's name for label 0
 LABELME_AREAS = ('polygon', 'rectangle', 'circle')
 LABELME_NOT_AREAS = ('line', 'linestrip', 'point', 'points')
 NEAR = 24  # an unknown colour this close (per channel) to a mapped one is what lossy compression leaves
+PIL_SAFE = 1 << 22  # PIL draws an ellipse exactly within this range of coordinates (it overflows near 1e8)
 
 
 # --- the classes --------------------------------------------------------------------------------------------
@@ -177,6 +178,9 @@ def read_json(path):
         return json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise DatasetError(f'{path} is not JSON: {err}') from None
+    except RecursionError:
+        raise DatasetError(f'{path}: its JSON is nested too deeply to read (an annotation file nests a few '
+                           'levels)') from None
 
 
 def open_image(source, what):
@@ -200,6 +204,8 @@ def open_image(source, what):
 def index_mask(path):
     """An 8-bit index or palette PNG as H x W labels; a colour rendering is sent to the rgb format."""
     im = open_image(path, 'mask')
+    if im.format == 'JPEG':
+        raise DatasetError(f'mask {path} is JPEG data: {JPEG_MASK}')
     if im.mode in ('RGB', 'RGBA'):
         raise DatasetError(f'mask {path} is an RGB colour image, not class indices: import it with `fcn-data '
                            'import rgb --colors FILE` (or --colors voc)')
@@ -230,13 +236,15 @@ def rgb_mask(path, colours):
 @dataclass
 class Sample:
     """One image and its label: `image` a path or (name, bytes); `draw(size)` the H x W uint8 label for the
-    annotation's (H, W) `size` (None where the label file fixes it); `upright`: annotated on the image turned by
-    its EXIF orientation (labelme's way), else on the image as stored or turned, whichever its size fits."""
+    annotation's (H, W) `size` (None where the label file fixes it), which the file `size_from` declares; `upright`:
+    annotated on the image turned by its EXIF orientation (labelme's way), else on the image as stored or turned,
+    whichever its size fits."""
     id: str
     image: object
     draw: Callable
     size: tuple = None
     upright: bool = False
+    size_from: object = None
 
 
 @dataclass
@@ -316,7 +324,9 @@ def labelme_image(doc, path):
 
 def labelme_label(doc, path, size, classes, report):
     """The shapes drawn in file order, later over earlier, as labelme's own export draws them (PIL's polygon,
-    rectangle and ellipse, outline included); lines and points cover no area and are skipped."""
+    rectangle and ellipse, outline included, on the image's canvas, which clips them); lines and points cover
+    no area and are skipped. Coordinates beyond the image are clipped in Python first, since PIL's integers
+    overflow on them (a polygon at +-1e12 that covers the image came out empty)."""
     h, w = size
     stated = doc.get('imageHeight'), doc.get('imageWidth')
     if None not in stated and tuple(stated) != (h, w):
@@ -326,7 +336,10 @@ def labelme_label(doc, path, size, classes, report):
     draw = ImageDraw.Draw(canvas)
     for n, shape in enumerate(doc['shapes']):
         where = f'{path} shape {n}'
-        kind = (shape.get('shape_type') if isinstance(shape, dict) else None) or 'polygon'
+        if not isinstance(shape, dict):
+            raise DatasetError(f'{where} is {json.dumps(shape)[:40]}, not a shape (an object with "label", "points" '
+                               'and "shape_type")')
+        kind = shape.get('shape_type') or 'polygon'
         if kind in LABELME_NOT_AREAS:
             report.skipped[f'labelme {kind} shapes (no area)'].append(f'{path.stem}#{n}')
             continue
@@ -337,15 +350,60 @@ def labelme_label(doc, path, size, classes, report):
         value = classes.value(shape['label'], where)
         xy = points(shape.get('points'), 3 if kind == 'polygon' else 2, kind == 'polygon', where)
         if kind == 'polygon':
-            draw.polygon(xy, outline=value, fill=value)
+            xy = clip_polygon(xy, w, h)
+            if xy:
+                draw.polygon(xy, outline=value, fill=value)
         elif kind == 'rectangle':
-            (x0, x1), (y0, y1) = sorted((xy[0][0], xy[1][0])), sorted((xy[0][1], xy[1][1]))
+            (x0, x1), (y0, y1) = sorted(clamp(p[0], w) for p in xy), sorted(clamp(p[1], h) for p in xy)
             draw.rectangle((x0, y0, x1, y1), outline=value, fill=value)
         else:
-            (cx, cy), (ex, ey) = xy
-            r = math.hypot(ex - cx, ey - cy)
-            draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=value, fill=value)
+            draw_circle(canvas, *xy, value)
     return np.array(canvas)
+
+
+def clamp(v, side):
+    """A coordinate bounded to [-1, side + 1]: just outside the image, so what lies beyond draws as before."""
+    return min(max(v, -1.0), side + 1.0)
+
+
+def clip_polygon(xy, w, h):
+    """The part of a polygon [(x, y), ...] inside [-1, w + 1] x [-1, h + 1] (Sutherland-Hodgman: one side of
+    the box at a time), its vertices inside unchanged and in order; [] where nothing is left. It draws as the
+    whole polygon inside the image, and PIL and pycocotools get coordinates they can take."""
+    for axis, bound in ((0, -1.0), (0, w + 1.0), (1, -1.0), (1, h + 1.0)):
+        def inside(p, axis=axis, bound=bound):
+            return p[axis] >= bound if bound < 0 else p[axis] <= bound
+        out = []
+        for prev, cur in zip(xy[-1:] + xy[:-1], xy, strict=True):
+            if inside(cur) != inside(prev):
+                out.append(crossing(prev, cur, axis, bound))
+            if inside(cur):
+                out.append(cur)
+        xy = out
+    return xy if len(xy) >= 3 else []
+
+
+def crossing(p, q, axis, bound):
+    """Where the segment p-q crosses axis = bound, computed without overflow for coordinates up to float's
+    largest (halves subtracted, the other coordinate interpolated as a weighted sum)."""
+    t = (bound / 2 - p[axis] / 2) / (q[axis] / 2 - p[axis] / 2)
+    other = p[1 - axis] * (1 - t) + q[1 - axis] * t
+    return (bound, other) if axis == 0 else (other, bound)
+
+
+def draw_circle(canvas, centre, edge, value):
+    """A labelme circle (its centre and a point on its edge) onto `canvas`: PIL's ellipse, as labelme draws it,
+    where its box is in PIL_SAFE; a larger one, whose edge inside the image is all but straight, by pixel centres
+    within its radius (np.hypot does not overflow where PIL does)."""
+    (cx, cy), (ex, ey) = centre, edge
+    r = math.hypot(ex - cx, ey - cy)
+    box = (cx - r, cy - r, cx + r, cy + r)
+    if all(abs(v) <= PIL_SAFE for v in box):
+        ImageDraw.Draw(canvas).ellipse(box, outline=value, fill=value)
+        return
+    ys, xs = np.mgrid[0:canvas.height, 0:canvas.width]
+    inside = np.hypot(xs - cx, ys - cy) <= r
+    canvas.paste(value, (0, 0, canvas.width, canvas.height), Image.fromarray(inside.astype(np.uint8) * 255))
 
 
 def points(value, n, at_least, where):
@@ -361,7 +419,8 @@ def points(value, n, at_least, where):
 
 
 def coco_samples(annotations, images_dir, crowd_as_class, report):
-    """A COCO instances or stuff JSON: categories in their order are labels 1.., background 0."""
+    """A COCO instances or stuff JSON: categories in their order are labels 1.., background 0 (and a category
+    named background is that label 0)."""
     doc = read_json(annotations)
     if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in ('images', 'categories')):
         raise DatasetError(f'{annotations} is not a COCO annotations file: it needs lists "images" and "categories"')
@@ -371,8 +430,10 @@ def coco_samples(annotations, images_dir, crowd_as_class, report):
             raise DatasetError(f'{annotations}: a category without an id and a name: {str(cat)[:80]}')
         if cat['id'] in categories:
             raise DatasetError(f'{annotations}: category id {cat["id"]} is given twice')
-        categories[cat['id']] = len(categories) + 1
-    names = ['background', *(c['name'] for c in doc['categories'])]
+        categories[cat['id']] = 0 if cat['name'] == 'background' else len(set(categories.values()) - {0}) + 1
+    names = ['background', *(c['name'] for c in doc['categories'] if c['name'] != 'background')]
+    if sum(c['name'] == 'background' for c in doc['categories']) > 1:
+        raise DatasetError(f'{annotations}: two categories are named background (label 0): rename one')
     registry.check_classes(tuple(names), f'{annotations} (background and its categories)')
     images = {}
     for im in doc['images']:
@@ -399,7 +460,8 @@ def coco_samples(annotations, images_dir, crowd_as_class, report):
         raise DatasetError(f'{annotations}: {" and ".join(twice)} would both be id {Path(twice[0]).stem!r}')
     order = sorted(images, key=lambda i: images[i][0])
     return names, len(order), (Sample(Path(images[i][0]).stem, Path(images_dir) / images[i][0],
-                                      lambda size, anns=by_image[i]: coco_label(anns, size), images[i][1])
+                                      lambda size, anns=by_image[i]: coco_label(anns, size), images[i][1],
+                                      size_from=annotations)
                                for i in order)
 
 
@@ -430,7 +492,9 @@ def coco_label(anns, size):
 
 def coco_mask(segm, size, where):
     """One COCO segmentation (polygons, uncompressed or compressed RLE) decoded by pycocotools, after checking
-    what its C code trusts: a bad count there writes out of bounds."""
+    what its C code trusts: a bad count there writes out of bounds, and polygon coordinates size its buffers
+    (+-1e300 crashed it), so polygons are clipped to the image first, as annToRLE draws them on its canvas.
+    `size` is the image file's own (Sample.size checked in place)."""
     from pycocotools import mask as cocomask
 
     h, w = size
@@ -441,9 +505,11 @@ def coco_mask(segm, size, where):
             for p in polygons)
         if not ok:
             raise DatasetError(f'{where}: a polygon is a list of 3 or more x, y pairs of finite numbers')
-        if not polygons:
+        clipped = [clip_polygon(list(zip(p[::2], p[1::2], strict=True)), w, h) for p in polygons]
+        flat = [[float(v) for xy in p for v in xy] for p in clipped if p]
+        if not flat:
             return np.zeros(size, np.uint8)
-        return cocomask.decode(cocomask.merge(cocomask.frPyObjects([list(map(float, p)) for p in polygons], h, w)))
+        return cocomask.decode(cocomask.merge(cocomask.frPyObjects(flat, h, w)))
     if not isinstance(segm, dict) or list(segm.get('size') or ()) != [h, w]:
         raise DatasetError(f'{where}: an RLE segmentation needs "size" [{h}, {w}] (its image\'s) and "counts"')
     counts = segm.get('counts')
@@ -480,21 +546,21 @@ def compressed_total(text):
 
 # --- writing ------------------------------------------------------------------------------------------------
 
-def orientation(im):
-    try:
-        return int(im.getexif().get(ORIENTATION, 1))
-    except (TypeError, ValueError, SyntaxError):  # a malformed EXIF block: as if it had none
-        return 1
-
-
 def place(sample, im):
     """(label, turn): the label, and whether the image must be turned upright to fit it. No image is turned
     against its mask: where both ways fit (a square image, a flip), that is an error."""
-    turn = orientation(im)
+    turn = exif_turn(im)
     stored = (im.height, im.width)
     upright = stored[::-1] if turn in SWAPS_SIDES else stored
     if sample.upright:
         return sample.draw(upright), turn != 1
+    if sample.size is not None and tuple(sample.size) not in (stored, upright):
+        # refused before drawing: the annotations were made on another rendition of the image, and a declared
+        # size is never handed to pycocotools unchecked (the file's own decides)
+        raise DatasetError(f'{sample.size_from} declares {sample.image} {sample.size[0]}x{sample.size[1]}, but the '
+                           f'file is {stored[0]}x{stored[1]}' + (f' (upright {upright[0]}x{upright[1]})'
+                                                                 if upright != stored else '') +
+                           ': its annotations were drawn on another size of the image; export them for this file')
     label = sample.draw(sample.size)
     if label.shape == stored and (turn == 1 or label.shape != upright):
         return label, False
@@ -516,11 +582,14 @@ def write_image(sample, im, turn, root, link, report):
         if turn:
             im = ImageOps.exif_transpose(im)
             report.notes['written upright as PNG (EXIF orientation)'].append(sample.id)
-        if im.mode != 'RGB':
+        if im.mode in (*SIXTEEN_BIT, 'I'):
+            report.notes[f'converted from 16-bit mode {im.mode} to RGB PNG (values >> 8)'].append(sample.id)
+        elif im.mode != 'RGB':
             report.notes[f'converted from mode {im.mode} to RGB PNG'].append(sample.id)
         elif not turn:
             report.notes[f'converted from {im.format} to PNG'].append(sample.id)
-        im.convert('RGB').save(root / 'images' / f'{sample.id}.png')
+        name = sample.image[0] if isinstance(sample.image, tuple) else sample.image
+        Image.fromarray(photo_rgb(im, name)).save(root / 'images' / f'{sample.id}.png')
         return
     target = root / 'images' / f'{sample.id}{suffix}'
     if isinstance(sample.image, tuple):

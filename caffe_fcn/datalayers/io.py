@@ -32,6 +32,8 @@ def palette(n=256):
 
 
 MAX_PIXELS = 4096 * 4096  # the datasets' images are 500 x 500 at most (NYUDv2 640 x 480)
+EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 as stored, 2 to 8 turned and/or flipped
+SIXTEEN_BIT = ('I;16', 'I;16L', 'I;16B', 'I;16N')
 
 
 def _open_image(path, modes, what, hint=''):
@@ -49,14 +51,50 @@ def _open_image(path, modes, what, hint=''):
         raise DatasetError(f"{what} {path} is too large to read safely: {e}") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise DatasetError(f"unreadable or truncated {what} {path}: {e}") from e
-    if im.mode not in modes:
+    if modes is not None and im.mode not in modes:
         raise DatasetError(f"{what} {path} has image mode {im.mode!r}, expected one of {sorted(modes)}{hint}")
     return im
 
 
 def read_rgb(path):
-    """An RGB image as an H x W x 3 uint8 array."""
+    """An RGB image as an H x W x 3 uint8 array (a declared dataset's published files, HHA's three channels)."""
     return np.array(_open_image(path, {'RGB'}, 'RGB image', ': convert it to RGB'))
+
+
+def read_photo(path):
+    """A photo of a folder dataset in any mode, as photo_rgb reads it."""
+    return photo_rgb(_open_image(path, None, 'image'), path)
+
+
+def photo_rgb(im, name):
+    """A photo in any PIL mode as H x W x 3 uint8 RGB, by the one rule of fcn-data import, the folder dataset
+    reader and fcn-infer: 16-bit values scaled by the bit depth (value >> 8: one scale for every file, as a
+    viewer shows them), never clipped; alpha dropped (the colours as stored); the rest as Pillow converts
+    them. 32-bit integers and floats have no fixed scale to 8 bits: refused."""
+    if im.mode in SIXTEEN_BIT or im.mode == 'I':
+        values = np.asarray(im).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 0xffff):
+            raise DatasetError(f"image {name} holds 32-bit values from {values.min()} to {values.max()}: a photo "
+                               "has 8 or 16 bits a channel; save it as an 8-bit image")
+        return np.repeat((values >> 8).astype(np.uint8)[..., np.newaxis], 3, axis=2)
+    if im.mode == 'F':
+        raise DatasetError(f"image {name} holds floating-point values: a photo has 8 or 16 bits a channel; save "
+                           "it as an 8-bit image")
+    try:
+        return np.asarray(im.convert('RGB'))
+    except (ValueError, OSError) as e:
+        raise DatasetError(f"image {name} has image mode {im.mode!r}, which Pillow cannot turn into RGB ({e}); "
+                           "save it as an RGB image") from None
+
+
+def exif_turn(im):
+    """The image's EXIF orientation, 2 to 8 where it turns or flips it; 1 (as stored) without one, or for 0
+    (undefined), invalid values and a malformed EXIF block, as viewers show those."""
+    try:
+        value = int(im.getexif().get(EXIF_ORIENTATION, 1))
+    except (TypeError, ValueError, SyntaxError):
+        return 1
+    return value if 1 <= value <= 8 else 1
 
 
 def read_gray16(path):
@@ -68,7 +106,13 @@ def read_label_png(path):
     """A class-index PNG (palette or grayscale, as VOC's SegmentationClass) as an H x W uint8 array."""
     im = _open_image(path, {'P', 'L'}, 'label PNG',
                      ': a label holds one class index per pixel (palette or grayscale PNG), not a color rendering')
+    if im.format == 'JPEG':
+        raise DatasetError(f"label {path} is JPEG data: {JPEG_MASK}")
     return np.array(im, dtype=np.uint8)
+
+
+JPEG_MASK = 'its compression turns class indices into noise, whatever its name; export the masks as PNG'
+
 
 
 def label_image(label):

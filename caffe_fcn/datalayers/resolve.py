@@ -16,8 +16,8 @@ def run_record(run):
         record['model'], float(record['width'])
     except FileNotFoundError:
         raise cli.BadInput(f'--run {run}: no run.json there: give the --out folder of an fcn-train run') from None
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise cli.BadInput(f'--run {run}: {path} is not a run record ({err})') from None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:  # RecursionError: nested deep
+        raise cli.BadInput(f'--run {run}: {path} is not a run record ({type(err).__name__}: {err})') from None
     return record
 
 
