@@ -120,7 +120,8 @@ def test_max_memory_tiles_from_the_command_line_and_refuses_too_little(stand_ins
     weights = stand_ins('voc-fcn8s')
     for out, budget in (('whole', []), ('tiled', ['--max-memory', '300M'])):
         result = infer('voc-fcn8s', '--weights', weights, '--width', WIDTH, tmp_path / 'big.jpg', '--out',
-                       tmp_path / out, '--save-scores', 'top1', '--report', tmp_path / f'{out}.json', *budget)
+                       tmp_path / out, '--save-scores', '--scores-format', 'top1', '--report', tmp_path / f'{out}.json',
+                       *budget)
         assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / 'tiled.json').read_text())['tiled'] == 1
     assert json.loads((tmp_path / 'whole.json').read_text())['tiled'] == 0
