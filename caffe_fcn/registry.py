@@ -526,6 +526,10 @@ def check_classes(names, where):
     if repeated:
         raise NotADataset(f'{where}: class name(s) {", ".join(map(repr, repeated))} given twice: each line names '
                            'another class')
+    odd = next((n for n in names if n != n.strip() or n.splitlines() != [n]), None)  # as read_classes reads it
+    if odd is not None:
+        raise NotADataset(f'{where}: class name {odd!r} has leading or trailing spaces or a line break: a class '
+                          'name is one line of classes.txt, read without its surrounding spaces')
     if len(names) > MAX_CLASSES:
         raise NotADataset(f'{where} names {len(names)} classes; at most {MAX_CLASSES} fit labels of one byte with '
                            '255 for void')

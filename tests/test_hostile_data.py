@@ -384,3 +384,24 @@ def test_a_folder_dataset_reader_names_a_jpeg_label(tmp_path):
     Image.open(label).convert('L').save(label, format='JPEG')
     with pytest.raises(DatasetError, match='im0.png.*JPEG'):
         Folder(root).pair('im0')
+
+
+def test_numbers_past_floats_range_and_odd_names_are_named(tmp_path):
+    """An integer coordinate of 401 digits was an OverflowError (internal); a category named 'ca\\nt' imported as
+    two classes 'ca' and 't' (classes.txt one a line); a file_name with a NUL was 'embedded null byte' alone."""
+    huge = 10 ** 400
+    annotations, images = coco_file(tmp_path / 'coco', [(0, [[4, 5, huge, 5, 30, 25]])])
+    refused(import_('coco', annotations, '--images', images, '--out', tmp_path / 'out'), tmp_path,
+            'instances.json annotation', 'finite numbers')
+    src = labelme_files(tmp_path / 'lm', [labelme_shape('cat', [[1, 1], [huge, 9]], 'rectangle')])
+    refused(import_('labelme', src, '--out', tmp_path / 'out'), tmp_path, 'im0.json shape 0', 'finite')
+    for name, words in (('ca\nt', "'ca\\nt'"), (' cat', "' cat'")):
+        annotations, images = coco_file(tmp_path / 'named', [(0, [box(10.0)])], names=(name,))
+        refused(import_('coco', annotations, '--images', images, '--out', tmp_path / 'out'), tmp_path,
+                'instances.json', words, 'line break')
+    doc = json.loads(annotations.read_text())
+    doc['categories'][0]['name'] = 'cat'
+    doc['images'][0]['file_name'] = 'im\0.jpg'
+    annotations.write_text(json.dumps(doc))
+    refused(import_('coco', annotations, '--images', images, '--out', tmp_path / 'out'), tmp_path,
+            'instances.json', 'file_name')

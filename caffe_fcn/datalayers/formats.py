@@ -410,7 +410,7 @@ def points(value, n, at_least, where):
     """A shape's points: a list of finite [x, y], exactly n of them (at least n for a polygon)."""
     try:
         xy = [(float(x), float(y)) for x, y in value]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past float's range
         xy = None
     if xy is None or not all(math.isfinite(v) for p in xy for v in p) or \
             (len(xy) < n if at_least else len(xy) != n):
@@ -473,7 +473,8 @@ def coco_image(im, annotations):
     """(file_name, (height, width)) of one COCO image entry, checked."""
     ok = isinstance(im, dict) and is_id(im.get('id')) and isinstance(im.get('file_name'), str) and \
         all(isinstance(im.get(k), int) and im[k] > 0 for k in ('height', 'width'))
-    if not ok or '..' in Path(im['file_name']).parts or Path(im['file_name']).is_absolute():
+    if not ok or '..' in Path(im['file_name']).parts or Path(im['file_name']).is_absolute() or \
+            '\0' in im['file_name']:
         raise DatasetError(f'{annotations}: an image entry needs an id, a relative file_name and positive height '
                            f'and width: {str(im)[:100]}')
     if not is_plain_name(Path(im['file_name']).stem):
@@ -501,8 +502,7 @@ def coco_mask(segm, size, where):
     if isinstance(segm, list):
         polygons = [p for p in segm if isinstance(p, list)]
         ok = len(polygons) == len(segm) and all(
-            len(p) >= 6 and len(p) % 2 == 0 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in p)
-            for p in polygons)
+            len(p) >= 6 and len(p) % 2 == 0 and all(finite(v) for v in p) for p in polygons)
         if not ok:
             raise DatasetError(f'{where}: a polygon is a list of 3 or more x, y pairs of finite numbers')
         clipped = [clip_polygon(list(zip(p[::2], p[1::2], strict=True)), w, h) for p in polygons]
@@ -522,6 +522,14 @@ def coco_mask(segm, size, where):
     if not ok:
         raise DatasetError(f'{where}: its RLE counts do not cover the {h}x{w} image exactly')
     return cocomask.decode(rle)
+
+
+def finite(value):
+    """A finite int or float; an integer past float's range is not (it overflows on its way to C)."""
+    try:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def compressed_total(text):
