@@ -26,7 +26,7 @@ from solvers.device import use_device
 from solvers.metrics import format_scores, valid_pixels
 # The Trainer calls snapshot and keep_best by this module's names: tests patch driver.snapshot (to slow it) and
 # driver.keep_best (to kill a run between a snapshot and its log row).
-from solvers.runlog import append_row, keep_best, recover_rows, row_mean_iu, write_sheet
+from solvers.runlog import append_row, check_best, keep_best, recover_rows, row_mean_iu, write_sheet
 from solvers.runs import check_same_run, claim_out
 from solvers.score import NotFinite, evaluate, outputs, split_size
 from solvers.snapshots import resume, snapshot
@@ -59,6 +59,12 @@ class Trainer:
         resume(self.solver, state)
         return self.solver.iter >= self.rounds * self.steps
 
+    def settle(self):
+        """The run folder made whole before rounds go on in it (or a finished run is left): rows saved but not
+        logged are logged, and best.caffemodel is checked and mended (check_best) -> the best mean IU so far."""
+        best = recover_rows(self.out, self.log, self.label, self.echo)
+        return check_best(self.out, self.log, self.label, self.solver.net, best)
+
     def train(self):
         """The rounds from the solver's iteration on, each steps and a score, then a snapshot and a log row; returns
         this call's rows. Raises Diverged (naming the last good snapshot) and re-raises KeyboardInterrupt after a
@@ -66,7 +72,7 @@ class Trainer:
         self.test_net.share_with(self.solver.net)  # scored with the weights being trained
         self.n_val = self.n_val or split_size(self.test_net)
         first_round = self.solver.iter // self.steps
-        rows, self.best = [], recover_rows(self.out, self.log, self.label, self.echo)
+        rows, self.best = [], self.settle()
         with cli.handling(cli.stop, signal.SIGTERM):
             try:
                 for r in range(first_round, self.rounds):
@@ -179,6 +185,7 @@ def run(args):
                       outputs(prepared.train_net, args.model), label=f'{args.model.name}: ')
     if args.resume:
         if trainer.resume_from(args.resume):
+            trainer.settle()  # what the next stage or fcn-score --run reads is checked even so
             print(f'{args.model.name}: already finished at iteration {trainer.solver.iter} ({args.rounds} rounds of '
                   f'{args.steps} steps); ask for more --rounds to go on')
             return cli.OK
@@ -287,13 +294,21 @@ def report_classes(model):
 
 
 def train_stages(args):
-    """--stages: each stage trained in turn, each from the previous one's best weights."""
+    """--stages: each stage trained in turn, each from the previous one's best weights. A stage whose folder holds
+    a run (an earlier call stopped) goes on from its latest snapshot, or is kept where that run finished."""
     weights, start, chain = None, args.start, stage_chain(args.model)
     for number, model in enumerate(chain, 1):
         stage = for_stage(args, model, weights)
         stage.start, start = start, None  # --from published starts the first stage only
-        print(f'{model.name}: stage {number} of {len(chain)}, into {stage.out}'
-              + (f', from {weights}' if weights else ''))
+        latest = None if args.overwrite else runs.latest_snapshot(stage.out, complete=True)
+        stage.resume = 'auto' if latest else None
+        where = f'{model.name}: stage {number} of {len(chain)}'
+        if latest is None:
+            print(f'{where}, into {stage.out}' + (f', from {weights}' if weights else ''))
+        elif runs.snapshot_iter(latest) >= stage.rounds * stage.steps:
+            print(f'{where} finished earlier in {stage.out}: kept')
+        else:
+            print(f'{where} goes on from {latest.with_suffix(".solverstate")}, where an earlier run stopped')
         run(stage)
         weights = stage.out / 'best.caffemodel'
     return cli.OK

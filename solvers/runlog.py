@@ -1,8 +1,11 @@
 """A run's log: a row per round in log.jsonl and log.csv, the round's validation sheet (val.png), and
-best.caffemodel, the snapshot with the best mean IU so far. The curve (log.png) is drawn by solvers.curve."""
+best.caffemodel, the snapshot with the best mean IU so far, checked before a run goes on (check_best). The curve
+(log.png) is drawn by solvers.curve."""
 import csv
 import json
 import math
+import os
+import sys
 from pathlib import Path
 
 from solvers import runs
@@ -79,3 +82,45 @@ def keep_best(model, mean_iu, best):
         runs.write_atomic(model.parent / 'best.caffemodel', model.read_bytes())
         return mean_iu
     return best
+
+
+def check_best(out, log, label, net, best):
+    """Before a run goes on in `out`: best.caffemodel is kept where it is readable weights of `net`, else moved aside
+    (best.caffemodel.unreadable) and rebuilt from the best logged round of this stage whose snapshot is readable;
+    where none is, the next round scored writes it. `best`: the log's best mean IU so far -> the one that
+    best.caffemodel now holds (-inf: none)."""
+    from solvers.curve import read_log
+
+    path = Path(out) / 'best.caffemodel'
+    stage = label.strip(' :')
+    rows = [row for row in (read_log(log) if log.is_file() else []) if row['stage'] == stage]
+    if not rows or (path.is_file() and unreadable(path, net) is None):
+        return best
+    if path.is_file():
+        aside = path.with_name(path.name + '.unreadable')
+        os.replace(path, aside)
+        problem = f'{path} is not readable weights of this net (moved aside to {aside.name})'
+    else:
+        problem = f'{path} is missing'
+    ranked = sorted((row for row in rows if row_mean_iu(row) == row_mean_iu(row)), key=row_mean_iu, reverse=True)
+    for row in ranked:
+        source = next(Path(out).glob(f'*_iter_{row["iter"]}.caffemodel'), None)
+        if source is not None and unreadable(source, net) is None:
+            runs.write_atomic(path, source.read_bytes())
+            print(f'warning: {problem}: rebuilt from {source.name}, the best logged round ({row["round"]}) whose '
+                  'snapshot is readable', file=sys.stderr)
+            return row_mean_iu(row)
+    print(f'warning: {problem}, and no logged round has a readable snapshot to rebuild it from: the next round '
+          'scored writes it', file=sys.stderr)
+    return -math.inf
+
+
+def unreadable(path, net):
+    """Why the caffemodel at `path` is not whole weights of `net` (a reason), or None where it is."""
+    from surgery.weights import read_caffemodel, validate
+
+    try:
+        report = validate(net, read_caffemodel(path), path)
+    except ValueError as err:  # WeightsError: unparsable, cut short, or of another net
+        return str(err)
+    return f'it lacks {", ".join(report.missing)}' if report.missing else None

@@ -164,6 +164,11 @@ def latest_snapshot(folder, complete=False):
     return max(found)[1] if found else None
 
 
+def snapshot_iter(model):
+    """The iteration a snapshot's caffemodel (as latest_snapshot finds them) was saved at, from its name."""
+    return int(MODEL_ITER.search(Path(model).name).group(1))
+
+
 def previous_run(out):
     """The files a training run leaves in `out` (snapshots, log, best, run.json), if any."""
     return sorted(p for pattern in RUN_FILES for p in Path(out).glob(pattern))
@@ -175,26 +180,56 @@ def clear(files):
 
 
 def check_same_run(args, record):
-    """A run folder belongs to one model and width: a state from another is refused (its run.json says)."""
+    """A run folder belongs to one model, width and dataset: a state from another is refused (its run.json says).
+    A dataset that is gone from where the run recorded it may be given at its new place (--dataset)."""
     if not record.is_file():
         return
     try:
         saved = json.loads(record.read_text())
         theirs = (saved['model'], float(saved['width']))
+        recorded = saved.get('dataset')
+        if not isinstance(recorded, str | None):
+            raise TypeError(f'its dataset is {recorded!r}')
     except (ValueError, KeyError, TypeError) as err:
         raise SetupError(f'--resume: {record} is not a run record ({err}); mend or delete it') from None
-    if saved.get('dataset', args.dataset) != args.dataset and args.dataset:
-        raise SetupError(f'--resume: {record.parent} is a run on {saved["dataset"]}, not on {args.dataset}')
     if theirs != (args.model.name, float(args.width)):
         raise SetupError(f'--resume: {record.parent} is a run of {theirs[0]} at width {theirs[1]:g}, not of '
                          f'{args.model.name} at width {float(args.width):g}: resume it as that, or start anew')
+    ours = registry.reference(args.model.data)
+    if recorded and recorded != ours:
+        if not gone(recorded):
+            raise SetupError(f'--resume: {record.parent} is a run on {recorded}, not on {ours}: pass --dataset '
+                             f'{recorded}, or start anew')
+        print(f'note: {record.parent} is a run on {recorded}, which is gone: it goes on with {ours}')
+
+
+def gone(dataset):
+    """Whether a dataset a run recorded is a folder or file that is no longer there (a declared name never is)."""
+    return dataset not in registry.DATASETS and not Path(dataset).exists()
+
+
+def recorded_dataset(folder, model):
+    """The dataset the run of `model` in `folder` recorded (None: no record of one), for a resume that names none;
+    a SetupError where it is a folder or file that is gone."""
+    try:
+        saved = json.loads((Path(folder) / 'run.json').read_text())
+        dataset = saved.get('dataset') if saved.get('model') == model else None
+    except (OSError, ValueError, AttributeError):
+        return None  # check_same_run names a broken record
+    if not isinstance(dataset, str):
+        return None
+    if gone(dataset):
+        kind, new = ('file', 'NEWFILE') if dataset.endswith('.py') else ('folder', 'NEWDIR')
+        raise SetupError(f'--resume: {folder} is a run on the dataset {kind} {dataset}, which is gone (moved or '
+                         f'deleted): pass --dataset {new}, its new place')
+    return dataset
 
 
 def claim_out(args, weights=None):
     """The solverstate to resume from, after checking --out: a previous run there is continued (--resume), or
     deleted (--overwrite), or the run is refused, saying which to choose."""
     out, previous = Path(args.out), previous_run(args.out)
-    if [p.name for p in previous] == ['run.json']:  # a run stopped in its set-up: nothing of it to keep
+    if {p.name for p in previous} <= {'run.json', 'val.png'}:  # stopped before its first snapshot: nothing to keep
         clear(previous)
         previous = []
     if args.resume == 'auto':

@@ -67,7 +67,7 @@ def check_space(out, sizes):
 def read_state(path, net):
     """Parse and check a solverstate against the net, so Caffe's CHECKs cannot abort the process."""
     from caffe.proto import caffe_pb2
-    from surgery.weights import blob_shape
+    from surgery.weights import blob_shape, shape_equals
 
     path = Path(path)
     if not path.is_file():
@@ -75,17 +75,20 @@ def read_state(path, net):
     try:
         state = caffe_pb2.SolverState.FromString(path.read_bytes())
     except Exception as err:  # protobuf raises DecodeError or RuntimeError depending on the backend
-        raise SetupError(f'--resume {path}: not a Caffe solverstate ({err})') from err
+        raise unusable(path, f'not a Caffe solverstate ({err})') from err
     beside = path.parent / Path(state.learned_net).name  # a copied run resumes from its own weights, not the
     model = beside if beside.is_file() else Path(state.learned_net)  # original folder's
     if not state.learned_net or not model.is_file():
         raise SetupError(f'--resume {path}: its weights {state.learned_net or "(none named)"} are missing; '
                          'keep the .caffemodel beside the .solverstate')
-    shapes = [tuple(b.data.shape) for blobs in net.params.values() for b in blobs]
-    history = [blob_shape(h) for h in state.history]
-    if len(history) != len(shapes) or any(np.prod(h) != np.prod(s) for h, s in zip(history, shapes, strict=True)):
-        raise SetupError(f'--resume {path}: its momentum history has shapes {history[:4]}... but this net has '
-                         f'{shapes[:4]}...: it was saved from a different model or width')
+    params = [(layer, j, tuple(b.data.shape)) for layer, blobs in net.params.items() for j, b in enumerate(blobs)]
+    if len(state.history) != len(params):
+        raise SetupError(f'--resume {path}: its momentum history has {len(state.history)} blobs but this net has '
+                         f'{len(params)}: it was saved from a different model or width')
+    for k, (history, (layer, j, shape)) in enumerate(zip(state.history, params, strict=True)):
+        if not shape_equals(shape, history):  # equal counts are not enough: a permuted shape is another net's
+            raise SetupError(f'--resume {path}: its momentum history blob {k} has shape {blob_shape(history)} but '
+                             f'this net\'s {layer} blob {j} is {shape}: it was saved from a different model or width')
     short = [i for i, h in enumerate(state.history) if (len(h.data) or len(h.double_data)) != np.prod(blob_shape(h))]
     if short:
         raise SetupError(f'--resume {path}: momentum history blob {short[0]} holds fewer values than its shape '
@@ -96,12 +99,23 @@ def read_state(path, net):
     return state
 
 
+def unusable(path, problem):
+    """The SetupError for a state (or its weights) that cannot be resumed from; for a run's own snapshot it says how
+    to go on without it."""
+    hint = '. Delete this snapshot (its .solverstate and .caffemodel) to go on from an earlier one, or start over ' \
+        'with --overwrite' if runs.MODEL_ITER.search(Path(path).with_suffix('.caffemodel').name) else ''
+    return SetupError(f'--resume {path}: {problem}{hint}')
+
+
 def resume(solver, path):
     """Restore iteration, weights, momentum history and (when saved) the data order."""
     import surgery
 
     state = read_state(path, solver.net)
-    surgery.load_weights(solver.net, state.learned_net)  # validates shapes in Python before Caffe copies
+    try:
+        surgery.load_weights(solver.net, state.learned_net)  # validates shapes in Python before Caffe copies
+    except surgery.WeightsError as err:
+        raise unusable(path, f'its weights cannot be loaded: {err}') from None
     with tempfile.TemporaryDirectory() as tmp:  # the state with its weights' path made absolute
         restored = runs.write_atomic(Path(tmp) / 'resume.solverstate', state.SerializeToString())
         solver.restore(str(restored))

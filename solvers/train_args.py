@@ -24,7 +24,8 @@ def parser(model=None):
     cli.add_dataset(ap, run=False)
     ap.add_argument('--stages', action='store_true', help='train MODEL\'s stages in turn, as the paper did: for '
                     'voc-fcn8s, FCN-32s, then FCN-16s from its best weights, then FCN-8s from those (each stage\'s '
-                    'run in its own --out folder, OUT/STAGE where --out is given)')
+                    'run in its own --out folder, OUT/STAGE where --out is given); rerun, it keeps the stages that '
+                    'finished and goes on in the one that stopped')
     start = ap.add_mutually_exclusive_group()
     start.add_argument('--weights', type=Path, help="starting weights (default: the previous stage's trained "
                        'weights, or the converted ILSVRC trunk)')
@@ -88,12 +89,16 @@ def parse_args(argv, model=None):
             ap.error(f'GPU {args.gpu_id} and --gpu {args.gpu} disagree: give one')
         args.gpu = args.gpu_id
     args.model = model.name if model else args.model
+    resumed = args.out if args.resume == 'auto' else args.resume and Path(args.resume).parent
+    if resumed and not args.dataset and not args.stages:  # the run's own dataset, as its record names it
+        args.dataset = runs.recorded_dataset(resumed, args.model)
     args.model = resolve_model(args)  # on --dataset, when given
     if args.start and args.model.data.builtin:
         ap.error('--from published is for another --dataset: to go on from the published weights on '
                  f'{args.model.data.title}, pass them as --weights')
-    if args.stages and args.resume:
-        ap.error('--stages starts every stage afresh: resume one stage as MODEL --resume SOLVERSTATE')
+    if args.stages and args.resume not in (None, 'auto'):
+        ap.error('--stages goes on by itself in the stage where a staged run stopped (rerun the same command); '
+                 'to resume one stage from a state, run that stage\'s MODEL --resume SOLVERSTATE')
     for model in stage_chain(args.model) if args.stages else [args.model]:
         rounds, steps = args.rounds or model.rounds_steps[0], args.steps or model.rounds_steps[1]
         if rounds * steps > INT_MAX:

@@ -190,3 +190,12 @@ def test_resume_after_the_dataset_folder_moved_says_where_to_point_it(files, tmp
                            capture_output=True, text=True, env=ENV, cwd='/', timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert [json.loads(line)['iter'] for line in (out / 'log.jsonl').read_text().splitlines()] == [1, 2, 3]
+
+
+@pytest.mark.parametrize('damaged', ['.caffemodel', '.solverstate'])
+def test_resume_auto_refuses_a_damaged_snapshot_naming_it(files, snapshot, tmp_path, damaged):
+    out = run_copy(snapshot, tmp_path / 'run')
+    (out / f'train_iter_2{damaged}').write_bytes(np.random.default_rng(0).bytes(5000))
+    refused(train(files, out, '--resume', 'auto', '--rounds', 2, '--steps', 2), f'train_iter_2{damaged}',
+            'Delete this snapshot')
+    assert (out / 'best.caffemodel').read_bytes() == snapshot.with_suffix('.caffemodel').read_bytes()
