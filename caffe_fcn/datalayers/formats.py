@@ -317,8 +317,8 @@ def labelme_image(doc, path):
             return (f'{path} (imageData)', base64.b64decode(doc['imageData'], validate=True))
         except (binascii.Error, TypeError, ValueError):
             raise DatasetError(f'{path}: its imageData is not base64') from None
-    if not isinstance(doc.get('imagePath'), str) or not doc['imagePath']:
-        raise DatasetError(f'{path} has neither imageData nor an imagePath')
+    if not isinstance(doc.get('imagePath'), str) or not doc['imagePath'] or '\0' in doc['imagePath']:
+        raise DatasetError(f'{path} has neither imageData nor an imagePath (a file name)')
     return path.parent / doc['imagePath'].replace('\\', '/')  # labelme on Windows writes backslashes
 
 
@@ -441,6 +441,8 @@ def coco_samples(annotations, images_dir, crowd_as_class, report):
         if im['id'] in images:
             raise DatasetError(f'{annotations}: image id {im["id"]} is given twice')
         images[im['id']] = file_name, size
+    if not isinstance(doc.get('annotations', []), list):
+        raise DatasetError(f'{annotations}: its "annotations" is not a list')
     by_image = defaultdict(list)
     for n, ann in enumerate(doc.get('annotations') or []):
         where = f'{annotations} annotation {ann.get("id", n) if isinstance(ann, dict) else n}'
