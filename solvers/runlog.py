@@ -94,7 +94,7 @@ def check_best(out, log, label, net, best):
     path = Path(out) / 'best.caffemodel'
     stage = label.strip(' :')
     rows = [row for row in (read_log(log) if log.is_file() else []) if row['stage'] == stage]
-    if not rows or (path.is_file() and unreadable(path, net) is None):
+    if not rows or (path.is_file() and readable(path, net)):
         return best
     if path.is_file():
         aside = path.with_name(path.name + '.unreadable')
@@ -105,7 +105,7 @@ def check_best(out, log, label, net, best):
     ranked = sorted((row for row in rows if row_mean_iu(row) == row_mean_iu(row)), key=row_mean_iu, reverse=True)
     for row in ranked:
         source = next(Path(out).glob(f'*_iter_{row["iter"]}.caffemodel'), None)
-        if source is not None and unreadable(source, net) is None:
+        if source is not None and readable(source, net):
             runs.write_atomic(path, source.read_bytes())
             print(f'warning: {problem}: rebuilt from {source.name}, the best logged round ({row["round"]}) whose '
                   'snapshot is readable', file=sys.stderr)
@@ -115,12 +115,12 @@ def check_best(out, log, label, net, best):
     return -math.inf
 
 
-def unreadable(path, net):
-    """Why the caffemodel at `path` is not whole weights of `net` (a reason), or None where it is."""
+def readable(path, net):
+    """Whether the caffemodel at `path` is whole weights of `net`: it parses, and every layer of the net is there
+    in its shapes with all its values (as surgery checks a file before Caffe loads it)."""
     from surgery.weights import read_caffemodel, validate
 
     try:
-        report = validate(net, read_caffemodel(path), path)
-    except ValueError as err:  # WeightsError: unparsable, cut short, or of another net
-        return str(err)
-    return f'it lacks {", ".join(report.missing)}' if report.missing else None
+        return not validate(net, read_caffemodel(path), path).missing
+    except ValueError:  # WeightsError: unparsable, cut short, or of another net
+        return False

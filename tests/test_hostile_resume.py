@@ -107,6 +107,23 @@ def test_resume_auto_mends_an_unreadable_best_caffemodel(files, snapshot, tmp_pa
         assert (out / 'best.caffemodel.unreadable').stat().st_size == 5000  # kept aside, not lost
 
 
+def test_an_unreadable_best_is_rebuilt_from_the_best_round_still_on_disk(files, snapshot, tmp_path):
+    """The log's best round's snapshot deleted since: best.caffemodel comes from the best round still there."""
+    out = run_copy(snapshot, tmp_path / 'run')
+    assert train(files, out, '--resume', 'auto', '--rounds', 2, '--steps', 2).returncode == 0
+    rows = [json.loads(line) for line in (out / 'log.jsonl').read_text().splitlines()]
+    rows[0]['scores']['score']['mean_iu'] = 1.0  # round 1 (iteration 2) the best
+    (out / 'log.jsonl').write_text(''.join(json.dumps(row) + '\n' for row in rows))
+    for path in out.glob('train_iter_2.*'):
+        path.unlink()
+    (out / 'best.caffemodel').write_bytes(b'')
+    result = train(files, out, '--resume', 'auto', '--rounds', 2, '--steps', 2)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'rebuilt from train_iter_4.caffemodel, the best logged round (2) whose snapshot is readable' in \
+        result.stderr, result.stderr[-2000:]
+    assert (out / 'best.caffemodel').read_bytes() == (out / 'train_iter_4.caffemodel').read_bytes()
+
+
 def test_resume_refuses_a_state_whose_history_shapes_are_permuted(files, snapshot, tmp_path):
     """The same value counts in other shapes: the momentum of another net (or width), refused shape by shape."""
     def permute(state):
