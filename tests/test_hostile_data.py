@@ -405,3 +405,16 @@ def test_numbers_past_floats_range_and_odd_names_are_named(tmp_path):
     annotations.write_text(json.dumps(doc))
     refused(import_('coco', annotations, '--images', images, '--out', tmp_path / 'out'), tmp_path,
             'instances.json', 'file_name')
+
+
+def test_a_coco_annotations_not_a_list_and_a_labelme_image_path_with_a_nul_are_named(tmp_path):
+    """Found by fuzzing: TypeError: 'int' object is not iterable (internal); ValueError: embedded null byte."""
+    annotations, images = coco_file(tmp_path / 'coco', [])
+    doc = json.loads(annotations.read_text())
+    annotations.write_text(json.dumps({**doc, 'annotations': 7}))
+    refused(import_('coco', annotations, '--images', images, '--out', tmp_path / 'out'), tmp_path,
+            'instances.json', '"annotations" is not a list')
+    src = labelme_files(tmp_path / 'lm', [])
+    doc = json.loads((src / 'im1.json').read_text())
+    (src / 'im1.json').write_text(json.dumps({**doc, 'imagePath': 'im\0.jpg'}))
+    refused(import_('labelme', src, '--out', tmp_path / 'out'), tmp_path, 'im1.json', 'imagePath')
