@@ -106,7 +106,7 @@ def verified(path, made_from, net, proto, model):
     try:
         record = json.loads(record_path(path).read_text())
     except (OSError, ValueError):
-        return 'has no readable record of what it was made from', None
+        record = None
     if not isinstance(record, dict):
         return 'has no readable record of what it was made from', None
     differs = [key for key, value in made_from.items() if record.get(key) != value]
