@@ -30,7 +30,7 @@ def image_source(path):
     if stat.S_ISREG(mode):
         return path
     if not stat.S_ISFIFO(mode):
-        raise ValueError(f'{path} is not a regular file (a folder or device): give an image file or a pipe')
+        raise ValueError(f'{path} is not a regular file or a pipe (a folder, device or socket): give an image file')
     key = os.path.abspath(path)
     if key not in PIPED:
         with open(path, 'rb') as pipe:

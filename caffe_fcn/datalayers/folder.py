@@ -91,7 +91,10 @@ def files_digest(root):
         digest.update((root / name).read_bytes() + b'\0')
     for folder in ('images', 'labels'):
         for path in sorted((root / folder).iterdir()):
-            stat = path.stat()
+            try:
+                stat = path.stat()
+            except OSError as err:  # a dangling link, say
+                raise DatasetError(f'{path}: unreadable ({err.strerror})') from None
             digest.update(f'{folder}/{path.name} {stat.st_size} {stat.st_mtime_ns}\n'.encode())
     return digest.hexdigest()
 

@@ -34,6 +34,7 @@ def palette(n=256):
 MAX_PIXELS = 4096 * 4096  # the datasets' images are 500 x 500 at most (NYUDv2 640 x 480)
 EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 as stored, 2 to 8 turned and/or flipped
 SIXTEEN_BIT = ('I;16', 'I;16L', 'I;16B', 'I;16N')
+JPEG_MASK = 'its compression turns class indices into noise, whatever its name; export the masks as PNG'
 
 
 def _open_image(path, modes, what, hint=''):
@@ -109,10 +110,6 @@ def read_label_png(path):
     if im.format == 'JPEG':
         raise DatasetError(f"label {path} is JPEG data: {JPEG_MASK}")
     return np.array(im, dtype=np.uint8)
-
-
-JPEG_MASK = 'its compression turns class indices into noise, whatever its name; export the masks as PNG'
-
 
 
 def label_image(label):
