@@ -181,19 +181,35 @@ class Output(type(Path())):
     stay Outputs). check_outputs keeps each off every other path the tool was given."""
 
 
-def output(text):
-    """add_output's argparse type."""
+def output_path(text):
     if not text:
         raise argparse.ArgumentTypeError('an empty path names no file (it would be the current folder)')
     return Output(text)
 
 
-def add_output(ap, *flags, **kwargs):
-    """An option naming a file or folder the tool writes: its value (and its default) an Output, kept apart from
-    every input and every other output by check_outputs before anything is written."""
+def output(text):
+    """add_output's argparse type for a file: not a folder that is there (the file could not be put in its place,
+    and only once the work is done)."""
+    path = output_path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f'{text} is a folder: name the file to write')
+    return path
+
+
+def output_folder(text):
+    """add_output's argparse type for a folder: not a file that is there."""
+    path = output_path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f'{text} is a file, not a folder: name the folder to write into')
+    return path
+
+
+def add_output(ap, *flags, folder=False, **kwargs):
+    """An option naming a file (or, with `folder`, a folder) the tool writes: its value (and its default) an
+    Output, kept apart from every input and every other output by check_outputs before anything is written."""
     if kwargs.get('default') is not None:
         kwargs['default'] = Output(kwargs['default'])
-    return ap.add_argument(*flags, type=output, **kwargs)
+    return ap.add_argument(*flags, type=output_folder if folder else output, **kwargs)
 
 
 def file_key(path):

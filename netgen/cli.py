@@ -64,7 +64,7 @@ def parser():
     action.add_argument('--table1', action='store_true',
                         help="CVPR 2015 Table 1 computed from the nets, with a forward pass timed here beside the "
                              "paper's K40c times and mean IU")
-    cli.add_output(p, '--out', help="output folder (default: the model's folder at the repo top level)")
+    cli.add_output(p, '--out', folder=True, help="output folder (default: the model's folder at the repo top level)")
     cli.add_dataset(p, run=False)
     cli.add_width(p)
     p.add_argument('--data', type=data_override, action='append', default=[], metavar='KEY=VALUE',

@@ -317,7 +317,7 @@ def parse_args(argv):
                     '(every image in them) or glob patterns such as "photos/*.jpg"')
     ap.add_argument('--weights', type=Path, help='trained .caffemodel (default: the published weights of MODEL, '
                     'once `fcn-weights fetch MODEL` has cached them)')
-    cli.add_output(ap, '--out', required=True, help='directory for the label maps and overlays')
+    cli.add_output(ap, '--out', folder=True, required=True, help='directory for the label maps and overlays')
     cli.add_dataset(ap)
     cli.add_width(ap, what='the net the weights were trained for')
     ap.add_argument('--twins', type=Path, metavar='DIR', help='for the NYUDv2 two-input models: the folder holding '

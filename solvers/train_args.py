@@ -43,7 +43,7 @@ def parser(model=None):
     ap.add_argument('--steps', type=cli.positive(int), help='SGD steps per round (default: the reference\'s'
                     + (f', {model.rounds_steps[1]})' if model else ')'))
     cli.add_data_root(ap)
-    cli.add_output(ap, '--out', help='where snapshots, the log and the curve go (default: MODEL/snapshot)')
+    cli.add_output(ap, '--out', folder=True, help='where snapshots, the log and the curve go (default: MODEL/snapshot)')
     cli.add_width(ap, what='the nets to train')
     ap.add_argument('--base-lr', type=cli.positive(float),
                     help="override the solver's base_lr (e.g. for a reduced-width variant)")

@@ -77,7 +77,7 @@ def test_every_option_naming_a_written_path_is_declared_an_output(monkeypatch):
             for action in filter(writes_a_path, parser._actions):
                 name = action.option_strings[0] if action.option_strings else action.dest
                 seen.add((tool, name))
-                if action.type is not cli.output and (tool, name) not in NOT_PATHS:
+                if action.type not in (cli.output, cli.output_folder) and (tool, name) not in NOT_PATHS:
                     undeclared.append(f'{parser.prog} {name}')
     assert not undeclared, f'write paths not declared with cli.add_output: {undeclared}'
     assert {('fcn-infer', '--report'), ('fcn-infer', '--out'), ('fcn-data', '--out'),
@@ -150,7 +150,7 @@ def test_two_outputs_on_one_file_are_refused_by_every_tool_before_caffe(tmp_path
              'w.caffemodel is also an input'),
             ([BIN / 'fcn-infer', 'voc-fcn8s', 'img.png', '--out', tmp_path / 'o', '--report', tmp_path / 'o'],
              'is also another output'),
-            ([BIN / 'fcn-train', 'voc-fcn32s', '--weights', weights, '--out', weights], 'is also an input'),
+            ([BIN / 'fcn-train', 'voc-fcn32s', '--data-root', tmp_path, '--out', tmp_path], 'is also an input'),
             ([BIN / 'fcn-score', 'voc-fcn8s', '--weights', weights, '--json', weights], 'is also an input'),
             ([sys.executable, '-m', 'caffe_fcn.bench', '--no-torch', '--out', tmp_path / 'r.json', '--plot',
               tmp_path / 'r.json'], 'is also another output'),
@@ -186,6 +186,26 @@ def weights(tmp_path_factory):
     made = run(BIN / 'fcn-surgery', 'init', 'voc-fcn8s', '--random', '--width', WIDTH, '--out', path)
     assert made.returncode == 0, made.stderr[-2000:]
     return path
+
+
+def test_a_folder_where_a_file_goes_and_a_file_where_a_folder_goes_are_usage_errors(weights, tmp_path):
+    """Found when the work was done: `--report DIR` after every label map was written, as `[Errno 21] Is a
+    directory`, exit 1; now each tool's parse refuses it (exit 2) and nothing is written."""
+    folder, file = tmp_path / 'here', tmp_path / 'file.txt'
+    folder.mkdir()
+    file.write_text('kept')
+    photo = image(tmp_path / 'photo.png')
+    refused(infer(weights, photo, '--out', tmp_path / 'o', '--report', folder), f'{folder} is a folder')
+    assert not (tmp_path / 'o').exists()
+    for args, words in [
+            ([BIN / 'fcn-infer', 'voc-fcn8s', '--weights', weights, photo, '--out', file], 'is a file, not a folder'),
+            ([BIN / 'fcn-train', 'voc-fcn32s', '--out', file], 'is a file, not a folder'),
+            ([BIN / 'fcn-data', 'import', 'index', tmp_path, '--out', file], 'is a file, not a folder'),
+            ([BIN / 'fcn-export', 'voc-fcn8s', '--weights', weights, '--out', folder], 'is a folder'),
+            ([BIN / 'fcn-score', 'voc-fcn8s', '--weights', weights, '--json', folder], 'is a folder'),
+            ([BIN / 'fcn-surgery', 'init', 'voc-fcn8s', '--random', '--out', folder], 'is a folder')]:
+        refused(run(*args), words)
+    assert file.read_text() == 'kept' and not any(folder.iterdir())
 
 
 def image(path, shade=0):

@@ -366,7 +366,7 @@ def parse_args(argv):
     cli.add_output(ap, '--out', help=f'results file (default: {HERE / "results.json"}, with --infer '
                     f'{HERE / "infer-results.json"})')
     cli.add_output(ap, '--plot', default=HERE / 'scaling.png', help='scaling plot (default: %(default)s)')
-    cli.add_output(ap, '--scratch', default=OUT,
+    cli.add_output(ap, '--scratch', folder=True, default=OUT,
                     help='for the large raw files: weights, outputs, job files (default: %(default)s)')
     args = ap.parse_args(argv)
     args.out = args.out or cli.Output(HERE / ('infer-results.json' if args.infer else 'results.json'))

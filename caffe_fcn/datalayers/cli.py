@@ -249,7 +249,7 @@ def parser():
 
     s = command(sub, cmd_synth, 'write a synthetic dataset in the real on-disk layout')
     s.add_argument('dataset', type=synth_name, metavar='DATASET', help=SYNTH_HELP)
-    cli.add_output(s, '--out', required=True, help='output directory (e.g. data/pascal for voc)')
+    cli.add_output(s, '--out', folder=True, required=True, help='output directory (e.g. data/pascal for voc)')
     s.add_argument('--count', type=int, default=40, help=f'number of images ({MIN_COUNT} to {MAX_COUNT}; default 40)')
     s.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     s.add_argument('--size', type=size_arg, help='HxW of every image (default: per dataset; VOC-like sets vary)')
@@ -278,7 +278,7 @@ def parser():
                 formatter_class=argparse.RawDescriptionHelpFormatter, description=IMPORT_DESCRIPTION)
     i.add_argument('format', choices=formats.FORMATS, metavar='FORMAT', help='index, rgb, labelme or coco')
     i.add_argument('src', nargs='?', metavar='SRC', help='; '.join(f'{k}: {v}' for k, v in IMPORT_SRC.items()))
-    cli.add_output(i, '--out', required=True, help='the folder dataset to write (must not exist, unless '
+    cli.add_output(i, '--out', folder=True, required=True, help='the folder dataset to write (must not exist, unless '
                    '--overwrite)')
     add_options(i, IMPORT_FLAGS)
     add_draw(i)
@@ -291,7 +291,7 @@ def parser():
 
     b = command(sub, cmd_sbdd_png, 'convert SBD cls/*.mat labels to palette PNGs')
     b.add_argument('sbdd_dir', help='the SBD dataset/ folder')
-    cli.add_output(b, '--out', help='output folder (default SBDD_DIR/cls_png)')
+    cli.add_output(b, '--out', folder=True, help='output folder (default SBDD_DIR/cls_png)')
     b.add_argument('--split', help='only the ids of this split file (default: every .mat in cls/)')
     return p
 
