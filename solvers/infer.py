@@ -489,12 +489,23 @@ def selected_images(args, model, paths, keep_going):
     named = list(zip(paths, output_names(paths, lambda name: [p.name for p in files_of(name, '')]), strict=True))
     cli.check_outputs(args, writes={'out': [p for _, name in named for p in files_of(name)]},  # over all shards
                       inputs=[*paths, *twin_paths(model, paths, args.twins)])
+    apart_from_images(args.out, paths)
     if args.shard:
         k, n = args.shard
         named = named[k - 1::n]
     done = {item for item in named if args.skip_done and all(map(complete, files_of(item[1])))}
     todo, failed = checked_images(model, [item for item in named if item not in done], args.twins, keep_going)
     return todo, done, failed
+
+
+def apart_from_images(out, paths):
+    """Refuse an --out that holds images being segmented: the label maps (photo.png beside photo.jpg) would mix
+    with them, and a later run over that folder, or a folder dataset holding it, would take them for images."""
+    folders = {cli.file_key(path.parent): path for path in paths}
+    among = folders.get(cli.file_key(out))
+    if among is not None:
+        raise cli.BadInput(f'--out {out} is the folder of the image {among}: the label maps and overlays would mix '
+                           'with the images; nothing was written, choose another --out')
 
 
 def complete(path):

@@ -208,6 +208,19 @@ def test_a_folder_where_a_file_goes_and_a_file_where_a_folder_goes_are_usage_err
     assert file.read_text() == 'kept' and not any(folder.iterdir())
 
 
+def test_label_maps_never_go_among_the_images(weights, tmp_path):
+    """`fcn-infer photos --out photos` wrote photo.png beside photo.jpg: the folder (a dataset's images/) then held
+    two images for one id, and a later run over it took the label maps for images."""
+    photos = tmp_path / 'photos'
+    image(photos / 'a.jpg')
+    image(photos / 'b.jpg')
+    for given in ([photos], [photos / 'b.jpg']):
+        refused(infer(weights, *given, '--out', photos), 'is the folder of the image', 'nothing was written')
+    assert sorted(p.name for p in photos.iterdir()) == ['a.jpg', 'b.jpg']
+    result = infer(weights, photos, '--out', photos / 'seg')  # a folder below them is apart from them
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def image(path, shade=0):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((48, 48, 3), shade, np.uint8)).save(path)
