@@ -581,10 +581,10 @@ FOLDER_SOURCE = Source(*GENERIC_LAYER, dict(dataset='{root}', split='{split}', s
                        'caffe_fcn.datalayers.synth:write_folder')
 
 
-def folder_dataset(path, stats=True):
+def folder_dataset(path, stats=True, mean=None):
     """The declaration of the folder dataset at `path` (classes.txt, images/, labels/, train.txt, val.txt and the
-    mean from dataset.json, unless `stats` is False), declared under its absolute path; read afresh each time
-    (the files may change)."""
+    mean from dataset.json, unless `stats` is False or `mean` (B, G, R: a trained net's) is given), declared under
+    its absolute path; read afresh each time (the files may change)."""
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise NotADataset(f'--dataset {path}: not a folder')
@@ -593,8 +593,8 @@ def folder_dataset(path, stats=True):
     empty = [split for split, n in counts.items() if not n]
     if empty:
         raise NotADataset(f'{root / (empty[0] + ".txt")} lists no images: every split needs one at least')
-    stats = folder_stats(root) if stats else None
-    mean = tuple(stats['mean']) if stats else VOC_MEAN
+    stats = folder_stats(root) if stats and mean is None else None
+    mean = tuple(mean) if mean is not None else tuple(stats['mean']) if stats else VOC_MEAN
     sources = {split: replace(FOLDER_SOURCE, params={**FOLDER_SOURCE.params, 'dataset': str(root), 'split': split,
                                                       'mean': tuple(round(v, 5) for v in mean)})
                for split in FOLDER_SPLITS}

@@ -275,6 +275,7 @@ def record(args, weights, layer_overrides, solver_overrides):
     except Exception:
         caffe = 'unknown'
     return {'command': sys.argv, 'model': args.model.name, 'dataset': registry.reference(args.model.data),
+            'means': args.model.data.means,  # what the net is fed with: --run tools feed it the same
             'weights': str(weights) if weights else None,
             'resume': str(args.resume) if args.resume else None, 'data_root': str(registry.data_root(args.data_root)),
             'width': args.width, 'rounds': args.rounds, 'steps': args.steps, 'data_overrides': layer_overrides,

@@ -2,6 +2,7 @@
 see them (the image on disk decides), geometry far beyond the image clipped to it as labelme's and COCO's own
 tools draw it, masks and photos read for their meaning (one rule for a photo's mode everywhere), dataset.json
 checked against the files it was computed from and for values that make sense, and valid input taken."""
+import argparse
 import json
 import os
 import resource
@@ -184,6 +185,35 @@ def test_statistics_of_images_that_changed_since_are_computed_again(tmp_path):
     assert said and 'computing dataset.json' in said[0]
     assert data.means['color'] != tuple(old)
     assert data.means['color'] == tuple(folder.compute_stats(root, progress=False)['mean'])
+
+
+def tool(*argv):
+    return subprocess.run([str(BIN / argv[0]), *map(str, argv[1:])], capture_output=True, text=True, env=ENV,
+                          cwd='/', timeout=600)
+
+
+def test_a_run_is_fed_the_mean_it_trained_with_after_its_images_changed(tmp_path):
+    """Recomputing dataset.json for changed images (above) is right for a new training, wrong for a trained net:
+    `fcn-infer --run` and `fcn-score --run` feed it the mean its run.json recorded, and write nothing into the
+    training folder."""
+    root = folder_dataset(tmp_path)
+    start, run = tmp_path / 'start.caffemodel', tmp_path / 'run'
+    for argv in (['fcn-surgery', 'init', 'voc-fcn32s', '--random', '--dataset', root, '--width', '1/16', '--out',
+                  start],
+                 ['fcn-train', 'voc-fcn32s', '--dataset', root, '--weights', start, '--width', '1/16', '--rounds', 1,
+                  '--steps', 1, '--base-lr', 1e-12, '--out', run]):
+        assert tool(*argv).returncode == 0
+    trained = json.loads((root / 'dataset.json').read_text())['mean']
+    assert json.loads((run / 'run.json').read_text())['means'] == {'color': trained}
+    for path in (root / 'images').iterdir():  # new pictures under the old ids
+        Image.fromarray(255 - np.array(Image.open(path))).save(path, format=Image.open(path).format)
+    stats = (root / 'dataset.json').read_bytes()
+    assert resolve.resolve_model(argparse.Namespace(run=run, model=None, dataset=None, width=1.0, weights=None),
+                                 pytest.fail).mean == tuple(trained)
+    for argv in (['fcn-infer', '--run', run, root / 'images', '--out', tmp_path / 'seg'], ['fcn-score', '--run', run]):
+        result = tool(*argv)
+        assert result.returncode == 0 and 'computing' not in result.stderr + result.stdout, result.stderr[-2000:]
+    assert (root / 'dataset.json').read_bytes() == stats
 
 
 @pytest.mark.parametrize('key,value,words', [('mean_pixels', -5, 'mean_pixels -5'),

@@ -33,11 +33,13 @@ def run_weights(run):
 
 def resolve_model(args, echo=print):
     """args.model (a name) -> the Model, moved onto args.dataset where one is given; --run RUN fills in the model,
-    width, dataset and weights it recorded where they are not given. A folder dataset's statistics are computed
-    first when they are missing (its mean goes into the nets). Sets args.dataset to the dataset's reference."""
-    run = getattr(args, 'run', None)
+    width, dataset and weights it recorded where they are not given, and the net is fed the mean it was trained
+    with; else a folder dataset's statistics are computed first when they are missing or stale (its mean goes into
+    the nets). Sets args.dataset to the dataset's reference."""
+    run, trained = getattr(args, 'run', None), None
     if run is not None:
         record = run_record(run)
+        trained = trained_mean(record, run)
         args.model = args.model or record['model']
         args.dataset = args.dataset or record.get('dataset')
         if getattr(args, 'width', None) == 1.0:
@@ -46,7 +48,7 @@ def resolve_model(args, echo=print):
             args.weights = run_weights(run)
     if not args.model:
         raise cli.BadInput('name a MODEL (fcn-netgen --list), or pass --run RUN')
-    data = resolve_dataset(args.dataset, echo) if args.dataset else None  # a Python file may declare the model
+    data = resolve_dataset(args.dataset, echo, trained) if args.dataset else None  # a file may declare the model
     model = registry.trainable(args.model)
     if data is not None:
         model = registry.for_dataset(model, data)
@@ -54,11 +56,29 @@ def resolve_model(args, echo=print):
     return model
 
 
-def resolve_dataset(ref, echo=print):
+def resolve_dataset(ref, echo=print, mean=None):
     """The Dataset --dataset names (a Python file is imported); a folder dataset's statistics are computed first
-    when they are missing or stale (its mean goes into the nets)."""
+    when they are missing or stale (its mean goes into the nets), unless `mean` is given: a trained net's, which
+    it must be fed with whatever the folder holds now."""
     data = registry.dataset(ref)
     if data.home is not None and not data.builtin:  # a folder dataset
-        ensure_stats(Path(data.name), echo)
-        data = registry.folder_dataset(data.name)
+        if mean is None:
+            ensure_stats(Path(data.name), echo)
+        data = registry.folder_dataset(data.name, mean=mean)
     return data
+
+
+def trained_mean(record, run):
+    """The colour mean (B, G, R) a run's net was trained with, as its run.json keeps it; None for a run recorded
+    before it was kept there."""
+    means = record.get('means')
+    if means is None:
+        return None
+    try:
+        mean = tuple(float(v) for v in means['color'])
+    except (TypeError, KeyError, ValueError):
+        mean = ()
+    if len(mean) != 3 or not all(0 <= v <= 255 for v in mean):  # NaN fails the comparisons too
+        raise cli.BadInput(f'--run {run}: its run.json\'s means {str(means)[:80]} hold no colour mean (B, G, R from 0 '
+                           'to 255): mend or restore run.json')
+    return mean
