@@ -91,10 +91,32 @@ def download(url, part):
         raise cli.Failure(f'{url}: {reason}: no network, or the host is gone; try --mirror URL') from None
 
 
+def expected_digest(entry):
+    """(kind, hex digest) the entry's file must have: its published checksum, else the sha256 pinned by its first
+    download (None where it has none yet)."""
+    return entry.checksum.split(':') if entry.checksum else ('sha256', pins().get(entry.file))
+
+
+def trusted(entry):
+    """The cached file of `entry` where its bytes are still those checked when it was fetched, else None: one
+    that changed since (replaced, cut short) is moved aside (FILE.changed, kept for the user), and said so, so
+    that the next fetch gets it again."""
+    path = cached(entry)
+    if path is None:
+        return None
+    kind, expected = expected_digest(entry)
+    if expected is None or digest(path, kind) == expected:
+        return path
+    aside = path.with_name(f'{path.name}.changed')
+    os.replace(path, aside)
+    print(f'warning: the cached {path} is not the file that was fetched ({kind} differs: replaced or cut short '
+          f'since); moved aside to {aside.name}', file=sys.stderr)
+    return None
+
+
 def verify(entry, path):
     """Check a file against the entry's checksum (or pin) and its model's net; pin it when nothing is published."""
-    pinned = pins().get(entry.file)
-    kind, expected = entry.checksum.split(':') if entry.checksum else ('sha256', pinned)
+    kind, expected = expected_digest(entry)
     if expected is not None:
         got = digest(path, kind)
         if got != expected:
@@ -120,8 +142,8 @@ def fits(entry, path):
 
 
 def fetch(entry, mirror=None):
-    """The cached file of `entry`, downloaded and checked first when it is not there yet."""
-    if cached(entry):
+    """The cached file of `entry`, downloaded and checked first when it is not there yet (or changed since)."""
+    if trusted(entry):
         return cached(entry)
     cache_dir().mkdir(parents=True, exist_ok=True)
     url = f'{mirror.rstrip("/")}/{entry.file}' if mirror else entry.url
@@ -169,7 +191,7 @@ def published_weights(model, given=None):
             raise cli.BadInput(f'weights {given} is not a regular file (a folder, FIFO or device): give a .caffemodel')
         return given
     entry = registry.published().get(model.name)
-    path = cached(entry) if entry else None
+    path = trusted(entry) if entry else None
     if path is None:
         how = f'fetch the published ones with `fcn-weights fetch {model.name}`, or ' if entry else ''
         raise cli.BadInput(f'{model.name}: no weights given: {how}pass --weights W')
@@ -212,7 +234,7 @@ def main(argv=None):
         for entry in args.names:
             print(fetch(entry, args.mirror))
     elif args.command == 'path':
-        path = cached(args.name)
+        path = trusted(args.name)
         if path is None:
             raise cli.Failure(f'{args.name.model} is not fetched yet: fcn-weights fetch {args.name.model}')
         print(path)

@@ -189,3 +189,24 @@ def test_a_content_length_that_is_no_count_is_one_line(server, weights, tmp_path
     result = weights_tool(f'{server.url}/w.caffemodel', None, tmp_path, 'fetch', 'voc-fcn32s-fixed')
     assert result.returncode == 1 and "the server sent Content-Length 'abc', not a byte count" in result.stderr
     assert 'Traceback' not in result.stderr and 'internal error' not in result.stderr
+
+
+def test_a_cached_file_changed_since_its_fetch_is_not_used_and_is_fetched_again(server, weights, tmp_path):
+    """The cache was trusted by name: another net's file (or a cut one) put in its place was used as the published
+    weights; now each use checks its bytes against the published checksum or the pin, moves a changed file aside
+    and says so, and the next fetch gets it again."""
+    server.files['w.caffemodel'] = weights['good']
+    url = f'{server.url}/w.caffemodel'
+    cached = tmp_path / 'weights' / 'w.caffemodel'
+    for checksum in (sha1(weights['good']), ''):  # published, then pinned by the first download
+        assert weights_tool(url, checksum, tmp_path, 'fetch', 'voc-fcn32s-fixed').returncode == 0
+        for changed in (weights['other'], weights['good'][:1000]):
+            cached.write_bytes(changed)
+            result = weights_tool(url, checksum, tmp_path, 'path', 'voc-fcn32s-fixed')
+            assert result.returncode == 1 and 'not the file that was fetched' in result.stderr, result.stderr
+            assert not cached.exists() and cached.with_name('w.caffemodel.changed').read_bytes() == changed
+            result = weights_tool(url, checksum, tmp_path, 'fetch', 'voc-fcn32s-fixed')
+            assert result.returncode == 0 and cached.read_bytes() == weights['good'], result.stderr[-2000:]
+        (tmp_path / 'weights' / 'pins.json').unlink(missing_ok=True)
+        cached.unlink()
+
