@@ -489,7 +489,7 @@ def selected_images(args, model, paths, keep_going):
     named = list(zip(paths, output_names(paths, lambda name: [p.name for p in files_of(name, '')]), strict=True))
     cli.check_outputs(args, writes={'out': [p for _, name in named for p in files_of(name)]},  # over all shards
                       inputs=[*paths, *twin_paths(model, paths, args.twins)])
-    apart_from_images(args.out, paths)
+    apart_from_images(args.out, [Path(item) for item in map(str, args.images) if Path(item).is_dir()])
     if args.shard:
         k, n = args.shard
         named = named[k - 1::n]
@@ -498,14 +498,15 @@ def selected_images(args, model, paths, keep_going):
     return todo, done, failed
 
 
-def apart_from_images(out, paths):
-    """Refuse an --out that holds images being segmented: the label maps (photo.png beside photo.jpg) would mix
-    with them, and a later run over that folder, or a folder dataset holding it, would take them for images."""
-    folders = {cli.file_key(path.parent): path for path in paths}
-    among = folders.get(cli.file_key(out))
+def apart_from_images(out, folders):
+    """Refuse an --out that is a folder of images named to segment: the label maps (photo.png beside photo.jpg)
+    would mix with them, and the next run over that folder, or a folder dataset holding it, would take them for
+    images. (Images named one by one may have theirs beside them: `fcn-infer cat.jpg --out .`.)"""
+    named = {cli.file_key(folder): folder for folder in folders}
+    among = named.get(cli.file_key(out))
     if among is not None:
-        raise cli.BadInput(f'--out {out} is the folder of the image {among}: the label maps and overlays would mix '
-                           'with the images; nothing was written, choose another --out')
+        raise cli.BadInput(f'--out {out} is {among}, the folder of images to segment: the label maps and overlays '
+                           'would mix with the images; nothing was written, choose another --out')
 
 
 def complete(path):

@@ -208,17 +208,19 @@ def test_a_folder_where_a_file_goes_and_a_file_where_a_folder_goes_are_usage_err
     assert file.read_text() == 'kept' and not any(folder.iterdir())
 
 
-def test_label_maps_never_go_among_the_images(weights, tmp_path):
+def test_label_maps_never_go_among_a_folder_of_images(weights, tmp_path):
     """`fcn-infer photos --out photos` wrote photo.png beside photo.jpg: the folder (a dataset's images/) then held
-    two images for one id, and a later run over it took the label maps for images."""
+    two images for one id, and the next run over it took the label maps for images."""
     photos = tmp_path / 'photos'
     image(photos / 'a.jpg')
     image(photos / 'b.jpg')
-    for given in ([photos], [photos / 'b.jpg']):
-        refused(infer(weights, *given, '--out', photos), 'is the folder of the image', 'nothing was written')
+    for given in ([photos], [photos / '.', photos / 'a.jpg']):
+        refused(infer(weights, *given, '--out', photos), 'the folder of images to segment', 'nothing was written')
     assert sorted(p.name for p in photos.iterdir()) == ['a.jpg', 'b.jpg']
-    result = infer(weights, photos, '--out', photos / 'seg')  # a folder below them is apart from them
-    assert result.returncode == 0, result.stderr[-2000:]
+    for given, out in (([photos], photos / 'seg'), ([photos / 'b.jpg'], photos)):  # below them; one image named
+        result = infer(weights, *given, '--out', out)
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert (photos / 'b.png').is_file()
 
 
 def image(path, shade=0):
