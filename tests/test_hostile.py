@@ -1,6 +1,8 @@
 """Hostile weights: NaN or infinite values and files that lack layers (a file cut at a layer boundary parses)
 are refused by every tool that reads weights, naming the layers, before they can give a plausible result."""
+import hashlib
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -511,14 +513,25 @@ def test_fcn_infer_takes_folders_and_globs_and_keeps_same_names_apart(files, tmp
 
 
 def test_tools_find_the_fetched_published_weights(files, tmp_path):
+    """A cached file is used as it was fetched: voc-fcn32s's (no checksum published) as its pin says; a stand-in put
+    in the place of voc-fcn8s's is not its published md5, so it is moved aside, not used."""
     cache = tmp_path / 'cache'
     (cache / 'weights').mkdir(parents=True)
+    data = files['voc-fcn32s'].read_bytes()
+    (cache / 'weights' / 'fcn32s-heavy-pascal.caffemodel').write_bytes(data)
+    (cache / 'weights' / 'pins.json').write_text(json.dumps({'fcn32s-heavy-pascal.caffemodel':
+                                                             hashlib.sha256(data).hexdigest()}))
     (cache / 'weights' / 'fcn8s-heavy-pascal.caffemodel').write_bytes(files['voc-fcn8s'].read_bytes())
     env = {**ENV, 'FCN_CACHE': str(cache)}
-    result = subprocess.run([str(BIN / 'fcn-infer'), 'voc-fcn8s', '--width', WIDTH, str(files['image']), '--out',
-                             str(tmp_path / 'out')], capture_output=True, text=True, env=env, timeout=300)
+
+    def infer(model):
+        return subprocess.run([str(BIN / 'fcn-infer'), model, '--width', WIDTH, str(files['image']), '--out',
+                               str(tmp_path / model)], capture_output=True, text=True, env=env, timeout=300)
+    result = infer('voc-fcn32s')
     assert result.returncode == 0, result.stderr[-2000:]
-    assert 'voc-fcn8s: using the published weights' in result.stderr and 'fcn8s-heavy-pascal' in result.stderr
+    assert 'voc-fcn32s: using the published weights' in result.stderr and 'fcn32s-heavy-pascal' in result.stderr
+    refused(infer('voc-fcn8s'), 'not the file that was fetched (md5 differs', 'fcn-weights fetch voc-fcn8s')
+    assert (cache / 'weights' / 'fcn8s-heavy-pascal.caffemodel.changed').is_file()
     result = subprocess.run([str(BIN / 'fcn-score'), 'voc-fcn16s', '--width', WIDTH], capture_output=True, text=True,
                             env=env, timeout=300)
     refused(result, 'fcn-weights fetch voc-fcn16s')
