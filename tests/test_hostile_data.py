@@ -16,7 +16,7 @@ from PIL import Image
 from common import BIN, ENV, child
 from test_import import SIZE, import_, index_source, labelme_doc, labelme_shape, photo, save_photo, segmentation
 
-from caffe_fcn import registry
+from caffe_fcn import cli, registry
 from caffe_fcn.datalayers import folder, resolve
 from caffe_fcn.datalayers.datasets import Folder
 from caffe_fcn.datalayers.io import DatasetError
@@ -214,6 +214,14 @@ def test_a_run_is_fed_the_mean_it_trained_with_after_its_images_changed(tmp_path
         result = tool(*argv)
         assert result.returncode == 0 and 'computing' not in result.stderr + result.stdout, result.stderr[-2000:]
     assert (root / 'dataset.json').read_bytes() == stats
+
+
+@pytest.mark.parametrize('means', [5, {'color': [1, 'x', 3]}, {'color': [1, float('nan'), 3]}, {'color': [1, 2]},
+                                   {'color': [1, 2, 300]}])
+def test_a_run_record_whose_mean_is_damaged_is_named(means):
+    with pytest.raises(cli.BadInput, match="run.json's means .* hold no colour mean"):
+        resolve.trained_mean({'means': means}, 'RUN')
+    assert resolve.trained_mean({'means': {'hha': [1, 2, 3]}}, 'RUN') is None  # no colour input: nothing to feed
 
 
 @pytest.mark.parametrize('key,value,words', [('mean_pixels', -5, 'mean_pixels -5'),

@@ -70,9 +70,9 @@ def resolve_dataset(ref, echo=print, mean=None):
 
 def trained_mean(record, run):
     """The colour mean (B, G, R) a run's net was trained with, as its run.json keeps it; None for a run recorded
-    before it was kept there."""
+    before it was kept there, or of a net with no colour input."""
     means = record.get('means')
-    if means is None:
+    if means is None or (isinstance(means, dict) and 'color' not in means):
         return None
     try:
         mean = tuple(float(v) for v in means['color'])
