@@ -549,6 +549,11 @@ def folder_ids(path):
         raise NotADataset(f'{path}: unreadable ({err})') from None
 
 
+def is_colour_mean(mean):
+    """Whether the numbers `mean` are a colour mean the nets can subtract: B, G, R, each from 0 to 255."""
+    return len(mean) == 3 and all(0 <= v <= 255 for v in mean)  # NaN fails the comparisons too
+
+
 def folder_stats(root):
     """DIR/dataset.json (`fcn-data stats DIR`), or None when it is absent; its mean (B, G, R, each 0 to 255) and
     mean_pixels (above 0) checked, since the nets subtract the one and the learning rate follows the other."""
@@ -563,7 +568,7 @@ def folder_stats(root):
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
         raise NotADataset(f'{path} is not what `fcn-data stats` writes ({type(err).__name__}: {err}); '
                           f'{again}') from None
-    if len(mean) != 3 or not all(0 <= v <= 255 for v in mean):  # NaN fails the comparisons too
+    if not is_colour_mean(mean):
         raise NotADataset(f'{path}: its mean {str(stats["mean"])[:80]} is not 3 values (B, G, R) from 0 to 255; '
                           f'{again}')
     if not 0 < pixels < math.inf:

@@ -78,9 +78,9 @@ def parser():
     t = sub.add_parser('transplant', help='copy weights by layer name from one net into another',
                        description='Copy every parameter of the source net into the destination layer of the same '
                                    'name (plus --suffix); fully connected weights are coerced into convolutions.')
-    t.add_argument('--src-net', required=True, help='source net prototxt')
-    t.add_argument('--src-weights', required=True, help='source caffemodel')
-    t.add_argument('--dst-net', required=True, help='destination net prototxt (a deploy net is simplest)')
+    t.add_argument('--src-net', type=Path, required=True, help='source net prototxt')
+    t.add_argument('--src-weights', type=Path, required=True, help='source caffemodel')
+    t.add_argument('--dst-net', type=Path, required=True, help='destination net prototxt (a deploy net is simplest)')
     cli.add_output(t, '--out', required=True, help='caffemodel to write for the destination net')
     t.add_argument('--suffix', default='', help="appended to each source layer name, e.g. 'color' or 'hha'")
     t.add_argument('--interp', action='store_true', help='fill every Deconvolution with bilinear kernels')
@@ -94,7 +94,7 @@ def parser():
     targets = conversions()
     c.add_argument('model', choices=sorted(targets), help='which classifier: ' + ', '.join(
         f'{trunk} ({fcn.classifier} -> {fcn.name})' for trunk, fcn in targets.items()))
-    c.add_argument('--weights', help='the published ILSVRC caffemodel (default: the one `fcn-weights fetch '
+    c.add_argument('--weights', type=Path, help='the published ILSVRC caffemodel (default: the one `fcn-weights fetch '
                    'ilsvrc-TRUNK` cached)')
     cli.add_output(c, '--out', required=True, help='caffemodel to write, e.g. vgg16-fcn.caffemodel')
     cli.add_width(c, what='both nets (reduced widths for tests)')
@@ -117,9 +117,7 @@ def parser():
 
 @cli.tool('fcn-surgery')
 def main(argv=None):
-    args = parser().parse_args(argv)
-    given = (getattr(args, key, None) for key in ('weights', 'src_weights', 'src_net', 'dst_net'))
-    cli.check_outputs(args, inputs=[Path(path) for path in given if path is not None])
+    args = parser().parse_args(argv)  # the parse kept --out apart from the nets and weights given (paths)
     args.run(args)
     return cli.OK
 

@@ -78,7 +78,7 @@ def trained_mean(record, run):
         mean = tuple(float(v) for v in means['color'])
     except (TypeError, KeyError, ValueError):
         mean = ()
-    if len(mean) != 3 or not all(0 <= v <= 255 for v in mean):  # NaN fails the comparisons too
+    if not registry.is_colour_mean(mean):
         raise cli.BadInput(f'--run {run}: its run.json\'s means {str(means)[:80]} hold no colour mean (B, G, R from 0 '
                            'to 255): mend or restore run.json')
     return mean
